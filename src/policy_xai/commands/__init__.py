@@ -1,0 +1,1 @@
+"""Subcommands of the `policy-xai` command line (see policy_xai.cli)."""

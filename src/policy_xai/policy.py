@@ -1,0 +1,221 @@
+"""The visuomotor policy network (Kim & Choi, Fig. 1) and its safe (de)serialisation.
+
+image (B, C, H, W) in [0, 1] -> conv+ReLU stack -> spatial softmax -> K feature points (x, y) in
+[-1, 1] -> concat with the normalised configuration vector -> FC+ReLU layers -> one torque per joint.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .spec import PolicySpec, load_spec
+
+FORMAT = "policy_xai/1"
+
+
+class PolicyLoadError(RuntimeError):
+    """A weights file that is missing, corrupt, or does not match the spec."""
+
+
+class ObservationError(ValueError):
+    """An observation the policy cannot take (wrong size, encoding, NaN, unknown joints)."""
+
+
+class SpatialSoftmax(nn.Module):
+    """Per channel: softmax over the pixels, then the expected (x, y) pixel coordinate.
+
+    Output (B, 2K) ordered [x_0, y_0, x_1, y_1, ...]; coordinates in [-1, 1] (left/top = -1).
+    """
+
+    def __init__(self, height: int, width: int, temperature: float = 1.0):
+        super().__init__()
+        self.height, self.width, self.temperature = height, width, float(temperature)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("pos", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)
+
+    def attention(self, a: torch.Tensor) -> torch.Tensor:
+        """Softmax weights (B, K, H*W) of feature maps a (B, K, H, W)."""
+        return torch.softmax(a.flatten(2) / self.temperature, dim=-1)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        p = self.attention(a)
+        return (p @ self.pos).flatten(1)  # (B, K, 2) -> (B, 2K)
+
+
+class VisuomotorPolicy(nn.Module):
+    def __init__(self, spec: "PolicySpec | Mapping | str"):
+        super().__init__()
+        self.spec = spec = load_spec(spec)
+        convs, c_in = [], spec.image_channels
+        for c in spec.conv:
+            convs.append(nn.Conv2d(c_in, c.channels, c.kernel, stride=c.stride))
+            c_in = c.channels
+        self.convs = nn.ModuleList(convs)
+        h, w = spec.conv_output_size()
+        self.softmax = SpatialSoftmax(h, w, spec.softmax_temperature)
+        sizes = [2 * spec.feature_points + spec.config_dim, *spec.hidden, spec.n_joints]
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        # configuration normalisation (set from training data; part of the saved weights)
+        self.register_buffer("config_mean", torch.zeros(spec.config_dim))
+        self.register_buffer("config_std", torch.ones(spec.config_dim))
+        self.register_buffer("torque_limits", torch.tensor(spec.torque_limits, dtype=torch.float32))
+        self.eval()
+
+    # ---- forward ---------------------------------------------------------------------------
+    def conv_features(self, image: torch.Tensor) -> torch.Tensor:
+        x = image
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return x
+
+    def normalise_config(self, config: torch.Tensor) -> torch.Tensor:
+        return (config - self.config_mean) / self.config_std
+
+    def head(self, points: torch.Tensor, config_n: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([points, config_n], dim=1)
+        for fc in self.fcs[:-1]:
+            h = F.relu(fc(h))
+        return self.fcs[-1](h)
+
+    def forward(self, image: torch.Tensor, config: torch.Tensor) -> torch.Tensor:
+        """Torques (B, J) for images (B, C, H, W) in [0, 1] and raw configurations (B, D)."""
+        return self.head(self.softmax(self.conv_features(image)), self.normalise_config(config))
+
+    def feature_points(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, K, 2) feature points (x, y) in [-1, 1]."""
+        return self.softmax(self.conv_features(image)).view(image.shape[0], -1, 2)
+
+    # ---- observations from numpy -------------------------------------------------------------
+    def prepare_image(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, C) or (B, H, W, C) uint8 RGB (or float in [0, 1]) -> (B, C, H, W) float tensor."""
+        s = self.spec
+        arr = np.asarray(image)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4:
+            raise ObservationError(f"image must be HxWxC or BxHxWxC, got shape {np.shape(image)}")
+        if arr.shape[1:] != (s.image_height, s.image_width, s.image_channels):
+            raise ObservationError(
+                f"image is {arr.shape[1]}x{arr.shape[2]}x{arr.shape[3]}, policy {s.name!r} expects "
+                f"{s.image_height}x{s.image_width}x{s.image_channels} (resize it first, e.g. "
+                "policy_xai.imaging.resize_rgb)"
+            )
+        if arr.dtype == np.uint8:
+            t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+        elif np.issubdtype(arr.dtype, np.floating):
+            if not np.all(np.isfinite(arr)):
+                raise ObservationError("image contains NaN or infinite values")
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(0, 3, 1, 2)
+        else:
+            raise ObservationError(f"image dtype {arr.dtype} not supported (uint8 RGB or float in [0, 1])")
+        return t.contiguous()
+
+    def prepare_config(self, config: "np.ndarray | Mapping[str, Sequence[float]]") -> torch.Tensor:
+        """Flat (D,) / (B, D) vector, or a dict group -> values (all of the spec's groups)."""
+        s = self.spec
+        if isinstance(config, Mapping):
+            unknown = sorted(set(config) - set(s.group_names))
+            missing = [g for g in s.group_names if g not in config]
+            if unknown or missing:
+                raise ObservationError(
+                    f"configuration groups: unknown {unknown}, missing {missing}; policy {s.name!r} takes "
+                    f"{list(s.group_names)}"
+                )
+            parts = []
+            for g, n in s.config_groups:
+                v = np.asarray(config[g], dtype=np.float32)
+                v = v[None] if v.ndim == 1 else v
+                if v.shape[-1] != n:
+                    raise ObservationError(f"configuration group {g!r} has {v.shape[-1]} values, expected {n}")
+                parts.append(v)
+            arr = np.concatenate(np.broadcast_arrays(*parts) if len(parts) > 1 else parts, axis=-1)
+        else:
+            arr = np.asarray(config, dtype=np.float32)
+            arr = arr[None] if arr.ndim == 1 else arr
+        if arr.ndim != 2 or arr.shape[1] != s.config_dim:
+            raise ObservationError(f"configuration has shape {np.shape(arr)}, expected (B, {s.config_dim})")
+        if not np.all(np.isfinite(arr)):
+            raise ObservationError("configuration contains NaN or infinite values")
+        return torch.from_numpy(np.ascontiguousarray(arr))
+
+    @torch.no_grad()
+    def act(self, image: np.ndarray, config) -> np.ndarray:
+        """Torques for one observation (numpy in, numpy out, clipped to the torque limits)."""
+        tau = self(self.prepare_image(image), self.prepare_config(config))[0]
+        return torch.clamp(tau, -self.torque_limits, self.torque_limits).numpy().astype(np.float64)
+
+
+# ---- save / load -------------------------------------------------------------------------------
+def save_policy(policy: VisuomotorPolicy, path: "str | Path", **metadata: str) -> Path:
+    """Weights + spec in one safetensors file (no pickle)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}
+    meta = {"format": FORMAT, "spec": policy.spec.to_json(), **{k: str(v) for k, v in metadata.items()}}
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def read_metadata(path: "str | Path") -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on corrupt files
+        raise PolicyLoadError(f"{path}: not a readable safetensors weights file ({e})") from e
+
+
+def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = None) -> VisuomotorPolicy:
+    """Load a policy saved by save_policy. If `spec` is given, the file must match it."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyLoadError(f"policy weights file not found: {path}")
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT or "spec" not in meta:
+        raise PolicyLoadError(f"{path}: no policy_xai spec in the file's metadata (format {meta.get('format')!r})")
+    import json
+
+    stored = load_spec(json.loads(meta["spec"]))
+    if spec is not None:
+        wanted = load_spec(spec)
+        if wanted != stored:
+            diff = [k for k, v in wanted.to_dict().items() if stored.to_dict().get(k) != v]
+            raise PolicyLoadError(f"{path}: weights were saved for spec {stored.name!r}, which differs from "
+                                  f"the requested spec {wanted.name!r} in: {', '.join(diff)}")
+    policy = VisuomotorPolicy(stored)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise PolicyLoadError(f"{path}: corrupt weights ({e})") from e
+    own = policy.state_dict()
+    bad = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    extra = [k for k in state if k not in own]
+    if bad or extra:
+        raise PolicyLoadError(f"{path}: tensors do not match the spec {stored.name!r}: "
+                              f"missing/mis-shaped {bad}, unexpected {extra}")
+    policy.load_state_dict(state)
+    policy.eval()
+    return policy
+
+
+def init_policy(spec, seed: int = 0) -> VisuomotorPolicy:
+    """A freshly initialised policy (deterministic for a seed)."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return VisuomotorPolicy(spec)
+    finally:
+        torch.random.set_rng_state(gen_state)
