@@ -1,0 +1,452 @@
+"""Attribution rules for VisuomotorPolicy, written as explicit backward passes over one cached
+forward pass.
+
+Layers of the network and the rule each method applies there (see README "Attribution rules"):
+
+    image -> conv_1..conv_L (+ReLU) -> spatial softmax -> points (x, y) --+
+                                       configuration (normalised) --------+-> fc_1..fc_M (+ReLU) -> torques
+
+Notation per layer: inputs x_i, weights w_ij, contributions z_ij = x_i w_ij, upper relevance R_j,
+(.)^+ = max(., 0), (.)^- = min(., 0). Every method starts at the torques with
+R_j = alpha_j |tau_j| (the sign of a negative torque is handled by the output rule).
+
+dtd  (Deep Taylor z+, Kim & Choi Eq. 1 and 2)
+    output layer:  R_i = sum_j (s_j z_ij)^+ / sum_i' (s_j z_i'j)^+ * R_j,  s_j = sign(sum_i z_ij)
+                   (Eq. 1: weights of a negative torque are flipped)
+    other layers:  R_i = sum_j (z_ij)^+ / sum_i' (z_i'j)^+ * R_j
+                   (Eq. 2: (x w)^+ = x^+ w^+ + x^- w^-, i.e. a negative input and its weights are
+                   flipped; for non-negative inputs this is the plain z+ rule)
+rap  (Relative Attributing Propagation, Nam et al. 2020)
+    output layer:  R_i = sum_j |z_ij| / sum_i' |z_i'j| * R_j      (absolute-influence normalisation;
+                   the bias share of the original, b_j z_ij / sum_i z_ij, cancels in this ratio)
+    other layers:  P_ij = (z_ij)^+,  N_ij = -(z_ij)^-  (relevant / irrelevant contributions, with the
+                   Eq. 2 sign flip for negative inputs)
+                   C_i = sum_j R_j * ( P_ij / sum_i' P_i'j + N_ij / sum_i' (P_i'j + N_i'j) )
+                   R_i = C_i - m_i * (sum_i' C_i' - sum_j R_j) / sum_i' m_i'   (uniform shifting
+                   restores conservation; m_i = [x_i != 0], the units taking part)
+    Both rules are linear in the upper relevance, so all torques are explained in one pass.
+gbp  Guided Backprop x input: gradient of |tau_j| where ReLUs pass only positive gradients of
+     active units; multiplied by the input (image pixels, feature points, normalised config).
+gradient  gradient x input of sum_j alpha_j |tau_j| (one backward pass).
+gradcam / g1gradcam  Grad-CAM on a chosen conv layer: ReLU(sum_c mean_hw(dA) * A_c), upsampled to
+     the image; g1gradcam takes dA from the guided (GBP) backward pass.
+guided_gradcam / g2gradcam  (g1)gradcam x the channel-summed guided gradient of the image.
+
+Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread
+over the pixels of its feature map in proportion to the softmax attention p_kq (sum_q p_kq = 1), so
+it is conserved: R_kq = p_kq R_k. Gradient methods take the exact softmax Jacobian instead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.nn.grad import conv2d_input
+
+from ..policy import VisuomotorPolicy
+from .explanation import IMAGE, Explanation
+
+RELEVANCE_METHODS = ("dtd", "rap")
+GRADIENT_METHODS = ("gbp", "gradient")
+CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
+METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS
+
+EPS = 1e-12
+#: budget (float elements) for one chunk of per-joint backward passes
+_CHUNK_ELEMENTS = 96 * 2**20
+
+
+# ---- forward with cache -----------------------------------------------------------------------
+@dataclass
+class Cache:
+    conv_in: list  # input of each conv layer (image first), (B, C, H, W)
+    conv_out: list  # post-ReLU output of each conv layer
+    attention: torch.Tensor  # (B, K, h*w)
+    points: torch.Tensor  # (B, 2K)
+    config_n: torch.Tensor  # (B, D) normalised configuration
+    fc_in: list  # input of each fc layer
+    fc_pre: list  # pre-activation of each fc layer (last = torques)
+
+    @property
+    def torques(self) -> torch.Tensor:
+        return self.fc_pre[-1]
+
+
+@torch.no_grad()
+def forward_cache(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor) -> Cache:
+    conv_in, conv_out = [], []
+    x = image
+    for conv in policy.convs:
+        conv_in.append(x)
+        x = F.relu(conv(x))
+        conv_out.append(x)
+    att = policy.softmax.attention(x)
+    points = (att @ policy.softmax.pos).flatten(1)
+    cfg = policy.normalise_config(config)
+    h = torch.cat([points, cfg], dim=1)
+    fc_in, fc_pre = [], []
+    for i, fc in enumerate(policy.fcs):
+        fc_in.append(h)
+        z = fc(h)
+        fc_pre.append(z)
+        h = F.relu(z) if i < len(policy.fcs) - 1 else z
+    return Cache(conv_in, conv_out, att, points, cfg, fc_in, fc_pre)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _bmul(r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """r (m*B, ...) times activations x (B, ...), broadcasting over the m replicas."""
+    if r.shape[0] == x.shape[0]:
+        return r * x
+    m = r.shape[0] // x.shape[0]
+    return (r.view(m, *x.shape) * x).view(r.shape)
+
+
+def _brep(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Activations x (B, ...) repeated to n = m*B rows (a copy only when m > 1)."""
+    if n == x.shape[0]:
+        return x
+    return x.repeat(n // x.shape[0], *([1] * (x.dim() - 1)))
+
+
+def _sdiv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a / b, and 0 where b == 0 (relevance of dead units is dropped, not blown up)."""
+    return torch.where(b.abs() > EPS, a / torch.where(b.abs() > EPS, b, torch.ones_like(b)), torch.zeros_like(a))
+
+
+def _pos(t):
+    return t.clamp(min=0)
+
+
+def _neg(t):
+    return t.clamp(max=0)
+
+
+def _conv_T(conv, s: torch.Tensor, w: torch.Tensor, in_shape) -> torch.Tensor:
+    """Transposed convolution of s (N, C_out, h, w) with weights w back to the input size."""
+    return conv2d_input((s.shape[0], *in_shape[1:]), w, s, stride=conv.stride, padding=conv.padding,
+                        dilation=conv.dilation, groups=conv.groups)
+
+
+def _conv_fwd(conv, x, w):
+    return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+# ---- relevance rules per layer type -------------------------------------------------------------
+def _linear_zplus(x, W, R, sign=None):
+    """DTD z+ with Eq. 2 (negative inputs) and, given sign (B, J), Eq. 1 (negative outputs)."""
+    xp, xn = _pos(x), _neg(x)
+    Wp, Wn = _pos(W), _neg(W)
+    has_neg = bool((xn != 0).any())
+    Zp = xp @ Wp.T + (xn @ Wn.T if has_neg else 0)
+    if sign is None:
+        S = _sdiv(R, _brep(Zp, R.shape[0]) if R.shape[0] != Zp.shape[0] else Zp)
+        Rin = _bmul(S @ Wp, xp) + (_bmul(S @ Wn, xn) if has_neg else 0)
+        return Rin
+    # flipped weights for negative outputs: (-x w)^+ = x^+ (-w^-) + x^- (-w^+)
+    Zn = -(xp @ Wn.T + (xn @ Wp.T if has_neg else 0))
+    pos = sign > 0
+    Z = torch.where(pos, Zp, Zn)
+    S = _sdiv(R, _brep(Z, R.shape[0]))
+    posr = _brep(pos, R.shape[0])
+    Sp, Sn = S * posr, S * ~posr
+    Rin = _bmul(Sp @ Wp - Sn @ Wn, xp)
+    if has_neg:
+        Rin = Rin + _bmul(Sp @ Wn - Sn @ Wp, xn)
+    return Rin
+
+
+def _linear_rap_out(x, W, R):
+    """RAP at the output layer: absolute-influence normalisation of the contributions."""
+    ax, aW = x.abs(), W.abs()
+    Z = ax @ aW.T
+    S = _sdiv(R, _brep(Z, R.shape[0]))
+    return _bmul(S @ aW, ax)
+
+
+def _shift(C, R, mask):
+    """Uniform shifting: subtract the excess relevance equally from the participating units."""
+    n = C.shape[0]
+    maskr = _brep(mask, n)
+    excess = C.flatten(1).sum(1) - R.flatten(1).sum(1)
+    count = maskr.flatten(1).sum(1).clamp(min=1)
+    return C - maskr * (excess / count).view(-1, *([1] * (C.dim() - 1)))
+
+
+def _linear_rap(x, W, R):
+    xp, xn = _pos(x), _neg(x)
+    Wp, Wn = _pos(W), _neg(W)
+    has_neg = bool((xn != 0).any())
+    P = xp @ Wp.T + (xn @ Wn.T if has_neg else 0)  # sum of positive contributions
+    N = -(xp @ Wn.T + (xn @ Wp.T if has_neg else 0))  # sum of |negative contributions|
+    n = R.shape[0]
+    S1 = _sdiv(R, _brep(P, n))
+    S2 = _sdiv(R, _brep(P + N, n))
+    C = _bmul(S1 @ Wp - S2 @ Wn, xp)
+    if has_neg:
+        C = C + _bmul(S1 @ Wn - S2 @ Wp, xn)
+    return _shift(C, R, (x != 0).to(C.dtype))
+
+
+def _conv_zplus(conv, x, R, cache_key=None):
+    Wp = _pos(conv.weight)
+    xp = _pos(x)
+    Z = _conv_fwd(conv, xp, Wp)
+    S = _sdiv(R, _brep(Z, R.shape[0]))
+    Rin = _bmul(_conv_T(conv, S, Wp, x.shape), xp)
+    if bool((x < 0).any()):  # Eq. 2 for negative inputs (e.g. a mean-subtracted image)
+        xn, Wn = _neg(x), _neg(conv.weight)
+        # recompute with both parts in the denominator
+        Z = Z + _conv_fwd(conv, xn, Wn)
+        S = _sdiv(R, _brep(Z, R.shape[0]))
+        Rin = _bmul(_conv_T(conv, S, Wp, x.shape), xp) + _bmul(_conv_T(conv, S, Wn, x.shape), xn)
+    return Rin
+
+
+def _conv_rap(conv, x, R):
+    if bool((x < 0).any()):
+        raise ValueError("rap: conv inputs must be non-negative (images in [0, 1], post-ReLU maps)")
+    Wp, Wn = _pos(conv.weight), _neg(conv.weight)
+    P = _conv_fwd(conv, x, Wp)
+    N = -_conv_fwd(conv, x, Wn)
+    n = R.shape[0]
+    S1 = _sdiv(R, _brep(P, n))
+    S2 = _sdiv(R, _brep(P + N, n))
+    C = _bmul(_conv_T(conv, S1, Wp, x.shape) - _conv_T(conv, S2, Wn, x.shape), x)
+    return _shift(C, R, (x != 0).to(C.dtype))
+
+
+def _softmax_relevance(att, R_points, shape):
+    """Feature point relevance (N, 2K) -> feature maps (N, K, h, w), in proportion to attention."""
+    N = R_points.shape[0]
+    Rk = R_points.view(N, -1, 2).sum(-1)  # (N, K)
+    return _bmul(Rk.unsqueeze(-1).expand(-1, -1, att.shape[-1]).contiguous(), att).view(N, *shape[1:])
+
+
+def _propagate_relevance(policy, cache: Cache, R_out: torch.Tensor, method: str):
+    """Relevance R_out (N, J) at the torques -> (image (N,C,H,W), points (N,2K), config (N,D))."""
+    fcs = policy.fcs
+    R = R_out
+    last = len(fcs) - 1
+    for i in range(last, -1, -1):
+        x, W = cache.fc_in[i], fcs[i].weight
+        if method == "dtd":
+            R = _linear_zplus(x, W, R, sign=torch.sign(cache.fc_pre[i] - fcs[i].bias) if i == last else None)
+        elif i == last:
+            R = _linear_rap_out(x, W, R)
+        else:
+            R = _linear_rap(x, W, R)
+    npts = cache.points.shape[1]
+    R_points, R_cfg = R[:, :npts], R[:, npts:]
+    R = _softmax_relevance(cache.attention, R_points, cache.conv_out[-1].shape)
+    for conv, x in zip(reversed(policy.convs), reversed(cache.conv_in)):
+        R = _conv_zplus(conv, x, R) if method == "dtd" else _conv_rap(conv, x, R)
+    return R, R_points, R_cfg
+
+
+# ---- gradient backward (plain or guided) ---------------------------------------------------------
+def _softmax_grad(policy, cache, g_points):
+    """Exact gradient through the spatial softmax: d points / d feature maps."""
+    att = cache.attention  # (B, K, Q)
+    pos = policy.softmax.pos  # (Q, 2)
+    N = g_points.shape[0]
+    g = g_points.view(N, -1, 2)  # (N, K, 2)
+    pts = cache.points.view(att.shape[0], -1, 2)
+    # dA_kq = p_kq * (g_k . (pos_q - point_k)) / T
+    gpos = g @ pos.T  # (N, K, Q)
+    gpt = (g.view(-1, *pts.shape) * pts).sum(-1).view(N, -1, 1) if N != pts.shape[0] else (g * pts).sum(-1, keepdim=True)
+    dA = _bmul(gpos - gpt, att) / policy.softmax.temperature
+    return dA.view(N, *cache.conv_out[-1].shape[1:])
+
+
+def _grad_backward(policy, cache: Cache, g_out: torch.Tensor, guided: bool, stop_layer: Optional[int] = None):
+    """Gradient of g_out . torques w.r.t. the inputs; guided=True gives Guided Backprop.
+
+    Returns (g_image, g_points, g_config, g_layer) where g_layer is the gradient at the post-ReLU
+    output of conv layer `stop_layer` (the image gradient is then None unless guided CAM needs it).
+    """
+    def relu_back(g, pre_or_out):
+        mask = _brep(pre_or_out > 0, g.shape[0])
+        g = g * mask
+        return g.clamp(min=0) if guided else g
+
+    fcs = policy.fcs
+    g = g_out
+    for i in range(len(fcs) - 1, -1, -1):
+        g = g @ fcs[i].weight
+        if i > 0:
+            g = relu_back(g, cache.fc_pre[i - 1])
+    npts = cache.points.shape[1]
+    g_points, g_cfg = g[:, :npts], g[:, npts:]
+    g = _softmax_grad(policy, cache, g_points)
+    g_layer = None
+    L = len(policy.convs)
+    for li in range(L - 1, -1, -1):
+        g = relu_back(g, cache.conv_out[li])
+        if stop_layer is not None and li == stop_layer:
+            g_layer = g
+            if not guided:
+                return None, g_points, g_cfg, g_layer
+        conv = policy.convs[li]
+        g = _conv_T(conv, g, conv.weight, cache.conv_in[li].shape)
+    return g, g_points, g_cfg, g_layer
+
+
+# ---- public API ---------------------------------------------------------------------------------
+def _alpha_tensor(alpha, B, J, dtype):
+    if alpha is None:
+        return torch.ones(B, J, dtype=dtype)
+    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype)
+    if a.dim() == 1:
+        a = a.unsqueeze(0).expand(B, -1)
+    if a.shape != (B, J):
+        raise ValueError(f"alpha must have shape ({J},) or ({B}, {J}), got {tuple(a.shape)}")
+    if not torch.isfinite(a).all() or (a < 0).any():
+        raise ValueError("alpha must be finite and non-negative")
+    return a.contiguous()
+
+
+def _ratios(img_abs, cfg_abs, spec):
+    """Shares of total absolute relevance: image, then each configuration group."""
+    parts = {IMAGE: img_abs}
+    for g, sl in spec.group_slices().items():
+        parts[g] = cfg_abs[:, sl].sum(1)
+    total = sum(parts.values())
+    safe = torch.where(total > 0, total, torch.ones_like(total))
+    return {k: torch.where(total > 0, v / safe, torch.full_like(v, float("nan"))) for k, v in parts.items()}
+
+
+def _joint_chunks(policy, cache, B, J):
+    """Joint chunks for the per-joint passes, sized to keep memory bounded."""
+    biggest = max(t[0].numel() for t in cache.conv_out + cache.conv_in)
+    per = max(1, int(_CHUNK_ELEMENTS // max(1, biggest * B)))
+    return [list(range(s, min(J, s + per))) for s in range(0, J, per)]
+
+
+def _onehot_out(cache, alpha, joints, signed: bool):
+    """(len(joints)*B, J) output seeds: block k selects joint joints[k] with alpha_j * sign(tau_j)."""
+    tau = cache.torques
+    B, J = tau.shape
+    seed = alpha * (torch.sign(tau) if signed else torch.abs(tau))
+    out = torch.zeros(len(joints), B, J, dtype=tau.dtype)
+    for k, j in enumerate(joints):
+        out[k, :, j] = seed[:, j]
+    return out.view(len(joints) * B, J)
+
+
+@torch.no_grad()
+def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor, method: str = "dtd",
+            alpha=None, per_joint: bool = False, layer: int = -1) -> Explanation:
+    """Explain the torques of `policy` for a batch of observations (see module docstring).
+
+    image: (B, C, H, W) float in [0, 1]; config: (B, D) raw configuration; alpha: None, (J,) or
+    (B, J) importance factors; per_joint: also return the per-torque explanations; layer: the conv
+    layer (index, negative from the end) for the Grad-CAM family.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
+    spec = policy.spec
+    if image.dim() != 4 or tuple(image.shape[1:]) != (spec.image_channels, spec.image_height, spec.image_width):
+        raise ValueError(f"image batch has shape {tuple(image.shape)}, policy expects (B, {spec.image_channels}, "
+                         f"{spec.image_height}, {spec.image_width})")
+    if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
+        raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
+    if not (torch.isfinite(image).all() and torch.isfinite(config).all()):
+        raise ValueError("observation contains NaN or infinite values")
+    image, config = image.float(), config.float()
+    cache = forward_cache(policy, image, config)
+    tau = cache.torques
+    B, J = tau.shape
+    a = _alpha_tensor(alpha, B, J, tau.dtype)
+    fp = cache.points.view(B, -1, 2)
+    H, W = spec.image_height, spec.image_width
+    pj_img = pj_cfg = None
+    extras = {}
+
+    if method in RELEVANCE_METHODS:
+        if per_joint:
+            R_out = _onehot_out(cache, a, range(J), signed=False)
+        else:
+            R_out = a * tau.abs()
+        R_img, R_pts, R_cfg = _propagate_relevance(policy, cache, R_out, method)
+        img_abs = R_img.abs().flatten(1).sum(1)
+        if per_joint:
+            pj_img = R_img.sum(1).view(J, B, H, W).transpose(0, 1)
+            pj_cfg = R_cfg.view(J, B, -1).transpose(0, 1)
+            R_img, R_pts, R_cfg = (t.view(J, B, *t.shape[1:]).sum(0) for t in (R_img, R_pts, R_cfg))
+            img_abs = R_img.abs().flatten(1).sum(1)
+        img_map = R_img.sum(1)
+        pts_rel = R_pts.view(B, -1, 2).sum(-1)
+        ratios = _ratios(img_abs, R_cfg.abs(), spec)
+        extras["output_relevance"] = (a * tau.abs()).sum(1)
+        return Explanation(method, img_map, R_cfg, pts_rel, tau, a, ratios, spec.group_names, fp, pj_img, pj_cfg, extras)
+
+    if method == "gradient":
+        seed = (a * torch.sign(tau)) if not per_joint else _onehot_out(cache, a, range(J), signed=True)
+        g_img, g_pts, g_cfg, _ = _grad_backward(policy, cache, seed, guided=False)
+        R_img = _bmul(g_img, image)
+        R_cfg = _bmul(g_cfg, cache.config_n)
+        R_pts = _bmul(g_pts, cache.points)
+        if per_joint:
+            pj_img = R_img.sum(1).view(J, B, H, W).transpose(0, 1)
+            pj_cfg = R_cfg.view(J, B, -1).transpose(0, 1)
+            R_img, R_pts, R_cfg = (t.view(J, B, *t.shape[1:]).sum(0) for t in (R_img, R_pts, R_cfg))
+        ratios = _ratios(R_img.abs().flatten(1).sum(1), R_cfg.abs(), spec)
+        return Explanation(method, R_img.sum(1), R_cfg, R_pts.view(B, -1, 2).sum(-1), tau, a, ratios,
+                           spec.group_names, fp, pj_img, pj_cfg, extras)
+
+    # per-joint (non-linear) methods: gbp and the CAM family, joints batched in chunks
+    L = len(policy.convs)
+    li = layer if layer >= 0 else L + layer
+    if not 0 <= li < L:
+        raise ValueError(f"conv layer {layer} out of range for {L} conv layers")
+    guided = method in ("gbp", "g1gradcam", "g2gradcam", "guided_gradcam")
+    need_cam = method in CAM_METHODS
+    img_acc = torch.zeros(B, H, W)
+    img_abs = torch.zeros(B)
+    cfg_acc = torch.zeros(B, spec.config_dim)
+    pts_acc = torch.zeros(B, spec.feature_points)
+    pj_img_l, pj_cfg_l = [], []
+    for joints in _joint_chunks(policy, cache, B, J):
+        m = len(joints)
+        seed = _onehot_out(cache, a, joints, signed=True)
+        if method == "gbp":
+            g_img, g_pts, g_cfg, _ = _grad_backward(policy, cache, seed, guided=True)
+            R_in = _bmul(g_img, image)  # (m*B, C, H, W)
+            R_img = R_in.sum(1)
+            abs_part = R_in.abs().flatten(1).sum(1)
+        else:
+            cam_guided = method in ("g1gradcam", "g2gradcam")
+            if method == "guided_gradcam":  # plain Grad-CAM weights, guided image gradient
+                _, _, _, g_layer = _grad_backward(policy, cache, seed, guided=False, stop_layer=li)
+                g_img, g_pts, g_cfg, _ = _grad_backward(policy, cache, seed, guided=True)
+            else:
+                g_img, g_pts, g_cfg, g_layer = _grad_backward(policy, cache, seed, guided=cam_guided, stop_layer=li)
+            A = cache.conv_out[li]
+            wts = g_layer.mean(dim=(2, 3), keepdim=True)  # (m*B, C, 1, 1)
+            cam = F.relu(_bmul(wts.expand(-1, -1, *A.shape[2:]).contiguous(), A).sum(1, keepdim=True))
+            cam = F.interpolate(cam, size=(H, W), mode="bilinear", align_corners=False).squeeze(1)
+            if method in ("guided_gradcam", "g2gradcam"):
+                cam = cam * g_img.sum(1)
+            R_img = cam
+            abs_part = cam.abs().flatten(1).sum(1)
+        R_cfg = _bmul(g_cfg, cache.config_n)
+        R_pts = _bmul(g_pts, cache.points).view(m * B, -1, 2).sum(-1)
+        img_acc += R_img.view(m, B, H, W).sum(0)
+        img_abs += abs_part.view(m, B).sum(0)
+        cfg_acc += R_cfg.view(m, B, -1).sum(0)
+        pts_acc += R_pts.view(m, B, -1).sum(0)
+        if per_joint:
+            pj_img_l.append(R_img.view(m, B, H, W))
+            pj_cfg_l.append(R_cfg.view(m, B, -1))
+    if per_joint:
+        pj_img = torch.cat(pj_img_l).transpose(0, 1)
+        pj_cfg = torch.cat(pj_cfg_l).transpose(0, 1)
+    ratios = None if need_cam else _ratios(img_abs, cfg_acc.abs(), spec)
+    if need_cam:
+        extras["layer"] = li
+    return Explanation(method, img_acc, cfg_acc, pts_acc, tau, a, ratios, spec.group_names, fp, pj_img, pj_cfg, extras)
