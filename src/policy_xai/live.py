@@ -1,0 +1,261 @@
+"""Bookkeeping of the live pipeline, free of ROS: pairing by stamp, newest-only hand-off with skip
+counting, rates and latency statistics, the stale-input watchdog and the configuration vector.
+
+The ROS nodes (policy_xai.ros.*) are thin adapters over these classes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any, Callable, Hashable, Optional, Sequence
+
+import numpy as np
+
+from .spec import PolicySpec
+
+
+# ---- pairing -----------------------------------------------------------------------------------
+class StampSync:
+    """Pairs messages of several streams by stamp (ns).
+
+    `add(stream, stamp, item)` returns the complete set {stream: item} once every stream has an
+    item whose stamp is within `tolerance_ns` of this one (exact match with tolerance 0), else None.
+    Only the newest `keep` stamps per stream are buffered; sets older than an emitted one are
+    dropped and counted in `dropped`.
+    """
+
+    def __init__(self, streams: Sequence[str], tolerance_ns: int = 0, keep: int = 10):
+        self.streams = tuple(streams)
+        self.tolerance_ns = int(tolerance_ns)
+        self.keep = int(keep)
+        self.buffers: dict[str, OrderedDict[int, Any]] = {s: OrderedDict() for s in self.streams}
+        self.last_emitted: Optional[int] = None
+        self.dropped = 0  # items discarded without being part of an emitted set
+        self.emitted = 0
+
+    def _find(self, stream: str, stamp: int) -> Optional[int]:
+        buf = self.buffers[stream]
+        if stamp in buf:
+            return stamp
+        if self.tolerance_ns <= 0 or not buf:
+            return None
+        best = min(buf, key=lambda s: abs(s - stamp))
+        return best if abs(best - stamp) <= self.tolerance_ns else None
+
+    def add(self, stream: str, stamp: int, item: Any) -> Optional[dict[str, Any]]:
+        if stream not in self.buffers:
+            raise KeyError(f"unknown stream {stream!r}; streams: {self.streams}")
+        stamp = int(stamp)
+        if self.last_emitted is not None and stamp <= self.last_emitted - self.tolerance_ns:
+            self.dropped += 1  # older than what we already used
+            return None
+        buf = self.buffers[stream]
+        if stamp in buf:
+            self.dropped += 1  # duplicate stamp: keep the newer item
+        buf[stamp] = item
+        buf.move_to_end(stamp)
+        while len(buf) > self.keep:
+            buf.popitem(last=False)
+            self.dropped += 1
+        found = {s: self._find(s, stamp) for s in self.streams}
+        if any(v is None for v in found.values()):
+            return None
+        out = {s: self.buffers[s][found[s]] for s in self.streams}
+        self.emitted += 1
+        self.last_emitted = stamp
+        for s in self.streams:  # drop everything at or before what was emitted
+            buf = self.buffers[s]
+            for k in [k for k in buf if k <= max(found[s], stamp)]:
+                if k != found[s]:
+                    self.dropped += 1
+                del buf[k]
+        return out
+
+
+class LatestSlot:
+    """Single-slot mailbox between callbacks and a worker: a newer item replaces an unread one
+    (counted in `skipped`), so the worker always takes the newest and never builds up latency."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self._closed = False
+        self.skipped = 0
+        self.put_count = 0
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if self._full:
+                self.skipped += 1
+            self._item, self._full = item, True
+            self.put_count += 1
+            self._cond.notify()
+
+    def take(self, timeout: Optional[float] = None) -> Any:
+        """The newest item, waiting up to `timeout` s; None on timeout or after close()."""
+        with self._cond:
+            if not self._full and not self._closed:
+                self._cond.wait(timeout)
+            if not self._full:
+                return None
+            item, self._item, self._full = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+# ---- statistics --------------------------------------------------------------------------------
+class RateMeter:
+    """Events per second over a sliding window of wall-clock time."""
+
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.window, self.clock = float(window), clock
+        self.events: deque[float] = deque()
+        self.total = 0
+
+    def tick(self) -> None:
+        now = self.clock()
+        self.events.append(now)
+        self.total += 1
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self.events and now - self.events[0] > self.window:
+            self.events.popleft()
+
+    def rate(self) -> float:
+        now = self.clock()
+        self._trim(now)
+        if len(self.events) < 2:
+            return 0.0
+        span = self.events[-1] - self.events[0]
+        return (len(self.events) - 1) / span if span > 0 else 0.0
+
+
+class LatencyStats:
+    """Rolling latency samples (s) with percentiles."""
+
+    def __init__(self, maxlen: int = 1000):
+        self.samples: deque[float] = deque(maxlen=maxlen)
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(float(seconds))
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.samples), q)) if self.samples else float("nan")
+
+    def summary(self, prefix: str = "latency") -> dict[str, float]:
+        return {f"{prefix}_p50_ms": 1e3 * self.percentile(50), f"{prefix}_p99_ms": 1e3 * self.percentile(99),
+                f"{prefix}_max_ms": 1e3 * (max(self.samples) if self.samples else float("nan"))}
+
+
+class Watchdog:
+    """True while the last `feed()` is older than `timeout` s."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic):
+        self.timeout, self.clock = float(timeout), clock
+        self.last: Optional[float] = None
+        self.trips = 0
+        self._was_stale = False
+
+    def feed(self) -> None:
+        self.last = self.clock()
+        self._was_stale = False
+
+    def stale(self) -> bool:
+        s = self.last is None or self.clock() - self.last > self.timeout
+        if s and not self._was_stale and self.last is not None:
+            self.trips += 1
+        self._was_stale = s
+        return s
+
+
+# ---- configuration vector ----------------------------------------------------------------------
+def config_feature_names(spec: PolicySpec) -> list[str]:
+    """'group/element' names of the configuration vector, in order."""
+    out = []
+    for g, n in spec.config_groups:
+        if g.startswith("joint_") and n == spec.n_joints:
+            elems = list(spec.joint_names)
+        elif g.startswith("ee_") and n == 3:
+            elems = ["x", "y", "z"]
+        else:
+            elems = [str(i) for i in range(n)]
+        out.extend(f"{g}/{e}" for e in elems)
+    return out
+
+
+#: ee kinematics: (q, v) -> (ee position (3,), ee velocity (3,)) in the base frame
+EEFunction = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+
+class ConfigBuilder:
+    """Builds the policy's configuration vector from joint positions and velocities."""
+
+    def __init__(self, spec: PolicySpec, ee: Optional[EEFunction] = None):
+        self.spec, self.ee = spec, ee
+        self.names = config_feature_names(spec)
+        needs_ee = any(g.startswith("ee_") for g in spec.group_names)
+        if needs_ee and ee is None:
+            raise ValueError(f"policy {spec.name!r} takes end-effector groups but no kinematics was given")
+
+    def build(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
+        groups: dict[str, np.ndarray] = {"joint_position": np.asarray(q, float), "joint_velocity": np.asarray(v, float)}
+        if self.ee is not None and any(g.startswith("ee_") for g in self.spec.group_names):
+            p, pv = self.ee(groups["joint_position"], groups["joint_velocity"])
+            groups["ee_position"], groups["ee_velocity"] = np.asarray(p, float), np.asarray(pv, float)
+        parts = []
+        for g, n in self.spec.config_groups:
+            x = groups[g]
+            if x.shape != (n,):
+                raise ValueError(f"configuration group {g!r} has {x.shape} values, expected ({n},)")
+            parts.append(x)
+        out = np.concatenate(parts)
+        if not np.all(np.isfinite(out)):
+            raise ValueError("configuration contains NaN or infinite values")
+        return out
+
+    def split(self, config: np.ndarray) -> dict[str, np.ndarray]:
+        return {g: np.asarray(config)[s] for g, s in self.spec.group_slices().items()}
+
+
+def counted(key: Hashable, counter: dict) -> None:
+    counter[key] = counter.get(key, 0) + 1
+
+
+# ---- robot model adapters ----------------------------------------------------------------------
+class RobotAdapter:
+    """A RobotModel seen in the policy's joint order: ee kinematics, importance factors, joint markers."""
+
+    def __init__(self, spec: PolicySpec, robot: str = "baxter_right_arm"):
+        from .robot.model import RobotModel
+
+        self.model = RobotModel.from_name(robot)
+        names = list(self.model.joint_names)
+        missing = [j for j in spec.joint_names if j not in names]
+        if missing or len(names) != spec.n_joints:
+            raise ValueError(f"robot {robot!r} has joints {names}; policy {spec.name!r} drives {list(spec.joint_names)}")
+        self.to_model = np.array([spec.joint_names.index(n) for n in names])  # model order <- policy order
+        self.to_policy = np.argsort(self.to_model)
+
+    def ee(self, q: np.ndarray, v: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+        qm, vm = np.asarray(q)[self.to_model], np.asarray(v)[self.to_model]
+        return self.model.ee_position(qm), self.model.ee_velocity(qm, vm)
+
+    def importance(self, q: np.ndarray, v: np.ndarray, dt: float) -> np.ndarray:
+        a = self.model.importance_factors(np.asarray(q)[self.to_model], np.asarray(v)[self.to_model], dt)
+        return np.asarray(a)[self.to_policy]
+
+    def joint_positions(self, q: np.ndarray) -> np.ndarray:
+        """(n_joints, 3) joint positions in the policy's joint order, then the end effector: (n+1, 3)."""
+        p = self.model.joint_positions(np.asarray(q)[self.to_model])
+        return np.concatenate([p[:-1][self.to_policy], p[-1:]], axis=0)

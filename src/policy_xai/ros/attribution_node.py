@@ -1,0 +1,169 @@
+"""attribution_node: explains each decision the policy node published.
+
+Pairs /policy_xai/observation/{image,config} and /policy_xai/torques by their (identical) stamp,
+recomputes the forward pass and checks it reproduces the published torques, computes the importance
+factors from the robot model and the relevance with the method parameter (changeable at run time:
+`ros2 param set /attribution_node method rap`), and publishes image relevance, configuration
+relevance, feature-point relevance, ratios and importance factors with the observation stamp.
+The explanation runs in a worker thread fed through a single slot: when it falls behind it takes the
+newest decision and counts the ones it skipped.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+
+from .. import live
+from . import convert as cv
+from .common import XaiNode, main as run_node
+from .policy_node import load_node_policy
+
+
+class AttributionNode(XaiNode):
+    def __init__(self):
+        super().__init__("attribution_node")
+        from ..attribution import METHODS
+
+        self.methods = METHODS
+        self.policy = load_node_policy(self)
+        self.spec = s = self.policy.spec
+        self.limits = np.asarray(s.torque_limits)
+        self.method = str(self.p("method"))
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        self.importance = str(self.p("importance"))
+        if self.importance not in ("dynamics", "uniform"):
+            raise ValueError(f"importance must be 'dynamics' or 'uniform', got {self.importance!r}")
+        self.robot = live.RobotAdapter(s, str(self.p("robot"))) if self.importance == "dynamics" else None
+        self.config_names = live.config_feature_names(s)
+        self.slices = s.group_slices()
+        self.sync = live.StampSync(["image", "config", "torques"], 0, keep=20)
+        self.slot = live.LatestSlot()
+        self.rate = live.RateMeter()
+        self.compute = live.LatencyStats()
+        self.latency = live.LatencyStats()
+        self.mismatches = 0
+        self.max_torque_diff = 0.0
+        self.done = 0
+        self.add_on_set_parameters_callback(self.on_parameters)
+        self.pubs = {k: self.pub(k) for k in ("relevance_image", "relevance_config", "relevance_points",
+                                               "ratios", "importance")}
+        self.sub("obs_image", self.guarded("observation_image", self.on_image), depth=5)
+        self.sub("obs_config", self.guarded("observation_config", self.on_config), depth=20)
+        self.sub("torques", self.guarded("torques", self.on_torques), depth=20)
+        self.worker = threading.Thread(target=self.work, name="explain", daemon=True)
+        self.worker.start()
+        self.get_logger().info(f"explaining policy {s.name!r} with {self.method!r}")
+
+    # ---- parameters ---------------------------------------------------------------------------
+    def on_parameters(self, params):
+        for prm in params:
+            if prm.name == "method":
+                if prm.value not in self.methods:
+                    return SetParametersResult(successful=False,
+                                               reason=f"unknown method {prm.value!r}; choose from {', '.join(self.methods)}")
+                self.method = str(prm.value)
+                self.get_logger().info(f"method -> {self.method}")
+            elif prm.name in ("spec", "weights", "init_seed", "importance", "robot", "threads"):
+                return SetParametersResult(successful=False, reason=f"{prm.name} is fixed at start-up")
+        return SetParametersResult(successful=True)
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def on_image(self, msg) -> None:
+        rgb = cv.rgb_from_msg(msg)
+        self._offer("image", cv.stamp_to_ns(msg.header.stamp), (rgb, msg.header.frame_id))
+
+    def on_config(self, msg) -> None:
+        names, values = cv.named_vector_from_msg(msg)
+        if names != self.config_names:
+            raise cv.ConversionError(f"configuration names {names} do not match the policy's {self.config_names}")
+        self._offer("config", cv.stamp_to_ns(msg.header.stamp), values)
+
+    def on_torques(self, msg) -> None:
+        tau = cv.select_joints(msg.name, msg.effort, self.spec.joint_names, "effort")
+        self._offer("torques", cv.stamp_to_ns(msg.header.stamp), tau)
+
+    def _offer(self, stream, stamp, item) -> None:
+        got = self.sync.add(stream, stamp, item)
+        if got is not None:
+            self.slot.put((stamp, got))
+
+    # ---- work -----------------------------------------------------------------------------------
+    def work(self) -> None:
+        while not self.slot.closed:
+            job = self.slot.take(timeout=0.2)
+            if job is None:
+                continue
+            try:
+                self.explain(*job)
+            except Exception as e:  # noqa: BLE001 - keep the worker alive
+                self.report_error("explain", str(e) or type(e).__name__)
+
+    def explain(self, stamp: int, got: dict) -> None:
+        from ..attribution import explain
+
+        rgb, frame_id = got["image"]
+        config, published = got["config"], got["torques"]
+        t0 = time.perf_counter()
+        q = config[self.slices["joint_position"]] if "joint_position" in self.slices else None
+        v = config[self.slices["joint_velocity"]] if "joint_velocity" in self.slices else np.zeros(self.spec.n_joints)
+        if self.robot is not None and q is not None:
+            alpha = self.robot.importance(q, v, float(self.p("dt")))
+        else:
+            alpha = np.ones(self.spec.n_joints)
+        exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
+                      method=self.method, alpha=alpha)
+        tau = np.clip(exp.torques[0].detach().numpy().astype(np.float64), -self.limits, self.limits)
+        diff = float(np.max(np.abs(tau - published)))
+        self.max_torque_diff = max(self.max_torque_diff, diff)
+        if diff > float(self.p("reproduce_tolerance")):
+            self.mismatches += 1
+            self.report_error("torque_mismatch", f"recomputed torques differ from the published ones by {diff:.4g} "
+                              "N·m (different weights or spec loaded?)", throttle=5.0)
+        self.compute.add(time.perf_counter() - t0)
+        rel_img = exp.image[0].detach().numpy().astype(np.float32)
+        rel_cfg = exp.config[0].detach().numpy()
+        P = self.pubs
+        P["relevance_image"].publish(cv.image_msg(rel_img, stamp, frame_id))
+        P["relevance_config"].publish(cv.named_vector_msg(stamp, self.config_names, rel_cfg))
+        if exp.points is not None and exp.feature_points is not None:
+            fp = exp.feature_points[0].detach().numpy()
+            pr = exp.points[0].detach().numpy()
+            names = [f"point_{k:02d}" for k in range(len(pr))]
+            P["relevance_points"].publish(cv.named_vector_msg(stamp, names, pr, velocity=fp[:, 0], effort=fp[:, 1]))
+        if exp.ratios is not None:
+            P["ratios"].publish(cv.named_vector_msg(stamp, exp.ratio_names(), exp.ratio_array()[0]))
+        else:
+            P["ratios"].publish(cv.named_vector_msg(stamp, [], []))
+        P["importance"].publish(cv.named_vector_msg(stamp, self.spec.joint_names, alpha))
+        self.done += 1
+        self.rate.tick()
+        self.latency.add((self.now_ns() - stamp) * 1e-9)
+
+    # ---- health ---------------------------------------------------------------------------------
+    def diagnostics(self):
+        values = {
+            "method": self.method, "spec": self.spec.name, "rate_hz": self.rate.rate(), "explained": self.done,
+            "skipped_behind": self.slot.skipped, "unpaired_dropped": self.sync.dropped,
+            "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
+            **self.latency.summary("stamp_to_publish"),
+            "torque_mismatches": self.mismatches, "max_torque_diff": self.max_torque_diff,
+        }
+        if self.recent_error(10.0):
+            return 2, self.last_error, values
+        return 0, f"explaining with {self.method} at {values['rate_hz']:.1f} Hz", values
+
+    def close(self) -> None:
+        self.slot.close()
+        self.worker.join(timeout=2.0)
+
+
+def main(args=None) -> int:
+    return run_node(AttributionNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""policy_node: the newest camera image + the joint state with its stamp -> the policy's torques.
+
+Publishes the commands, and exactly what it decided on (the image and configuration it used and the
+torques, all stamped with the observation stamp) for the attribution node. Safety: torques clipped to
+the limits, never NaN, zero (or hold) when no fresh observation came for `stale_timeout` s.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import live
+from . import convert as cv
+from .common import XaiNode, main as run_node
+
+
+def load_node_policy(node: XaiNode):
+    """The policy a node's spec / weights / init_seed parameters name (shared with attribution_node)."""
+    import torch
+
+    from ..policy import init_policy, load_policy
+    from ..spec import load_spec
+
+    torch.set_num_threads(max(1, int(node.p("threads"))))
+    weights = str(node.p("weights") or "")
+    spec = str(node.p("spec") or "")
+    if weights:
+        return load_policy(weights, spec or None)
+    return init_policy(load_spec(spec or "small"), int(node.p("init_seed")))
+
+
+class PolicyNode(XaiNode):
+    def __init__(self):
+        super().__init__("policy_node")
+        self.policy = load_node_policy(self)
+        self.spec = s = self.policy.spec
+        self.limits = np.asarray(s.torque_limits, dtype=np.float64)
+        extra = self.p("torque_limits")
+        if extra not in ("", None):
+            extra = np.abs(np.asarray(extra, dtype=np.float64).ravel())
+            if extra.shape != self.limits.shape:
+                raise ValueError(f"torque_limits has {extra.size} values for {s.n_joints} joints")
+            self.limits = np.minimum(self.limits, extra)
+        needs_ee = any(g.startswith("ee_") for g in s.group_names)
+        self.robot = live.RobotAdapter(s, str(self.p("robot"))) if needs_ee else None
+        self.config = live.ConfigBuilder(s, self.robot.ee if self.robot else None)
+        self.sync = live.StampSync(["image", "joints"], int(float(self.p("sync_tolerance")) * 1e9), keep=10)
+        self.watchdog = live.Watchdog(float(self.p("stale_timeout")))
+        self.stale_action = str(self.p("stale_action"))
+        if self.stale_action not in ("zero", "hold"):
+            raise ValueError(f"stale_action must be 'zero' or 'hold', got {self.stale_action!r}")
+        self.last_command = np.zeros(s.n_joints)
+        self.rate = live.RateMeter()
+        self.compute = live.LatencyStats()
+        self.age = live.LatencyStats()
+        self.stale_commands = 0
+        self.pub_cmd = self.pub("commands")
+        self.pub_obs_image = self.pub("obs_image")
+        self.pub_obs_config = self.pub("obs_config")
+        self.pub_torques = self.pub("torques")
+        self.sub("image", self.guarded("image", self.on_image), depth=2)
+        self.sub("joint_states", self.guarded("joint_state", self.on_joints), depth=20)
+        self.create_timer(0.05, self.on_watchdog)
+        self.get_logger().info(
+            f"policy {s.name!r} ({s.image_height}x{s.image_width}, joints {list(s.joint_names)}) ready")
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def on_image(self, msg) -> None:
+        stamp = cv.stamp_to_ns(msg.header.stamp)
+        rgb = cv.rgb_from_msg(msg)
+        s = self.spec
+        if rgb.shape[:2] != (s.image_height, s.image_width):
+            if not self.p("resize"):
+                raise cv.ConversionError(
+                    f"image is {rgb.shape[1]}x{rgb.shape[0]}, policy {s.name!r} takes {s.image_width}x"
+                    f"{s.image_height} (set resize:=true to resize)")
+            import cv2
+
+            rgb = cv2.resize(rgb, (s.image_width, s.image_height), interpolation=cv2.INTER_AREA)
+        self._offer("image", stamp, (rgb, msg.header.frame_id))
+
+    def on_joints(self, msg) -> None:
+        stamp = cv.stamp_to_ns(msg.header.stamp)
+        q, v = cv.joint_arrays(msg, self.spec.joint_names)
+        config = self.config.build(q, v)
+        self._offer("joints", stamp, config)
+
+    def _offer(self, stream, stamp, item) -> None:
+        pair = self.sync.add(stream, stamp, item)
+        if pair is not None:
+            self.act(stamp, pair["image"][0], pair["joints"], pair["image"][1])
+
+    # ---- decision --------------------------------------------------------------------------------
+    def act(self, stamp: int, rgb: np.ndarray, config: np.ndarray, frame_id: str) -> None:
+        t0 = time.perf_counter()
+        tau = self.policy.act(rgb, config)
+        self.compute.add(time.perf_counter() - t0)
+        if not np.all(np.isfinite(tau)):
+            self.send(np.zeros_like(self.limits))
+            raise ValueError(f"policy produced non-finite torques {tau}; sent zero torque")
+        tau = np.clip(tau, -self.limits, self.limits)
+        self.send(tau)
+        self.watchdog.feed()
+        self.rate.tick()
+        self.age.add((self.now_ns() - stamp) * 1e-9)
+        self.pub_obs_image.publish(cv.image_msg(rgb, stamp, frame_id))
+        self.pub_obs_config.publish(cv.named_vector_msg(stamp, self.config.names, config))
+        self.pub_torques.publish(cv.joint_state_msg(stamp, self.spec.joint_names, effort=tau))
+
+    def send(self, tau: np.ndarray) -> None:
+        self.last_command = np.asarray(tau, dtype=np.float64)
+        self.pub_cmd.publish(cv.float_array_msg(self.last_command))
+
+    def on_watchdog(self) -> None:
+        if self.watchdog.stale():
+            if self.stale_action == "zero" or self.watchdog.last is None:
+                self.send(np.zeros_like(self.limits))
+            else:
+                self.send(self.last_command)
+            self.stale_commands += 1
+
+    def diagnostics(self):
+        stale = self.watchdog.stale()
+        values = {
+            "spec": self.spec.name, "rate_hz": self.rate.rate(), "decisions": self.rate.total,
+            "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
+            "observation_age_p50_ms": 1e3 * self.age.percentile(50),
+            "unpaired_dropped": self.sync.dropped, "stale": stale, "stale_trips": self.watchdog.trips,
+            "stale_commands": self.stale_commands,
+        }
+        if self.recent_error():
+            return 2, f"input errors: {self.last_error}", values
+        if stale:
+            return 1, f"no fresh observation for > {self.watchdog.timeout} s: commanding {self.stale_action}", values
+        return 0, f"acting at {values['rate_hz']:.1f} Hz", values
+
+
+def main(args=None) -> int:
+    return run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""visualization_node: pictures for rviz from the attribution node's topics.
+
+- /policy_xai/heatmap: the observation image with the colour-mapped image relevance and the feature
+  points (paired by stamp with /policy_xai/relevance/image and /policy_xai/relevance/points);
+- /policy_xai/markers: one sphere per joint at its position in the base frame, sized and coloured by
+  that joint's share of the configuration relevance, plus a text marker with the ratios;
+- /policy_xai/ratio_plot: the ratios over the last `plot_window` s, at `plot_rate` Hz.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import live, viz
+from . import convert as cv
+from .common import XaiNode, main as run_node
+
+
+class VisualizationNode(XaiNode):
+    def __init__(self):
+        super().__init__("visualization_node")
+        norm = str(self.p("normalize"))
+        if norm == "fixed":
+            self.normalize = float(self.p("fixed_scale"))
+            if not self.normalize > 0:
+                raise ValueError("normalize:=fixed needs fixed_scale > 0")
+        elif norm == "frame":
+            self.normalize = "frame"
+        else:
+            raise ValueError(f"normalize must be 'frame' or 'fixed', got {norm!r}")
+        self.robot = None  # built on the first markers, from the joint names the policy uses
+        self.robot_name = str(self.p("robot"))
+        self.joint_names: list[str] = []
+        self.heat_sync = live.StampSync(["image", "relevance", "points"], 0, keep=10)
+        self.marker_sync = live.StampSync(["config", "relevance", "ratios"], 0, keep=10)
+        self.history = viz.RatioHistory(float(self.p("plot_window")))
+        self.t0 = None
+        self.rate = live.RateMeter()
+        self.render = live.LatencyStats()
+        self.latency = live.LatencyStats()
+        self.pub_heat = self.pub("heatmap")
+        self.pub_markers = self.pub("markers")
+        self.pub_plot = self.pub("ratio_plot")
+        self.sub("obs_image", self.guarded("observation_image", self.on_image), depth=5)
+        self.sub("relevance_image", self.guarded("relevance_image", self.on_relevance), depth=5)
+        self.sub("relevance_points", self.guarded("relevance_points", self.on_points), depth=10)
+        self.sub("obs_config", self.guarded("observation_config", self.on_config), depth=10)
+        self.sub("relevance_config", self.guarded("relevance_config", self.on_relevance_config), depth=10)
+        self.sub("ratios", self.guarded("ratios", self.on_ratios), depth=10)
+        self.create_timer(1.0 / max(float(self.p("plot_rate")), 0.01), self.guarded("plot", self.on_plot))
+
+    # ---- heatmap ------------------------------------------------------------------------------
+    def on_image(self, msg) -> None:
+        self._heat("image", msg.header.stamp, (cv.rgb_from_msg(msg), msg.header.frame_id))
+
+    def on_relevance(self, msg) -> None:
+        self._heat("relevance", msg.header.stamp, cv.float_image_from_msg(msg))
+
+    def on_points(self, msg) -> None:
+        _, rel = cv.named_vector_from_msg(msg, "position")
+        _, x = cv.named_vector_from_msg(msg, "velocity")
+        _, y = cv.named_vector_from_msg(msg, "effort")
+        self._heat("points", msg.header.stamp, (np.stack([x, y], axis=1), rel))
+
+    def _heat(self, stream, stamp, item) -> None:
+        ns = cv.stamp_to_ns(stamp)
+        got = self.heat_sync.add(stream, ns, item)
+        if got is None:
+            return
+        t0 = time.perf_counter()
+        (rgb, frame_id), rel, (pts, prel) = got["image"], got["relevance"], got["points"]
+        out = viz.overlay_heatmap(rgb, rel, pts, normalize=self.normalize, opacity=float(self.p("opacity")),
+                                  scale=int(self.p("heatmap_scale")), point_relevance=prel)
+        self.pub_heat.publish(cv.image_msg(out, ns, frame_id))
+        self.render.add(time.perf_counter() - t0)
+        self.latency.add((self.now_ns() - ns) * 1e-9)
+        self.rate.tick()
+
+    # ---- markers and ratios ---------------------------------------------------------------------
+    def on_config(self, msg) -> None:
+        self._marker("config", msg.header.stamp, cv.named_vector_from_msg(msg))
+
+    def on_relevance_config(self, msg) -> None:
+        self._marker("relevance", msg.header.stamp, cv.named_vector_from_msg(msg))
+
+    def on_ratios(self, msg) -> None:
+        names, values = cv.named_vector_from_msg(msg)
+        ns = cv.stamp_to_ns(msg.header.stamp)
+        if names:
+            if abs(values.sum() - 1.0) > 1e-3:
+                raise ValueError(f"ratios sum to {values.sum():.4f}, not 1")
+            self.t0 = ns if self.t0 is None else self.t0
+            self.history.add((ns - self.t0) * 1e-9, names, values)
+        self._marker("ratios", msg.header.stamp, (names, values))
+
+    def _marker(self, stream, stamp, item) -> None:
+        ns = cv.stamp_to_ns(stamp)
+        got = self.marker_sync.add(stream, ns, item)
+        if got is not None:
+            self.publish_markers(ns, got)
+
+    def joint_positions(self, q: np.ndarray) -> np.ndarray:
+        if self.robot is None and self.robot_name:
+            try:
+                self.robot = _JointLocator(self.robot_name, self.joint_names)
+            except Exception as e:  # noqa: BLE001 - markers fall back to a row of spheres
+                self.report_error("robot_model", f"{e}; joint markers placed in a row")
+                self.robot_name = ""
+        if self.robot is not None:
+            return self.robot(q)
+        return np.stack([np.arange(len(q)) * 0.15, np.zeros(len(q)), np.zeros(len(q))], axis=1)
+
+    def publish_markers(self, ns: int, got: dict) -> None:
+        from geometry_msgs.msg import Point
+        from visualization_msgs.msg import Marker, MarkerArray
+
+        cfg_names, cfg = got["config"]
+        rel_names, rel = got["relevance"]
+        ratio_names, ratios = got["ratios"]
+        joints = [n.split("/", 1)[1] for n in cfg_names if n.startswith("joint_position/")]
+        if not joints:
+            return
+        self.joint_names = joints
+        q = np.array([cfg[cfg_names.index(f"joint_position/{j}")] for j in joints])
+        share = np.zeros(len(joints))
+        tot = np.abs(rel).sum()
+        for i, j in enumerate(joints):
+            for k, n in enumerate(rel_names):
+                if n.endswith("/" + j):
+                    share[i] += abs(rel[k])
+        share = share / tot if tot > 0 else share
+        top = share.max() if share.max() > 0 else 1.0
+        pos = self.joint_positions(q)
+        stamp = cv.ns_to_stamp(ns)
+        frame = str(self.p("frame_id"))
+        size = float(self.p("marker_scale"))
+        arr = MarkerArray()
+        for i, j in enumerate(joints):
+            m = Marker()
+            m.header.stamp, m.header.frame_id = stamp, frame
+            m.ns, m.id, m.type, m.action = "joint_relevance", i, Marker.SPHERE, Marker.ADD
+            m.pose.position = Point(x=float(pos[i, 0]), y=float(pos[i, 1]), z=float(pos[i, 2]))
+            m.pose.orientation.w = 1.0
+            d = size * (0.25 + 0.75 * share[i] / top)
+            m.scale.x = m.scale.y = m.scale.z = d
+            r, g, b = viz.relevance_colour(share[i] / top)
+            m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.8
+            arr.markers.append(m)
+        t = Marker()
+        t.header.stamp, t.header.frame_id = stamp, frame
+        t.ns, t.id, t.type, t.action = "ratios", 0, Marker.TEXT_VIEW_FACING, Marker.ADD
+        top_pos = pos[-1] if len(pos) else np.zeros(3)
+        t.pose.position = Point(x=float(top_pos[0]), y=float(top_pos[1]), z=float(top_pos[2]) + 0.3)
+        t.pose.orientation.w = 1.0
+        t.scale.z = 0.06
+        t.color.r = t.color.g = t.color.b = t.color.a = 1.0
+        t.text = viz.ratio_text(ratio_names, ratios) if ratio_names else "(no ratios for this method)"
+        arr.markers.append(t)
+        self.pub_markers.publish(arr)
+
+    def on_plot(self) -> None:
+        if len(self.history) >= 2:
+            self.pub_plot.publish(cv.image_msg(self.history.render(), self.now_ns(), ""))
+
+    def diagnostics(self):
+        values = {"heatmap_rate_hz": self.rate.rate(), "heatmaps": self.rate.total,
+                  "render_p50_ms": 1e3 * self.render.percentile(50),
+                  **self.latency.summary("stamp_to_heatmap"),
+                  "unpaired_dropped": self.heat_sync.dropped + self.marker_sync.dropped}
+        if self.recent_error(10.0):
+            return 1, self.last_error, values
+        return 0, f"heatmaps at {values['heatmap_rate_hz']:.1f} Hz", values
+
+
+class _JointLocator:
+    """Joint positions (n+1, 3) for joint values q named `joints`, via the robot model."""
+
+    def __init__(self, robot: str, joints):
+        from ..robot.model import RobotModel
+
+        self.model = RobotModel.from_name(robot)
+        names = list(self.model.joint_names)
+        missing = [j for j in joints if j not in names]
+        if missing:
+            raise ValueError(f"robot {robot!r} has no joints {missing}")
+        self.order = [list(joints).index(n) for n in names if n in joints]
+        self.back = np.argsort(self.order)
+        self.names = names
+        self.joints = list(joints)
+
+    def __call__(self, q):
+        qm = np.asarray(q)[self.order]
+        p = self.model.joint_positions(qm)
+        return np.concatenate([p[:-1][self.back], p[-1:]], axis=0)
+
+
+def main(args=None) -> int:
+    return run_node(VisualizationNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
