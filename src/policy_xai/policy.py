@@ -57,10 +57,13 @@ class VisuomotorPolicy(nn.Module):
             convs.append(nn.Conv2d(c_in, c.channels, c.kernel, stride=c.stride))
             c_in = c.channels
         self.convs = nn.ModuleList(convs)
+        # one ReLU module per layer (no reuse), so that hook-based libraries (captum, zennit) see them
+        self.conv_relus = nn.ModuleList(nn.ReLU() for _ in convs)
         h, w = spec.conv_output_size()
         self.softmax = SpatialSoftmax(h, w, spec.softmax_temperature)
         sizes = [2 * spec.feature_points + spec.config_dim, *spec.hidden, spec.n_joints]
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.fc_relus = nn.ModuleList(nn.ReLU() for _ in self.fcs[:-1])
         # configuration normalisation (set from training data; part of the saved weights)
         self.register_buffer("config_mean", torch.zeros(spec.config_dim))
         self.register_buffer("config_std", torch.ones(spec.config_dim))
@@ -70,8 +73,8 @@ class VisuomotorPolicy(nn.Module):
     # ---- forward ---------------------------------------------------------------------------
     def conv_features(self, image: torch.Tensor) -> torch.Tensor:
         x = image
-        for conv in self.convs:
-            x = F.relu(conv(x))
+        for conv, relu in zip(self.convs, self.conv_relus):
+            x = relu(conv(x))
         return x
 
     def normalise_config(self, config: torch.Tensor) -> torch.Tensor:
@@ -79,8 +82,8 @@ class VisuomotorPolicy(nn.Module):
 
     def head(self, points: torch.Tensor, config_n: torch.Tensor) -> torch.Tensor:
         h = torch.cat([points, config_n], dim=1)
-        for fc in self.fcs[:-1]:
-            h = F.relu(fc(h))
+        for fc, relu in zip(self.fcs[:-1], self.fc_relus):
+            h = relu(fc(h))
         return self.fcs[-1](h)
 
     def forward(self, image: torch.Tensor, config: torch.Tensor) -> torch.Tensor:

@@ -23,13 +23,15 @@ rap  (Relative Attributing Propagation, Nam et al. 2020)
                    Eq. 2 sign flip for negative inputs)
                    C_i = sum_j R_j * ( P_ij / sum_i' P_i'j + N_ij / sum_i' (P_i'j + N_i'j) )
                    R_i = C_i - m_i * (sum_i' C_i' - sum_j R_j) / sum_i' m_i'   (uniform shifting
-                   restores conservation; m_i = [x_i != 0], the units taking part)
+                   restores conservation; m_i = 1 for the units taking part: x_i != 0 with
+                   some non-zero outgoing weight)
     Both rules are linear in the upper relevance, so all torques are explained in one pass.
 gbp  Guided Backprop x input: gradient of |tau_j| where ReLUs pass only positive gradients of
      active units; multiplied by the input (image pixels, feature points, normalised config).
 gradient  gradient x input of sum_j alpha_j |tau_j| (one backward pass).
-gradcam / g1gradcam  Grad-CAM on a chosen conv layer: ReLU(sum_c mean_hw(dA) * A_c), upsampled to
-     the image; g1gradcam takes dA from the guided (GBP) backward pass.
+gradcam / g1gradcam  Grad-CAM on a chosen conv layer (default: the first): ReLU(sum_c mean_hw(dA) *
+     A_c), upsampled to the image; g1gradcam takes dA from the guided (GBP) backward pass. On the
+     last conv layer plain Grad-CAM vanishes: the spatial softmax's gradient sums to zero per map.
 guided_gradcam / g2gradcam  (g1)gradcam x the channel-summed guided gradient of the image.
 
 Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread
@@ -189,7 +191,7 @@ def _linear_rap(x, W, R):
     C = _bmul(S1 @ Wp - S2 @ Wn, xp)
     if has_neg:
         C = C + _bmul(S1 @ Wn - S2 @ Wp, xn)
-    return _shift(C, R, (x != 0).to(C.dtype))
+    return _shift(C, R, ((x != 0) & (W.abs().sum(0) > 0)).to(C.dtype))
 
 
 def _conv_zplus(conv, x, R, cache_key=None):
@@ -217,7 +219,8 @@ def _conv_rap(conv, x, R):
     S1 = _sdiv(R, _brep(P, n))
     S2 = _sdiv(R, _brep(P + N, n))
     C = _bmul(_conv_T(conv, S1, Wp, x.shape) - _conv_T(conv, S2, Wn, x.shape), x)
-    return _shift(C, R, (x != 0).to(C.dtype))
+    wired = (conv.weight.abs().sum((0, 2, 3)) > 0).view(1, -1, 1, 1)
+    return _shift(C, R, ((x != 0) & wired).to(C.dtype))
 
 
 def _softmax_relevance(att, R_points, shape):
@@ -286,11 +289,11 @@ def _grad_backward(policy, cache: Cache, g_out: torch.Tensor, guided: bool, stop
     g_layer = None
     L = len(policy.convs)
     for li in range(L - 1, -1, -1):
-        g = relu_back(g, cache.conv_out[li])
         if stop_layer is not None and li == stop_layer:
-            g_layer = g
+            g_layer = g  # gradient w.r.t. the layer's (post-ReLU) activations
             if not guided:
                 return None, g_points, g_cfg, g_layer
+        g = relu_back(g, cache.conv_out[li])
         conv = policy.convs[li]
         g = _conv_T(conv, g, conv.weight, cache.conv_in[li].shape)
     return g, g_points, g_cfg, g_layer
@@ -340,12 +343,14 @@ def _onehot_out(cache, alpha, joints, signed: bool):
 
 @torch.no_grad()
 def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor, method: str = "dtd",
-            alpha=None, per_joint: bool = False, layer: int = -1) -> Explanation:
+            alpha=None, per_joint: bool = False, layer: int = 0) -> Explanation:
     """Explain the torques of `policy` for a batch of observations (see module docstring).
 
     image: (B, C, H, W) float in [0, 1]; config: (B, D) raw configuration; alpha: None, (J,) or
     (B, J) importance factors; per_joint: also return the per-torque explanations; layer: the conv
-    layer (index, negative from the end) for the Grad-CAM family.
+    layer (index, negative from the end) for the Grad-CAM family. Default 0, the first conv layer:
+    on the LAST conv layer Grad-CAM is identically zero for these networks, because the gradient
+    of a spatial softmax sums to zero over each feature map, and so do Grad-CAM's channel weights.
     """
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
@@ -413,7 +418,10 @@ def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor,
     pj_img_l, pj_cfg_l = [], []
     for joints in _joint_chunks(policy, cache, B, J):
         m = len(joints)
-        seed = _onehot_out(cache, a, joints, signed=True)
+        # unit seeds sign(tau_j); alpha weights the per-joint results (products like Guided Grad-CAM
+        # are not linear in the seed)
+        seed = _onehot_out(cache, torch.ones_like(a), joints, signed=True)
+        wj = a[:, joints].T.reshape(m * B)
         if method == "gbp":
             g_img, g_pts, g_cfg, _ = _grad_backward(policy, cache, seed, guided=True)
             R_in = _bmul(g_img, image)  # (m*B, C, H, W)
@@ -434,8 +442,10 @@ def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor,
                 cam = cam * g_img.sum(1)
             R_img = cam
             abs_part = cam.abs().flatten(1).sum(1)
-        R_cfg = _bmul(g_cfg, cache.config_n)
-        R_pts = _bmul(g_pts, cache.points).view(m * B, -1, 2).sum(-1)
+        R_img = R_img * wj.view(-1, 1, 1)
+        abs_part = abs_part * wj
+        R_cfg = _bmul(g_cfg, cache.config_n) * wj.view(-1, 1)
+        R_pts = _bmul(g_pts, cache.points).view(m * B, -1, 2).sum(-1) * wj.view(-1, 1)
         img_acc += R_img.view(m, B, H, W).sum(0)
         img_abs += abs_part.view(m, B).sum(0)
         cfg_acc += R_cfg.view(m, B, -1).sum(0)
