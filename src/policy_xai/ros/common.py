@@ -51,7 +51,7 @@ class XaiNode(Node):
         self.errors: dict[str, int] = {}
         self.last_error = ""
         self.last_error_time = -1e9
-        self._last_log: dict[str, float] = {}
+        self._last_log: dict[tuple, float] = {}
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, itf.topic_name("diagnostics"), qos(itf.RELIABLE))
@@ -80,8 +80,9 @@ class XaiNode(Node):
         self.last_error = f"{kind}: {message}"
         now = time.monotonic()
         self.last_error_time = now
-        if now - self._last_log.get(kind, -1e9) >= throttle:
-            self._last_log[kind] = now
+        key = (kind, message[:40])  # different problems of one kind are each logged
+        if now - self._last_log.get(key, -1e9) >= throttle:
+            self._last_log[key] = now
             self.get_logger().error(f"{kind}: {message} (x{self.errors[kind]})")
 
     def recent_error(self, window: float = 5.0) -> bool:

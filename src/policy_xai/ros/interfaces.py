@@ -186,3 +186,9 @@ def parameter_table_markdown() -> str:
         for k, v in {**n.parameters, **COMMON_PARAMETERS}.items():
             rows.append(f"| {n.name} | `{k}` | `{v!r}` |")
     return "\n".join(rows)
+
+
+if __name__ == "__main__":  # print the tables for docs/ros.md
+    print(topic_table_markdown())
+    print()
+    print(parameter_table_markdown())

@@ -1,0 +1,197 @@
+"""The ROS layer's pure parts: declarations, conversions, pairing, hand-off, pictures (no DDS)."""
+import ast
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policy_xai import live, viz
+from policy_xai.ros import convert as cv
+from policy_xai.ros import graph as gr
+from policy_xai.ros import interfaces as itf
+from policy_xai.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- declarations ----------------------------------------------------------------------------
+def test_topics_declared_once_and_types_import():
+    names = [t.name for t in itf.TOPICS]
+    assert len(names) == len(set(names))
+    for t in itf.TOPICS:
+        assert t.qos in (itf.SENSOR_DATA, itf.RELIABLE, itf.LATCHED)
+        assert itf.message_class(t.type).__name__ == t.type.split("/")[-1]
+    for t in itf.TOPICS:
+        if t.type == "sensor_msgs/msg/Image":
+            assert t.qos == itf.SENSOR_DATA, t.name
+    table = itf.topic_table_markdown()
+    assert all(f"`{n}`" in table for n in names)
+
+
+def test_docs_table_matches_declarations():
+    doc = (ROOT / "docs" / "ros.md").read_text()
+    assert itf.topic_table_markdown() in doc, "regenerate the table: python -m policy_xai.ros.interfaces"
+
+
+def test_core_modules_do_not_import_rclpy():
+    for rel in ["live.py", "viz.py", "ros/interfaces.py", "ros/graph.py", "ros/runner.py", "ros/convert.py"]:
+        tree = ast.parse((ROOT / "src" / "policy_xai" / rel).read_text())
+        mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(m.startswith("rclpy") for m in mods), rel
+
+
+def test_graph_parameters_are_declared_and_files_parse():
+    import yaml
+
+    for gname in gr.GRAPHS:
+        nodes = gr.graph(gname)
+        for n in nodes:
+            data = yaml.safe_load(Path(n.params_file).read_text())
+            section = data.get(n.name, {}).get("ros__parameters", {})
+            unknown = set(section) - set(itf.NODES[n.name].parameters) - set(itf.COMMON_PARAMETERS)
+            assert not unknown, (gname, n.name, unknown)
+    n = gr.graph("sim", overrides={"policy_node": {"spec": "paper", "rate": 20.0, "resize": True,
+                                                     "torque_limits": [1.0, 2.5]}})[1]
+    args = n.ros_args()
+    assert args[:3] == ["--ros-args", "-r", "__node:=policy_node"]
+    assert "spec:=paper" in args and "rate:=20.0" in args and "resize:=true" in args
+    assert "torque_limits:=[1.0,2.5]" in args
+    with pytest.raises(ValueError):
+        gr.graph("nope")
+
+
+# ---- conversions ---------------------------------------------------------------------------------
+def test_rgb_roundtrip_and_encodings():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    msg = cv.image_msg(img, 1_500_000_123, "cam")
+    assert (msg.encoding, msg.step, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("rgb8", 21, 1, 500_000_123)
+    assert np.array_equal(cv.rgb_from_msg(msg), img)
+    # bgr8 with a padded row
+    bgr = np.ascontiguousarray(img[:, :, ::-1])
+    padded = np.zeros((5, 24), np.uint8)
+    padded[:, :21] = bgr.reshape(5, 21)
+    out = cv.to_rgb(cv.decode_image(5, 7, "bgr8", 24, padded.tobytes()), "bgr8")
+    assert np.array_equal(out, img)
+
+
+def test_float_roundtrip_and_big_endian():
+    r = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    msg = cv.image_msg(r, 0)
+    assert msg.encoding == "32FC1" and msg.step == 16
+    assert np.array_equal(cv.float_image_from_msg(msg), r)
+    be = r.astype(">f4").tobytes()
+    assert np.array_equal(cv.decode_image(3, 4, "32FC1", 16, be, is_bigendian=True)[:, :, 0], r)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(encoding="yuv422"), "not supported"),
+    (dict(step=10), "step"),
+    (dict(data=b"\x00" * 5), "bytes"),
+    (dict(height=0), "no pixels"),
+])
+def test_bad_images_raise_clear_errors(kw, match):
+    args = dict(height=2, width=4, encoding="rgb8", step=12, data=b"\x00" * 24)
+    args.update(kw)
+    with pytest.raises(cv.ConversionError, match=match):
+        cv.decode_image(**args)
+
+
+def test_joint_selection_errors():
+    msg = cv.joint_state_msg(0, ["b", "a", "c"], [2.0, 1.0, 3.0], [0.2, 0.1, 0.3])
+    q, v = cv.joint_arrays(msg, ["a", "b"])
+    assert q.tolist() == [1.0, 2.0] and v.tolist() == [0.1, 0.2]
+    with pytest.raises(cv.ConversionError, match="lacks joints"):
+        cv.joint_arrays(msg, ["a", "z"])
+    with pytest.raises(cv.ConversionError, match="NaN"):
+        cv.joint_arrays(cv.joint_state_msg(0, ["a"], [np.nan], [0.0]), ["a"])
+    with pytest.raises(cv.ConversionError, match="no velocities"):
+        cv.joint_arrays(cv.joint_state_msg(0, ["a"], [0.0]), ["a"])
+    names, vals = cv.named_vector_from_msg(cv.named_vector_msg(7, ["x", "y"], [1, 2], effort=[3, 4]))
+    assert names == ["x", "y"] and vals.tolist() == [1.0, 2.0]
+
+
+def test_config_names_follow_spec():
+    spec = load_spec("small")
+    names = live.config_feature_names(spec)
+    assert len(names) == spec.config_dim
+    assert names[0] == "joint_position/right_s0" and names[-1] == "ee_velocity/z"
+    b = live.ConfigBuilder(spec, ee=lambda q, v: (q[:3], v[:3]))
+    c = b.build(np.arange(7.0), np.arange(7.0) / 10)
+    assert c.shape == (20,) and c[14] == 0.0 and c[17] == 0.0
+    with pytest.raises(ValueError):
+        live.ConfigBuilder(spec)
+
+
+# ---- pairing and hand-off --------------------------------------------------------------------------
+def test_stamp_sync_exact_and_tolerance():
+    s = live.StampSync(["a", "b"])
+    assert s.add("a", 10, "a10") is None
+    assert s.add("a", 20, "a20") is None
+    assert s.add("b", 20, "b20") == {"a": "a20", "b": "b20"}
+    assert s.dropped == 1  # a10 was never paired
+    assert s.add("b", 10, "late") is None and s.dropped == 2  # older than what was used
+    t = live.StampSync(["img", "js"], tolerance_ns=5)
+    t.add("js", 100, 1)
+    assert t.add("img", 103, 2) == {"img": 2, "js": 1}
+    assert t.add("img", 120, 3) is None
+
+
+def test_latest_slot_skips_and_counts():
+    slot = live.LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.take(0) == 4 and slot.skipped == 4
+    assert slot.take(0.01) is None
+    got = []
+    th = threading.Thread(target=lambda: got.append(slot.take(2.0)))
+    th.start()
+    slot.put("x")
+    th.join()
+    assert got == ["x"]
+    slot.close()
+    assert slot.take(1.0) is None
+
+
+def test_watchdog_and_rate():
+    now = [0.0]
+    w = live.Watchdog(0.5, clock=lambda: now[0])
+    assert w.stale()
+    w.feed()
+    now[0] = 0.4
+    assert not w.stale()
+    now[0] = 1.0
+    assert w.stale() and w.trips == 1
+    r = live.RateMeter(clock=lambda: now[0])
+    for i in range(11):
+        now[0] = 2 + i * 0.05
+        r.tick()
+    assert r.rate() == pytest.approx(20.0)
+
+
+# ---- pictures --------------------------------------------------------------------------------------
+def test_overlay_heatmap():
+    rgb = np.full((8, 8, 3), 100, np.uint8)
+    rel = np.zeros((8, 8), np.float32)
+    rel[2, 3] = -5.0
+    out = viz.overlay_heatmap(rgb, rel, points=np.array([[0.0, 0.0], [np.nan, 1]]), scale=2)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    fixed = viz.overlay_heatmap(rgb, rel, normalize=50.0, opacity=1.0)
+    frame = viz.overlay_heatmap(rgb, rel, normalize="frame", opacity=1.0)
+    assert frame[2, 3, 0] > fixed[2, 3, 0]  # the frame max is full red, 5/50 of the fixed scale is blue
+    assert np.array_equal(viz.overlay_heatmap(rgb, np.zeros((4, 4)), opacity=0.0), rgb)
+    with pytest.raises(ValueError):
+        viz.overlay_heatmap(rgb[:, :, 0], rel)
+    with pytest.raises(ValueError):
+        viz.overlay_heatmap(rgb, rel, normalize="per-video")
+
+
+def test_ratio_history_plot():
+    h = viz.RatioHistory(window=1.0)
+    for i in range(30):
+        h.add(i * 0.1, ["image", "joint_position"], [0.7, 0.3])
+    assert len(h) in (10, 11)  # 1 s window
+    img = h.render(320, 160)
+    assert img.shape == (160, 320, 3) and (img != 255).any()

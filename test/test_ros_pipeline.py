@@ -1,0 +1,183 @@
+"""The live pipeline as real processes over Fast DDS (isolated domain): policy, attribution and
+visualisation nodes fed by the test like a robot would, and checked on what arrives."""
+import time
+
+import numpy as np
+import pytest
+
+from policy_xai.policy import init_policy
+from policy_xai.live import ConfigBuilder, RobotAdapter
+from policy_xai.ros.graph import graph
+from policy_xai.ros.runner import GraphRunner
+from policy_xai.spec import load_spec
+
+from ros_harness import Feeder, Probe, fresh_domain
+
+SPEC = load_spec("small")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    dom = fresh_domain()
+    probe = Probe(dom)
+    probe.listen("commands", "torques", "obs_config", "relevance_image", "relevance_config", "relevance_points",
+                 "ratios", "importance", "heatmap", "markers", "ratio_plot", "diagnostics")
+    runner = GraphRunner(graph("explain", params_file="", overrides={"visualization_node": {"plot_rate": 4.0}}),
+                         domain_id=dom, log_dir=tmp_path_factory.mktemp("logs"))
+    runner.start()
+    feeder = Feeder(probe, SPEC.joint_names).start()
+    try:
+        probe.wait_for("heatmap", 5, timeout=40)
+        yield probe, runner, feeder
+    finally:
+        feeder.stop()
+        runner.stop()
+        probe.close()
+    assert not [n for n in runner.dead() if runner[n].returncode not in (0, None)], runner.report()
+
+
+def test_torques_follow_the_policy(live):
+    probe, runner, feeder = live
+    policy = init_policy(SPEC, 0)
+    robot = RobotAdapter(SPEC)
+    cfg = ConfigBuilder(SPEC, robot.ee)
+    msgs = probe.wait_for("torques", 10)
+    checked = 0
+    for m in msgs[-10:]:
+        stamp = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+        rgb, q, v = feeder.sent[stamp]
+        want = policy.act(rgb, cfg.build(q, v))
+        assert list(m.name) == list(SPEC.joint_names)
+        np.testing.assert_allclose(m.effort, want, atol=1e-4)
+        assert np.all(np.abs(want) <= np.asarray(SPEC.torque_limits))
+        checked += 1
+    assert checked == 10
+    cmds = probe.get("commands")
+    assert cmds and all(len(c.data) == SPEC.n_joints and np.all(np.isfinite(c.data)) for c in cmds)
+
+
+def test_explanations_match_stamps_names_and_ratios(live):
+    probe, runner, feeder = live
+    ratios = probe.wait_for("ratios", 10)
+    images = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in probe.get("relevance_image")}
+    torques = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.get("torques")}
+    cfg_names = [f"{g}/{e}" for g, n in SPEC.config_groups
+                 for e in (SPEC.joint_names if g.startswith("joint") else "xyz")]
+    for m in ratios[-10:]:
+        key = (m.header.stamp.sec, m.header.stamp.nanosec)
+        assert key in torques  # explains a decision the policy published
+        assert list(m.name) == ["image", *SPEC.group_names]
+        assert sum(m.position) == pytest.approx(1.0, abs=1e-5)
+        assert all(0 <= x <= 1 for x in m.position)
+    matched = [k for k in ((m.header.stamp.sec, m.header.stamp.nanosec) for m in ratios) if k in images]
+    assert matched, "relevance images carry the same stamps as the ratios"
+    img = images[matched[-1]]
+    assert (img.encoding, img.height, img.width) == ("32FC1", SPEC.image_height, SPEC.image_width)
+    rc = probe.get("relevance_config")[-1]
+    assert list(rc.name) == cfg_names
+    imp = probe.get("importance")[-1]
+    assert list(imp.name) == list(SPEC.joint_names) and all(a > 0 for a in imp.position)
+    pts = probe.get("relevance_points")[-1]
+    assert len(pts.name) == SPEC.feature_points and all(-1 <= x <= 1 for x in pts.velocity)
+    heat = probe.wait_for("heatmap", 1)[-1]
+    assert heat.encoding == "rgb8" and heat.height == 4 * SPEC.image_height
+    mk = probe.wait_for("markers", 1)[-1]
+    assert len(mk.markers) == SPEC.n_joints + 1 and "image" in mk.markers[-1].text
+    plot = probe.wait_for("ratio_plot", 1)[-1]
+    assert plot.encoding == "rgb8" and plot.width > 0
+    level, message, values = probe.diagnostics("attribution_node")
+    assert values["torque_mismatches"] == "0", values
+    assert int(values["explained"]) > 0
+
+
+def test_bad_input_is_reported_and_does_not_crash(live):
+    probe, runner, feeder = live
+    feeder.stop()
+    time.sleep(0.2)
+    probe.clear("diagnostics")
+    # spaced out: the image subscription keeps only the newest 2 (drop-to-newest by design)
+    feeder.size = (32, 32)
+    feeder.send_one()  # wrong image size
+    time.sleep(0.1)
+    feeder.size = (SPEC.image_height, SPEC.image_width)
+    feeder.send_one(q=np.full(SPEC.n_joints, np.nan))  # NaN joint state
+    time.sleep(0.1)
+    feeder.send_one(names=[f"left_{i}" for i in range(SPEC.n_joints)])  # unknown joints
+    time.sleep(0.1)
+    bad = feeder.pub_img.msg_type(height=4, width=4, encoding="yuv422", step=8)
+    bad.data = [0] * 32
+    feeder.pub_img.publish(bad)
+
+    def reported(m):
+        st = [s for s in m.status if s.name.endswith("/policy_node")]
+        kv = {k.key: k.value for k in st[0].values} if st else {}
+        return st and st[0].level == b"\x02" and int(kv.get("errors/image", 0)) >= 2 \
+            and int(kv.get("errors/joint_state", 0)) >= 2
+
+    try:
+        probe.wait_for("diagnostics", 1, timeout=6, pred=reported)
+    except AssertionError:
+        raise AssertionError(str(probe.diagnostics("policy_node")))
+    assert runner["policy_node"].alive()
+    log = runner["policy_node"].log_path.read_text()
+    assert "32x32" in log and "yuv422" in log and "lacks joints" in log and "NaN" in log
+    feeder.start()  # still acting
+    n = len(probe.get("torques"))
+    probe.wait_for("torques", n + 5, timeout=10)
+
+
+def test_stale_inputs_command_zero_torque(live):
+    probe, runner, feeder = live
+    feeder.stop()
+    time.sleep(1.0)  # > stale_timeout (0.5 s)
+    probe.clear("commands")
+    cmds = probe.wait_for("commands", 3, timeout=5)
+    assert all(np.all(np.asarray(c.data) == 0.0) for c in cmds)
+    level, message, values = probe.diagnostics("policy_node") or (None, "", {})
+    feeder.start()
+    probe.wait_for("commands", 3, timeout=5, pred=lambda c: np.any(np.asarray(c.data) != 0.0))
+
+
+def test_method_changes_at_run_time(live):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    probe, runner, feeder = live
+    client = probe.node.create_client(SetParameters, "/attribution_node/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def set_method(name):
+        req = SetParameters.Request(parameters=[Parameter(
+            name="method", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=name))])
+        fut = client.call_async(req)
+        end = time.time() + 10
+        while not fut.done() and time.time() < end:
+            time.sleep(0.02)
+        return fut.result().results[0]
+
+    assert not set_method("no_such_method").successful
+    assert set_method("rap").successful
+    probe.clear("diagnostics")
+    probe.wait_for("diagnostics", 1, timeout=5,
+                   pred=lambda m: any(kv.key == "method" and kv.value == "rap" for s in m.status for kv in s.values))
+    n = len(probe.get("ratios"))
+    probe.wait_for("ratios", n + 3, timeout=10)
+    assert set_method("gradcam").successful  # the Grad-CAM family has no ratios: empty vector
+    time.sleep(0.5)
+    probe.clear("ratios")
+    probe.wait_for("ratios", 2, timeout=10, pred=lambda m: len(m.name) == 0)
+    assert set_method("dtd").successful
+
+
+def test_killing_attribution_keeps_policy_and_restart_resumes(live):
+    probe, runner, feeder = live
+    runner["attribution_node"].kill()
+    time.sleep(0.5)
+    probe.clear("torques", "ratios")
+    probe.wait_for("torques", 20, timeout=10)  # the policy keeps acting at the control rate
+    assert len(probe.get("ratios")) == 0
+    assert runner["policy_node"].alive()
+    runner["attribution_node"].start()
+    got = probe.wait_for("ratios", 5, timeout=40)
+    torques = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.get("torques")}
+    assert all((m.header.stamp.sec, m.header.stamp.nanosec) in torques for m in got)
