@@ -100,6 +100,8 @@ class AttributionNode(XaiNode):
             try:
                 self.explain(*job)
             except Exception as e:  # noqa: BLE001 - keep the worker alive
+                if not self.context.ok():
+                    return  # shutting down
                 self.report_error("explain", str(e) or type(e).__name__)
 
     def explain(self, stamp: int, got: dict) -> None:

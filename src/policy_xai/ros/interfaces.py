@@ -103,13 +103,14 @@ class NodeInfo:
 #: node parameter defaults (config/*.yaml override them; every one also settable with -p)
 NODES: dict[str, NodeInfo] = {
     "sim_node": NodeInfo("sim_node", "policy_xai.ros.sim_node", "sim_node", {
+        "task": "reach",  # policy_xai.robot task: reach2d, reach, peg, door
         "rate": 20.0,  # control rate (Hz): one observation and one torque hold per period
         "image_width": 64,
         "image_height": 64,
-        "condition": "default",  # Simulation.reset(condition)
+        "condition": -1,  # task condition index; -1 = cycle through them episode by episode
         "seed": 0,
-        "episode_length": 0.0,  # s; 0 = never reset automatically
-        "publish_clock": False,
+        "episode_steps": 0,  # control steps per episode; 0 = the task's horizon, -1 = one endless episode
+        "publish_clock": False,  # publish /clock and stamp with simulated time (use_sim_time elsewhere)
         "command_timeout": 0.5,  # s without commands -> zero torque
         "frame_id": "base",
         "camera_frame_id": "camera",

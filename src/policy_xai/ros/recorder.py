@@ -29,6 +29,16 @@ def open_bag_writer(path: "str | Path"):
     return w, get_typestore(Stores.ROS2_KILTED)
 
 
+def recording_qos(publisher_infos) -> QoSProfile:
+    """A QoS that matches every current publisher: best effort if any publisher is best effort,
+    transient local if all are (then late joiners' last values are recorded too)."""
+    best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in publisher_infos)
+    latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in publisher_infos)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
 class Recorder(XaiNode):
     def __init__(self, output: Optional[str] = None, topics: Optional[Sequence[str]] = None):
         super().__init__("recorder")
@@ -54,6 +64,9 @@ class Recorder(XaiNode):
         for name, types in self.get_topic_names_and_types():
             if name in self.subs or name in self.skipped_types or (self.wanted and name not in self.wanted):
                 continue
+            infos = self.get_publishers_info_by_topic(name)
+            if not infos:
+                continue  # only subscribers so far: wait for a publisher to learn its QoS
             typ = types[0]
             try:
                 cls = itf.message_class(typ)
@@ -66,9 +79,7 @@ class Recorder(XaiNode):
                 if self.closed:
                     return
                 self.connections[name] = self.writer.add_connection(name, typ, typestore=self.typestore)
-            # best available: matches reliable and best-effort, volatile and transient-local publishers
-            q = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_AVAILABLE,
-                           durability=DurabilityPolicy.BEST_AVAILABLE)
+            q = recording_qos(infos)
             self.counts[name] = 0
             self.subs[name] = self.create_subscription(cls, name, self._writer_for(name), q, raw=True)
 

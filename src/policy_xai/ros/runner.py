@@ -30,6 +30,7 @@ def ros_env(domain_id: Optional[int] = None, base: Optional[dict] = None) -> dic
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     env.setdefault("MUJOCO_GL", "egl")
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("LP_NUM_THREADS", "1")  # Mesa llvmpipe: one render thread (the nodes share 2 cores)
     env["PYTHONUNBUFFERED"] = "1"
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(int(domain_id))

@@ -20,6 +20,9 @@ from .common import XaiNode, main as run_node
 class VisualizationNode(XaiNode):
     def __init__(self):
         super().__init__("visualization_node")
+        import cv2
+
+        cv2.setNumThreads(1)  # small images: threads only add contention
         norm = str(self.p("normalize"))
         if norm == "fixed":
             self.normalize = float(self.p("fixed_scale"))

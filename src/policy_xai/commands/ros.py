@@ -1,0 +1,296 @@
+"""`policy-xai run | record | play | latency | topics`: the live ROS 2 pipeline without a ROS install.
+
+run      start the simulated graph (sim, policy, attribution, visualisation) as processes over real
+         DDS for a while, record every topic to a rosbag2 MCAP, then write the heatmap video, the
+         ratio plot and a summary (rates, latency, success)
+record   record topics of a running graph to MCAP until Ctrl-C
+play     publish a bag's topics with their timing (rate, loop, start offset)
+latency  observation stamp -> heatmap arrival, p50/p99, for the small (64x64) and paper (240x240) specs
+topics   the topic / parameter tables (docs/ros.md)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run the simulated live pipeline, record it, write video/plot/summary",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _live_args(p)
+    p.add_argument("--out", default=None, help="output folder (default runs/<date-time>)")
+    p.add_argument("--no-video", action="store_true", help="skip the heatmap video")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("record", help="record topics to a rosbag2 MCAP (raw bytes) until Ctrl-C")
+    p.add_argument("output", help="bag folder to create")
+    p.add_argument("--topics", nargs="*", default=[], help="topics (default: all, also ones appearing later)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    p.add_argument("--domain-id", type=int, default=None)
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("play", help="publish a bag's topics with their recorded timing")
+    p.add_argument("bag")
+    p.add_argument("--topics", nargs="*", default=None)
+    p.add_argument("--rate", type=float, default=1.0, help="speed factor (2 = twice as fast)")
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--start", type=float, default=0.0, help="skip this many seconds from the bag's start")
+    p.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO")
+    p.add_argument("--domain-id", type=int, default=None)
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("latency", help="live latency benchmark: observation stamp -> heatmap, p50/p99")
+    p.add_argument("--configs", nargs="*", default=["small:64", "paper:240"], metavar="SPEC:SIZE")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds measured per configuration")
+    p.add_argument("--method", default="dtd")
+    p.add_argument("--out", default=None, help="folder for bags and results (default: a temp folder)")
+    p.add_argument("--domain-id", type=int, default=None)
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("topics", help="print the topic and parameter tables of the live pipeline")
+    p.set_defaults(func=lambda a: _print_tables())
+
+
+def _live_args(p) -> None:
+    p.add_argument("--duration", type=float, default=20.0, help="seconds to run after the graph is up")
+    p.add_argument("--spec", default="small", help="policy spec (small, paper or a YAML file)")
+    p.add_argument("--weights", default="", help="trained weights (.safetensors); default: untrained")
+    p.add_argument("--method", default="dtd", help="attribution method")
+    p.add_argument("--task", default="reach", help="simulation task")
+    p.add_argument("--image-size", type=int, default=None, help="camera size (default: the spec's input size)")
+    p.add_argument("--params-file", default=None, help="parameter file (default config/sim.yaml)")
+    p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a random free-ish one)")
+
+
+def _print_tables() -> int:
+    from ..ros.interfaces import parameter_table_markdown, topic_table_markdown
+
+    print(topic_table_markdown())
+    print()
+    print(parameter_table_markdown())
+    return 0
+
+
+def _domain(arg) -> int:
+    if arg is not None:
+        return int(arg)
+    return int(os.environ.get("ROS_DOMAIN_ID_RUN", random.randint(120, 200)))
+
+
+def live_run(out: Path, duration: float, spec: str = "small", weights: str = "", method: str = "dtd",
+             task: str = "reach", image_size=None, params_file=None, domain_id=None, log=print,
+             warmup_timeout: float = 90.0) -> dict:
+    """Start recorder + sim graph, wait until heatmaps flow, run `duration` s, stop, summarise."""
+    from ..ros import bagtools
+    from ..ros.graph import NodeLaunch, graph
+    from ..ros.interfaces import NODES
+    from ..ros.runner import GraphRunner
+    from ..spec import load_spec
+
+    s = load_spec(spec)
+    size = image_size or s.image_height
+    pol = {"spec": spec, "weights": weights}
+    overrides = {"sim_node": {"task": task, "image_width": int(size), "image_height": int(size)},
+                 "policy_node": {**pol, "resize": size != s.image_height},
+                 "attribution_node": {**pol, "method": method}}
+    out.mkdir(parents=True, exist_ok=True)
+    bag = out / "bag"
+    if bag.exists():
+        raise FileExistsError(f"{bag} exists; choose another --out")
+    dom = _domain(domain_id)
+    rec = NodeLaunch("recorder", NODES["recorder"].module, NODES["recorder"].executable, None,
+                     {"output": str(bag)})
+    runner = GraphRunner([rec, *graph("sim", params_file=params_file, overrides=overrides)], domain_id=dom,
+                         log_dir=out / "logs")
+    log(f"starting recorder + sim graph on ROS_DOMAIN_ID={dom} (logs: {runner.log_dir})")
+    t_start = time.monotonic()
+    runner.start(["recorder"])
+    time.sleep(1.0)
+    runner.start([n for n in runner.procs if n != "recorder"])
+    try:
+        up = _wait_for_heatmaps(runner, dom, warmup_timeout)
+        log(f"graph up after {time.monotonic() - t_start:.1f} s (first heatmap {'seen' if up else 'NOT seen'}); "
+            f"running {duration:.0f} s")
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            dead = runner.dead()
+            if dead:
+                raise RuntimeError(f"nodes exited early: {dead}\n{runner.report()}")
+            time.sleep(0.2)
+    finally:
+        runner.stop([n for n in runner.procs if n != "recorder"])
+        runner["recorder"].stop(timeout=10)
+    if not (bag / "metadata.yaml").is_file():
+        raise RuntimeError(f"the recorder did not close the bag {bag}\n{runner['recorder'].tail()}")
+    run = bagtools.read_run(bag)
+    summary = bagtools.summarize(run)
+    summary.update({"spec": s.name, "image_size": int(size), "method": method, "task": task, "duration_s": duration,
+                    "bag": str(bag), "domain_id": dom})
+    return {"run": run, "summary": summary, "bag": bag}
+
+
+def _wait_for_heatmaps(runner, dom: int, timeout: float) -> bool:
+    """Poll the recorder's log-free signal: the node processes are alive and the recorder's bag grows.
+    (Startup = Python + torch + MuJoCo imports in every process, ~2-10 s on 2 busy cores.)"""
+    end = time.monotonic() + timeout
+    log_path = runner["visualization_node"].log_path
+    while time.monotonic() < end:
+        dead = runner.dead()
+        if dead:
+            raise RuntimeError(f"nodes exited during start-up: {dead}\n{runner.report()}")
+        if _probe_heatmap(dom):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+_probe_state = {}
+
+
+def _probe_heatmap(dom: int) -> bool:
+    """True once a /policy_xai/heatmap message arrived at a probe subscription in this process."""
+    st = _probe_state.get(dom)
+    if st is None:
+        from ..ros.runner import ros_env
+
+        os.environ.update(ros_env(dom))
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.signals import SignalHandlerOptions
+
+        from ..ros import interfaces as itf
+        from ..ros.common import qos
+
+        ctx = Context()
+        rclpy.init(context=ctx, domain_id=dom, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("policy_xai_run_probe", context=ctx)
+        got = []
+        t = itf.TOPIC["heatmap"]
+        node.create_subscription(itf.message_class(t.type), t.name, lambda m: got.append(1), qos(t.qos))
+        from rclpy.executors import SingleThreadedExecutor
+
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        st = _probe_state[dom] = (ctx, node, ex, got)
+    ctx, node, ex, got = st
+    ex.spin_once(timeout_sec=0.1)
+    if got:
+        node.destroy_node()
+        import rclpy
+
+        rclpy.try_shutdown(context=ctx)
+        _probe_state.pop(dom, None)
+        return True
+    return False
+
+
+def _print_summary(summary: dict, out=sys.stdout) -> None:
+    r = summary["rates_hz"]
+    from ..ros.interfaces import TOPIC
+
+    print(f"spec {summary['spec']} ({summary['image_size']}x{summary['image_size']}), method {summary['method']}, "
+          f"task {summary['task']}, {summary['duration_s']:.0f} s", file=out)
+    for key in ("image", "commands", "relevance_image", "heatmap", "ratio_plot"):
+        name = TOPIC[key].name
+        print(f"  rate {name:34s} {r.get(name, 0.0):6.2f} Hz  ({summary['counts'].get(name, 0)} msgs)", file=out)
+    for key, v in summary["latency"].items():
+        print(f"  latency stamp -> {key:16s} p50 {v['p50_ms']:7.1f} ms  p99 {v['p99_ms']:7.1f} ms  (n={v['n']})",
+              file=out)
+    if summary.get("attribution"):
+        print(f"  attribution: {summary['attribution']}", file=out)
+    if summary.get("success"):
+        print(f"  simulation: {summary['success']}", file=out)
+
+
+def cmd_run(args) -> int:
+    from ..ros import bagtools
+
+    out = Path(args.out or time.strftime("runs/%Y%m%d_%H%M%S"))
+    res = live_run(out, args.duration, args.spec, args.weights, args.method, args.task, args.image_size,
+                   args.params_file, args.domain_id)
+    run, summary = res["run"], res["summary"]
+    if not args.no_video:
+        v = bagtools.write_video(run, out / "heatmap.mp4")
+        summary["video"] = str(v) if v else None
+    p = bagtools.write_ratio_plot(run, out / "ratios.png")
+    summary["ratio_plot"] = str(p) if p else None
+    bagtools.write_summary({k: v for k, v in summary.items() if k != "nodes"}, out / "summary.json")
+    _print_summary(summary)
+    print(f"wrote {out}/: bag/ (MCAP), heatmap.mp4, ratios.png, summary.json, logs/")
+    return 0
+
+
+def cmd_record(args) -> int:
+    from ..ros.graph import NodeLaunch
+    from ..ros.interfaces import NODES
+    from ..ros.runner import GraphRunner
+
+    params = {"output": args.output}
+    if args.topics:
+        params["topics"] = list(args.topics)
+    rec = NodeLaunch("recorder", NODES["recorder"].module, NODES["recorder"].executable, None, params)
+    runner = GraphRunner([rec], domain_id=args.domain_id, log_dir=Path(args.output).parent / "recorder_logs")
+    runner.start()
+    print(f"recording to {args.output} (Ctrl-C to stop)")
+    try:
+        end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+        while time.monotonic() < end and runner["recorder"].alive():
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.stop()
+    print(runner["recorder"].tail(2))
+    return 0 if (Path(args.output) / "metadata.yaml").is_file() else 1
+
+
+def cmd_play(args) -> int:
+    from ..ros.player import run
+
+    remap = {}
+    for r in args.remap:
+        if ":=" not in r:
+            raise ValueError(f"--remap takes FROM:=TO, got {r!r}")
+        a, b = r.split(":=", 1)
+        remap[a] = b
+    return run(args.bag, args.topics, args.rate, args.loop, args.start, remap, args.domain_id)
+
+
+def cmd_latency(args) -> int:
+    import tempfile
+
+    base = Path(args.out or tempfile.mkdtemp(prefix="policy_xai_latency_"))
+    rows = []
+    for i, cfg in enumerate(args.configs):
+        spec, _, size = cfg.partition(":")
+        res = live_run(base / f"{spec}_{size or 'spec'}", args.duration, spec, "", args.method,
+                       image_size=int(size) if size else None,
+                       domain_id=(args.domain_id + i) if args.domain_id is not None else None)
+        s = res["summary"]
+        heat = s["latency"].get("heatmap", {})
+        rel = s["latency"].get("relevance_image", {})
+        rows.append({"spec": s["spec"], "size": s["image_size"], "method": args.method,
+                     "camera_hz": s["rates_hz"].get("/camera/image_raw", 0.0),
+                     "commands_hz": s["rates_hz"].get("/effort_controller/commands", 0.0),
+                     "explained_hz": s["rates_hz"].get("/policy_xai/relevance/image", 0.0),
+                     "heatmap_hz": s["rates_hz"].get("/policy_xai/heatmap", 0.0),
+                     "relevance_p50_ms": rel.get("p50_ms"), "relevance_p99_ms": rel.get("p99_ms"),
+                     "heatmap_p50_ms": heat.get("p50_ms"), "heatmap_p99_ms": heat.get("p99_ms"),
+                     "skipped_behind": s["attribution"].get("skipped_behind"),
+                     "attribution_compute_p50_ms": s["attribution"].get("compute_p50_ms")})
+    (base / "latency.json").write_text(json.dumps(rows, indent=2))
+    print("| spec | size | camera Hz | explained Hz | heatmap Hz | stamp->relevance p50/p99 ms | "
+          "stamp->heatmap p50/p99 ms | skipped |")
+    print("|---|---|---|---|---|---|---|---|")
+    f = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
+    for r in rows:
+        print(f"| {r['spec']} | {r['size']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | {r['heatmap_hz']:.1f} | "
+              f"{f(r['relevance_p50_ms'])} / {f(r['relevance_p99_ms'])} | {f(r['heatmap_p50_ms'])} / "
+              f"{f(r['heatmap_p99_ms'])} | {r['skipped_behind']} |")
+    print(f"(bags and latency.json in {base})")
+    return 0
