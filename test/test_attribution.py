@@ -224,3 +224,18 @@ def test_bad_inputs(policy, obs):
         explain(policy, img, cfg, "dtd", alpha=np.ones(3))
     with pytest.raises(ValueError, match="alpha"):
         explain(policy, img, cfg, "dtd", alpha=-np.ones(7))
+
+
+def test_bfloat16_rules_close_to_float32(policy, obs):
+    img, cfg = obs
+    for method in ("dtd", "rap"):
+        a = explain(policy, img, cfg, method)
+        b = explain(policy, img, cfg, method, precision="bfloat16")
+        assert torch.equal(a.torques, b.torques)  # forward pass stays float32
+        total = a.image.flatten(1).sum(1) + a.config.sum(1)
+        total_b = b.image.flatten(1).sum(1) + b.config.sum(1)
+        assert torch.allclose(total_b, total, rtol=2e-2)
+        ra, rb = a.ratio_array(), b.ratio_array()
+        assert np.abs(ra - rb).max() < 0.02, method
+    with pytest.raises(ValueError, match="precision"):
+        explain(policy, img, cfg, "dtd", precision="int8")

@@ -41,6 +41,7 @@ it is conserved: R_kq = p_kq R_k. Gradient methods take the exact softmax Jacobi
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Optional
 
@@ -58,6 +59,7 @@ CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS
 
 EPS = 1e-12
+_CL = torch.channels_last
 #: budget (float elements) for one chunk of per-joint backward passes
 _CHUNK_ELEMENTS = 96 * 2**20
 
@@ -72,6 +74,7 @@ class Cache:
     config_n: torch.Tensor  # (B, D) normalised configuration
     fc_in: list  # input of each fc layer
     fc_pre: list  # pre-activation of each fc layer (last = torques)
+    image_nonneg: bool = True
 
     @property
     def torques(self) -> torch.Tensor:
@@ -81,10 +84,11 @@ class Cache:
 @torch.no_grad()
 def forward_cache(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor) -> Cache:
     conv_in, conv_out = [], []
-    x = image
+    x = image.contiguous(memory_format=_CL)  # channels-last convolutions are ~2x faster on CPU
     for conv in policy.convs:
         conv_in.append(x)
-        x = F.relu(conv(x))
+        x = F.relu(F.conv2d(x, conv.weight.contiguous(memory_format=_CL), conv.bias, conv.stride, conv.padding,
+                            conv.dilation, conv.groups))
         conv_out.append(x)
     att = policy.softmax.attention(x)
     points = (att @ policy.softmax.pos).flatten(1)
@@ -96,7 +100,7 @@ def forward_cache(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.T
         z = fc(h)
         fc_pre.append(z)
         h = F.relu(z) if i < len(policy.fcs) - 1 else z
-    return Cache(conv_in, conv_out, att, points, cfg, fc_in, fc_pre)
+    return Cache(conv_in, conv_out, att, points, cfg, fc_in, fc_pre, bool((image >= 0).all()))
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -128,14 +132,29 @@ def _neg(t):
     return t.clamp(max=0)
 
 
+#: dtype of the relevance rules' convolutions (explain(precision=...)); float32 = exact rules
+_RULE_DTYPE: ContextVar[torch.dtype] = ContextVar("policy_xai_rule_dtype", default=torch.float32)
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 def _conv_T(conv, s: torch.Tensor, w: torch.Tensor, in_shape) -> torch.Tensor:
     """Transposed convolution of s (N, C_out, h, w) with weights w back to the input size."""
-    return conv2d_input((s.shape[0], *in_shape[1:]), w, s, stride=conv.stride, padding=conv.padding,
-                        dilation=conv.dilation, groups=conv.groups)
+    n = s.shape[0]
+    c_in, H, W = in_shape[1:]
+    dt = _RULE_DTYPE.get()
+    if c_in <= 4 and conv.groups == 1 and conv.dilation == (1, 1):
+        # few input channels (the image): one GEMM + fold is ~2x faster than conv_transpose2d on CPU
+        cols = w.reshape(w.shape[0], -1).T.to(dt) @ s.reshape(n, s.shape[1], -1).to(dt)  # (N, C_in*k*k, h*w)
+        return F.fold(cols.float(), (H, W), conv.kernel_size, stride=conv.stride, padding=conv.padding)
+    return conv2d_input((n, c_in, H, W), w.to(dt).contiguous(memory_format=_CL),
+                        s.to(dt).contiguous(memory_format=_CL), stride=conv.stride, padding=conv.padding,
+                        dilation=conv.dilation, groups=conv.groups).float()
 
 
 def _conv_fwd(conv, x, w):
-    return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    dt = _RULE_DTYPE.get()
+    return F.conv2d(x.to(dt), w.to(dt).contiguous(memory_format=_CL), None, conv.stride, conv.padding,
+                    conv.dilation, conv.groups).float()
 
 
 # ---- relevance rules per layer type -------------------------------------------------------------
@@ -194,30 +213,31 @@ def _linear_rap(x, W, R):
     return _shift(C, R, ((x != 0) & (W.abs().sum(0) > 0)).to(C.dtype))
 
 
-def _conv_zplus(conv, x, R, cache_key=None):
+def _div_nonneg(R, Z):
+    """R / Z for a denominator known to be >= 0 (z+ sums); where Z == 0 every contribution is zero,
+    so the tiny stabiliser only keeps the quotient finite and nothing is propagated."""
+    return R / _brep(Z.add_(EPS), R.shape[0])
+
+
+def _conv_zplus(conv, x, R, nonneg: bool):
     Wp = _pos(conv.weight)
-    xp = _pos(x)
-    Z = _conv_fwd(conv, xp, Wp)
-    S = _sdiv(R, _brep(Z, R.shape[0]))
-    Rin = _bmul(_conv_T(conv, S, Wp, x.shape), xp)
-    if bool((x < 0).any()):  # Eq. 2 for negative inputs (e.g. a mean-subtracted image)
-        xn, Wn = _neg(x), _neg(conv.weight)
-        # recompute with both parts in the denominator
-        Z = Z + _conv_fwd(conv, xn, Wn)
-        S = _sdiv(R, _brep(Z, R.shape[0]))
-        Rin = _bmul(_conv_T(conv, S, Wp, x.shape), xp) + _bmul(_conv_T(conv, S, Wn, x.shape), xn)
-    return Rin
+    if nonneg:  # post-ReLU maps and images in [0, 1]: the plain z+ rule
+        S = _div_nonneg(R, _conv_fwd(conv, x, Wp))
+        return _bmul(_conv_T(conv, S, Wp, x.shape), x)
+    # Eq. 2 for negative inputs (e.g. a mean-subtracted image): (x w)^+ = x^+ w^+ + x^- w^-
+    xp, xn, Wn = _pos(x), _neg(x), _neg(conv.weight)
+    S = _div_nonneg(R, _conv_fwd(conv, xp, Wp) + _conv_fwd(conv, xn, Wn))
+    return _bmul(_conv_T(conv, S, Wp, x.shape), xp) + _bmul(_conv_T(conv, S, Wn, x.shape), xn)
 
 
-def _conv_rap(conv, x, R):
-    if bool((x < 0).any()):
+def _conv_rap(conv, x, R, nonneg: bool):
+    if not nonneg:
         raise ValueError("rap: conv inputs must be non-negative (images in [0, 1], post-ReLU maps)")
     Wp, Wn = _pos(conv.weight), _neg(conv.weight)
     P = _conv_fwd(conv, x, Wp)
-    N = -_conv_fwd(conv, x, Wn)
-    n = R.shape[0]
-    S1 = _sdiv(R, _brep(P, n))
-    S2 = _sdiv(R, _brep(P + N, n))
+    PN = P - _conv_fwd(conv, x, Wn)  # sum of positive + |negative| contributions
+    S1 = _div_nonneg(R, P)
+    S2 = _div_nonneg(R, PN)
     C = _bmul(_conv_T(conv, S1, Wp, x.shape) - _conv_T(conv, S2, Wn, x.shape), x)
     wired = (conv.weight.abs().sum((0, 2, 3)) > 0).view(1, -1, 1, 1)
     return _shift(C, R, ((x != 0) & wired).to(C.dtype))
@@ -246,8 +266,10 @@ def _propagate_relevance(policy, cache: Cache, R_out: torch.Tensor, method: str)
     npts = cache.points.shape[1]
     R_points, R_cfg = R[:, :npts], R[:, npts:]
     R = _softmax_relevance(cache.attention, R_points, cache.conv_out[-1].shape)
-    for conv, x in zip(reversed(policy.convs), reversed(cache.conv_in)):
-        R = _conv_zplus(conv, x, R) if method == "dtd" else _conv_rap(conv, x, R)
+    for li in range(len(policy.convs) - 1, -1, -1):
+        conv, x = policy.convs[li], cache.conv_in[li]
+        nonneg = li > 0 or cache.image_nonneg
+        R = _conv_zplus(conv, x, R, nonneg) if method == "dtd" else _conv_rap(conv, x, R, nonneg)
     return R, R_points, R_cfg
 
 
@@ -343,7 +365,7 @@ def _onehot_out(cache, alpha, joints, signed: bool):
 
 @torch.no_grad()
 def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor, method: str = "dtd",
-            alpha=None, per_joint: bool = False, layer: int = 0) -> Explanation:
+            alpha=None, per_joint: bool = False, layer: int = 0, precision: str = "float32") -> Explanation:
     """Explain the torques of `policy` for a batch of observations (see module docstring).
 
     image: (B, C, H, W) float in [0, 1]; config: (B, D) raw configuration; alpha: None, (J,) or
@@ -351,7 +373,20 @@ def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor,
     layer (index, negative from the end) for the Grad-CAM family. Default 0, the first conv layer:
     on the LAST conv layer Grad-CAM is identically zero for these networks, because the gradient
     of a spatial softmax sums to zero over each feature map, and so do Grad-CAM's channel weights.
+    precision: "float32" (exact rules; the default) or "bfloat16": the rules' convolutions run in
+    bfloat16 (several times faster on CPUs with AVX512-BF16/AMX; relevance then conserved to ~1e-2),
+    the forward pass and everything else stay float32.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    token = _RULE_DTYPE.set(PRECISIONS[precision])
+    try:
+        return _explain(policy, image, config, method, alpha, per_joint, layer)
+    finally:
+        _RULE_DTYPE.reset(token)
+
+
+def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanation:
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
     spec = policy.spec
