@@ -59,6 +59,7 @@ class Scene:
                                    # gravity compensation under torque control)
     arm_contacts: tuple = ()       # geom names of the arm that collide when contacts=True
     timestep: float = 0.002
+    limit_timeconst: float = 0.005  # joint-limit stiffness (MuJoCo solref time constant, s)
     assets_xml: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -111,7 +112,8 @@ def arm_bodies(robot: RobotDescription, scene: Scene, ee_site: str = "ee") -> tu
             lines.append(pad + "  " + _inertial_xml(lk))
         if joint.kind == "revolute":
             lines.append(f'{pad}  <joint name="{joint.name}" type="hinge" axis="{_n(*joint.axis)}" '
-                         f'range="{_n(joint.lower, joint.upper)}" limited="true" damping="{joint.damping!r}"/>')
+                         f'range="{_n(joint.lower, joint.upper)}" limited="true" damping="{joint.damping!r}" '
+                         f'solreflimit="{scene.limit_timeconst!r} 1"/>')
         lines += [pad + "  " + g for g in geoms(lk)]
         if lk.name == robot.ee_frame:
             lines.append(f'{pad}  <site name="{ee_site}" size="0.01" rgba="1 1 0 0"/>')

@@ -156,7 +156,8 @@ class RobotModel:
                            orientation_weight: float = 0.0) -> tuple:
         """Damped least squares on the end-effector position (optionally its z axis), within joint limits.
 
-        Returns (q, position error in m). `orientation`, if given, is the wanted direction (3,) of the
+        A local method: seed it near the answer (e.g. the current pose), not at a singular pose such as
+        Baxter's q = 0 (arm straight). Returns (q, position error in m). `orientation`, if given, is the wanted direction (3,) of the
         end-effector frame's z axis (the approach direction)."""
         q = self.check(q0).copy()
         target = np.asarray(target, float)
@@ -187,4 +188,7 @@ class RobotModel:
             if step > 0.3:
                 dq *= 0.3 / step
             q = np.clip(q + dq, self.lower, self.upper)
+        else:
+            self._fk(q)
+            err_norm = float(np.linalg.norm(target - self.data.oMf[self.ee_id].translation))
         return q, err_norm

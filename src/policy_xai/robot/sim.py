@@ -207,6 +207,7 @@ class Simulation:
         d = self._d
         d.ctrl[self._act] = applied
         self._mj.mj_step(self._m, d, self.substeps)
+        self._mj.mj_forward(self._m, d)  # positions/sites of the NEW state (mj_step leaves them one step old)
         if not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
             raise RuntimeError("the simulation diverged (non-finite state); call reset()")
         self.steps += 1
