@@ -56,6 +56,8 @@ def save_plot(res, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import numpy as np
+
     from ..sanity import METRICS
 
     titles = {"image_spearman": "image map: Spearman rank corr. (|R|)",
@@ -72,7 +74,7 @@ def save_plot(res, path) -> None:
         ax.set_xticks(list(x), ["orig."] + res.steps[1:], rotation=30)
         ax.set_title(titles[k], fontsize=10)
         ax.set_xlabel("randomised from the top down to")
-        ax.set_ylim(-0.3, 1.05)
+        ax.set_ylim(min(-0.3, float(np.nanmin(mean)) - 0.1), 1.05)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("similarity to the original explanation")
     axes[-1].legend(fontsize=8, loc="lower left")
