@@ -14,6 +14,7 @@ COMMANDS = [
     "policy_xai.commands.bench",
     "policy_xai.commands.sanity",
     "policy_xai.commands.ros",
+    "policy_xai.commands.robot",
 ]
 
 

@@ -152,11 +152,12 @@ def make_expert(sim: Simulation) -> JointTrajectoryExpert:
 
 
 def run_expert(sim: Simulation, condition: int, steps: int | None = None, target_change: tuple | None = None,
-               record: bool = False) -> dict:
-    """One expert episode. target_change = (step, xyz) moves the target mid-episode.
+               record: bool = False, noise: float = 0.0) -> dict:
+    """One expert episode. target_change = (step, xyz) moves the target mid-episode; noise (rad) perturbs
+    the start pose (see `Simulation.reset`).
 
     Returns {"success", "final_distance", "steps", "clipped_steps", "measure", ["trajectory"]}."""
-    obs = sim.reset(condition)
+    obs = sim.reset(condition, noise=noise)
     expert = make_expert(sim)
     expert.reset(obs)
     steps = sim.task.horizon if steps is None else steps
