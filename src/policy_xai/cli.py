@@ -13,6 +13,7 @@ COMMANDS = [
     "policy_xai.commands.explain",
     "policy_xai.commands.bench",
     "policy_xai.commands.sanity",
+    "policy_xai.commands.analyze",
     "policy_xai.commands.ros",
     "policy_xai.commands.robot",
 ]
