@@ -74,7 +74,7 @@ def _target_body(pos, kind="sphere", size="0.02", rgba="0.9 0.15 0.1 1") -> str:
 def _reach2d_scene(task: Task) -> Scene:
     t = task.conditions[0].target
     world = ('<geom name="table" type="plane" size="0.6 0.6 0.2" pos="0 0 0" material="grid" contype="0" conaffinity="0"/>\n'
-             + _target_body(t, "cylinder", "0.025 0.005", "0.9 0.15 0.1 1"))
+             + _target_body(t, "cylinder", "0.03 0.005", "0.9 0.15 0.1 1"))
     return Scene(camera_pos=(0.0, -0.45, 0.95), camera_target=(0.02, 0.0, 0.0), fovy=45.0, world_xml=world)
 
 
@@ -91,12 +91,12 @@ def _table_xml(x=0.68, y=-0.45, hx=0.35, hy=0.45) -> str:
 
 
 def _baxter_camera() -> dict:
-    return dict(camera_pos=(1.4, -1.3, 0.8), camera_target=(0.58, -0.45, 0.08), fovy=55.0)
+    return dict(camera_pos=(1.35, -1.3, 0.8), camera_target=(0.58, -0.43, 0.12), fovy=55.0)
 
 
 def _reach_scene(task: Task) -> Scene:
     t = task.conditions[0].target
-    world = _table_xml() + "\n" + _target_body(t, "box", "0.03 0.03 0.03", "0.1 0.6 0.15 1")
+    world = _table_xml() + "\n" + _target_body(t, "box", "0.035 0.035 0.035", "0.1 0.7 0.15 1")
     return Scene(world_xml=world, **_baxter_camera())
 
 
@@ -202,7 +202,7 @@ def _make_tasks() -> dict:
          Condition((0.0, 1.2), (0.05, -0.3, 0.03), "far-right")],
         success_tolerance=0.02, horizon=60, scene=_reach2d_scene,
         description="2-DoF planar arm reaching one of 4 targets; the target is only in the image")
-    z = TABLE_TOP + 0.03
+    z = TABLE_TOP + 0.035
     tasks["reach"] = Task(
         "reach", "baxter_right_arm",
         [Condition(BAXTER_START, (0.58, -0.30, z), "front-left"),
