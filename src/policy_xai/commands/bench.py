@@ -1,0 +1,412 @@
+"""`policy-xai bench attribution`: time our attribution methods against a plain forward/backward pass
+and against captum's LRP, GuidedBackprop and LayerGradCam on the same network, in one run."""
+from __future__ import annotations
+
+import argparse
+
+GOAL_RATIO_FB = 3.0  # dtd for all torques within 3x forward + one backward
+GOAL_SPEEDUP_LRP = 10.0  # dtd at least 10x faster than captum LRP over the torques
+GOAL_PAPER_MS = 60.0  # paper spec, B=1, 1 thread: dtd under 60 ms per step
+
+#: captum rows and the method of ours each is compared with
+CAPTUM_ROWS = {"captum_lrp": "dtd", "captum_gbp": "gbp", "captum_layergradcam": "gradcam"}
+DESCRIPTION = """\
+Times, for each spec x thread count x batch size (median wall time of --repeat runs, after one
+warm-up run):
+  forward            the policy's forward pass (no autograd)
+  forward+backward   forward + ONE backward pass of the sum of the torques to the inputs
+  dtd, rap, gbp, ... explain(policy, image, config, method): the amortised explanation of ALL
+                     torques (alpha = 1), i.e. what one control step costs
+  captum_lrp         captum LRP (default epsilon rules), looped over the torques, on a deep copy of
+                     the policy whose SpatialSoftmax gets a gradient-passing rule (captum has none
+                     and raises TypeError; it also deletes custom rules after every call, so the rule
+                     is re-attached before each call and the drops are counted)
+  captum_gbp         captum GuidedBackprop looped over the torques
+  captum_layergradcam captum LayerGradCam (first conv layer, like ours) + upsampling, looped
+Columns: ms (median per call of the whole batch), ms/obs, n (timed runs; 1* = the warm-up run was
+the measurement because one run exceeded --budget), x f+b (ms / forward+backward ms), vs ours
+(captum ms / ms of our counterpart: LRP vs dtd, GBP vs gbp, LayerGradCam vs gradcam), img share
+(net image relevance share: signed sum of the image relevance / the explained output sum_j |tau_j|,
+mean over observations; for captum per torque, relevance methods only), softmax pass (net relevance
+arriving at the conv feature maps / relevance on the feature points, i.e. what crosses the spatial
+softmax; 1 for our conserving rule; for captum measured in an extra, untimed LRP run).
+Networks are randomly initialised (seed 0) with a sharp spatial softmax (temperature 0.02) so that
+the torques depend on the image; timings do not depend on the weights.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the attribution methods against forward/backward and captum",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("what", choices=["attribution"], help="what to benchmark")
+    p.add_argument("--specs", default="small,paper", help="comma-separated spec names or YAML files")
+    p.add_argument("--batch", default="1,64", help="comma-separated batch sizes")
+    p.add_argument("--threads", default="1,all", help="comma-separated torch thread counts ('all' = every core)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per row (median reported)")
+    p.add_argument("--budget", type=float, default=8.0,
+                   help="seconds per row: fewer repeats for rows whose single run is slow (>= 1 run)")
+    p.add_argument("--methods", default=None, help="our methods to time (default: all)")
+    p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
+    p.add_argument("--quick", action="store_true", help="smoke mode: small spec, B=1, 1 thread, 1 repeat")
+    p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
+    p.set_defaults(func=run)
+
+
+# ---- captum on the policy -------------------------------------------------------------------------
+def _captum_helpers():
+    """Classes that need torch/captum, built on first use (heavy imports stay out of --help)."""
+    import torch
+    from captum.attr._utils.lrp_rules import PropagationRule
+
+    class SignedTorques(torch.nn.Module):
+        """Outputs sign(tau_j) * tau_j = |tau_j| at the explained observations: captum then explains
+        the same quantity as our methods (which start from alpha_j |tau_j|)."""
+
+        def __init__(self, policy, sign):
+            super().__init__()
+            self.policy, self.sign = policy, sign
+
+        def forward(self, image, config):
+            return self.policy(image, config) * self.sign
+
+    class GradientPassRule(PropagationRule):
+        """Let relevance cross the spatial softmax as a plain gradient: no relevance hooks, weights
+        untouched. This is what reference LRP implementations effectively do with a layer they have no
+        rule for (captum itself refuses such a layer with a TypeError)."""
+
+        def forward_hook(self, module, inputs, outputs):
+            return None
+
+        def _manipulate_weights(self, module, inputs, outputs):
+            pass
+
+    return SignedTorques, GradientPassRule
+
+
+class CaptumRunner:
+    """captum's LRP / GuidedBackprop / LayerGradCam over all torques, each on its own deep copy."""
+
+    def __init__(self, policy, image, config):
+        import copy
+
+        import torch
+        from captum.attr import LRP, GuidedBackprop, LayerGradCam
+
+        SignedTorques, self._Rule = _captum_helpers()
+        self.image, self.config = image, config
+        with torch.no_grad():
+            sign = torch.sign(policy(image, config))
+        sign[sign == 0] = 1
+        self.J = sign.shape[1]
+        self.size = tuple(image.shape[2:])
+        self.rule_drops = 0
+        self.calls = 0
+        self._lrp_net = copy.deepcopy(policy)
+        self.lrp = LRP(SignedTorques(self._lrp_net, sign))
+        self.gbp = GuidedBackprop(SignedTorques(copy.deepcopy(policy), sign))
+        gc_net = copy.deepcopy(policy)
+        self.lgc = LayerGradCam(SignedTorques(gc_net, sign), gc_net.conv_relus[0])
+        self._reference = policy
+
+    def _attach(self):
+        if not hasattr(self._lrp_net.softmax, "rule"):
+            self._lrp_net.softmax.rule = self._Rule()
+
+    def run_lrp(self):
+        out = []
+        for j in range(self.J):
+            self._attach()
+            out.append(self.lrp.attribute((self.image, self.config), target=j))
+            self.calls += 1
+            if not hasattr(self._lrp_net.softmax, "rule"):
+                self.rule_drops += 1
+        return out
+
+    def run_gbp(self):
+        return [self.gbp.attribute((self.image, self.config), target=j) for j in range(self.J)]
+
+    def run_lgc(self):
+        from captum.attr import LayerAttribution
+
+        out = []
+        for j in range(self.J):
+            cam = self.lgc.attribute((self.image, self.config), target=j, relu_attributions=True)
+            out.append(LayerAttribution.interpolate(cam, self.size, interpolate_mode="bilinear"))
+        return out
+
+    def softmax_passage(self) -> float:
+        """Net relevance that crosses the spatial softmax in one LRP call per torque (untimed):
+        sum of the relevance arriving at the feature maps / sum of the relevance on the feature
+        points, mean over torques and observations. A conserving rule gives 1."""
+        import numpy as np
+
+        seen = {}
+
+        def fwd_hook(module, inputs, output):
+            inputs[0].register_hook(lambda g: seen.__setitem__("maps", g.detach().flatten(1).sum(1)))
+            output.register_hook(lambda g: seen.__setitem__("points", g.detach().sum(1)))
+
+        ratios = []
+        for j in range(self.J):
+            self._attach()
+            h = self._lrp_net.softmax.register_forward_hook(fwd_hook)
+            try:
+                seen.clear()
+                self.lrp.attribute((self.image, self.config), target=j)
+            finally:
+                h.remove()
+            if "maps" in seen and "points" in seen:
+                pts = seen["points"].numpy()
+                ok = np.abs(pts) > 0
+                ratios.extend((seen["maps"].numpy()[ok] / pts[ok]).tolist())
+        return float(np.mean(ratios)) if ratios else float("nan")
+
+    def check_intact(self) -> bool:
+        """After the LRP calls, the copy must compute what the policy computes (captum restores the
+        weights it changed; a broken model would differ)."""
+        import torch
+
+        with torch.no_grad():
+            return bool(torch.allclose(self._lrp_net(self.image, self.config),
+                                       self._reference(self.image, self.config), atol=1e-5))
+
+
+# ---- timing ---------------------------------------------------------------------------------------
+def time_call(fn, repeat: int, budget: float):
+    """(median ms, n timed runs, warm-up used as the measurement?, last result)."""
+    import time
+
+    t0 = time.perf_counter()
+    result = fn()
+    warm = time.perf_counter() - t0
+    if warm > budget or repeat < 1:
+        return warm * 1e3, 1, True, result
+    n = int(max(1, min(repeat, budget // max(warm, 1e-9))))
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        result = fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    mid = len(ts) // 2
+    med = ts[mid] if len(ts) % 2 else 0.5 * (ts[mid - 1] + ts[mid])
+    return med * 1e3, n, False, result
+
+
+def _net_share(img_sum, out):
+    """Net image relevance (signed sum over the pixels) / the explained output, mean over entries."""
+    import numpy as np
+
+    ok = np.abs(out) > 0
+    return float(np.mean(img_sum[ok] / out[ok])) if ok.any() else float("nan")
+
+
+def bench_case(policy, image, config, methods, threads, repeat, budget, captum=True, progress=None):
+    """All rows for one (network, batch, thread count). Returns a list of dicts."""
+    import numpy as np
+    import torch
+
+    from ..attribution import explain
+
+    torch.set_num_threads(threads)
+    B = image.shape[0]
+    rows = []
+
+    def add(name, fn, share=None):
+        ms, n, warm_only, res = time_call(fn, repeat, budget)
+        row = {"row": name, "ms": ms, "ms_per_obs": ms / B, "n": n, "warmup_only": warm_only}
+        if share is not None:
+            row["img_share"] = share(res)
+        rows.append(row)
+        if progress:
+            progress(name)
+        return res
+
+    def fwd():
+        with torch.no_grad():
+            return policy(image, config)
+
+    def fwd_bwd():
+        x = image.detach().requires_grad_(True)
+        c = config.detach().requires_grad_(True)
+        tau = policy(x, c)
+        return torch.autograd.grad(tau.sum(), (x, c))
+
+    add("forward", fwd)
+    add("forward+backward", fwd_bwd)
+
+    def ours_share(e):
+        return _net_share(e.image.flatten(1).sum(1).numpy(), (e.alpha * e.torques.abs()).sum(1).numpy())
+
+    for m in methods:
+        e = add(m, lambda m=m: explain(policy, image, config, m), ours_share if m in ("dtd", "rap") else None)
+        if m in ("dtd", "rap"):
+            pts = e.points.sum(1).numpy()
+            ok = np.abs(pts) > 0
+            rows[-1]["softmax_pass"] = float(np.mean(e.image.flatten(1).sum(1).numpy()[ok] / pts[ok]))
+
+    extra = {}
+    if captum:
+        runner = CaptumRunner(policy, image, config)
+
+        tau_abs = policy(image, config).detach().abs().T.numpy()  # (J, B): what captum explains
+
+        def lrp_share(res):
+            img = np.stack([r[0].flatten(1).sum(1).detach().numpy() for r in res])  # (J, B)
+            return _net_share(img.ravel(), tau_abs.ravel())
+
+        add("captum_lrp", runner.run_lrp, lrp_share)
+        add("captum_gbp", runner.run_gbp)
+        add("captum_layergradcam", runner.run_lgc)
+        extra = {"captum_rule_drops": runner.rule_drops, "captum_lrp_calls": runner.calls,
+                 "captum_model_intact": runner.check_intact()}
+        by = {r["row"]: r for r in rows}
+        by["captum_lrp"]["softmax_pass"] = runner.softmax_passage()
+    # ratios
+    by = {r["row"]: r for r in rows}
+    fb = by["forward+backward"]["ms"]
+    for r in rows:
+        r["x_fwd_bwd"] = r["ms"] / fb
+        ours = CAPTUM_ROWS.get(r["row"])
+        if ours in by:
+            r["vs_ours"] = r["ms"] / by[ours]["ms"]
+    return rows, extra
+
+
+# ---- output ---------------------------------------------------------------------------------------
+def _num(v) -> str:
+    if v is None:
+        return ""
+    return f"{v:.3f}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
+
+
+def format_block(title, rows) -> str:
+    lines = [title, f"{'row':<20} {'ms':>10} {'ms/obs':>9} {'n':>3} {'x f+b':>7} {'vs ours':>8} {'img share':>10} "
+                    f"{'softmax pass':>12}"]
+    lines.append("-" * len(lines[1]))
+    for r in rows:
+        n = f"{r['n']}{'*' if r['warmup_only'] else ''}"
+        vs = f"{r['vs_ours']:.1f}x" if "vs_ours" in r else ""
+        share = r.get("img_share")
+        sp = r.get("softmax_pass")
+        lines.append(f"{r['row']:<20} {r['ms']:>10.2f} {r['ms_per_obs']:>9.3f} {n:>3} {r['x_fwd_bwd']:>7.2f} "
+                     f"{vs:>8} {_num(share):>10} {_num(sp):>12}")
+    return "\n".join(lines)
+
+
+def goals(results) -> list[dict]:
+    """The issue's goals, evaluated on every case that has the rows they need."""
+    out = []
+    for case in results:
+        by = {r["row"]: r for r in case["rows"]}
+        tag = f"{case['spec']} B={case['batch']} threads={case['threads']}"
+        if "dtd" in by:
+            ratio = by["dtd"]["x_fwd_bwd"]
+            out.append({"case": tag, "goal": f"dtd <= {GOAL_RATIO_FB:g}x forward+backward",
+                        "value": ratio, "met": ratio <= GOAL_RATIO_FB})
+            if "captum_lrp" in by:
+                sp = by["captum_lrp"]["vs_ours"]
+                out.append({"case": tag, "goal": f"captum LRP / dtd >= {GOAL_SPEEDUP_LRP:g}",
+                            "value": sp, "met": sp >= GOAL_SPEEDUP_LRP})
+            if case["spec"] == "paper" and case["batch"] == 1 and case["threads"] == 1:
+                ms = by["dtd"]["ms"]
+                out.append({"case": tag, "goal": f"paper dtd < {GOAL_PAPER_MS:g} ms/step on 1 thread",
+                            "value": ms, "met": ms < GOAL_PAPER_MS})
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import platform
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from ..attribution import METHODS
+    from ..sanity import policy_from_arg
+    from ..synthetic import synthetic_observations
+
+    ncpu = os.cpu_count() or 1
+    if args.quick:
+        specs, batches, threads, repeat = ["small"], [1], [1], 1
+    else:
+        specs = [s.strip() for s in args.specs.split(",") if s.strip()]
+        batches = [int(b) for b in args.batch.split(",") if b.strip()]
+        threads = [ncpu if t.strip() == "all" else int(t) for t in args.threads.split(",") if t.strip()]
+        repeat = args.repeat
+    threads = list(dict.fromkeys(threads))  # "1,all" on a 1-core machine: once
+    methods = list(METHODS) if not args.methods else [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    captum = not args.no_captum
+    if captum:
+        try:
+            import captum as _captum  # noqa: F401
+        except ImportError:
+            print("captum is not installed: captum rows skipped (pip install captum torch==2.13.0)")
+            captum = False
+
+    load_before = os.getloadavg()
+    n_rows = 2 + len(methods) + (3 if captum else 0)
+    results = []
+    old_threads = torch.get_num_threads()
+    try:
+        with tqdm(total=len(specs) * len(batches) * len(threads) * n_rows, desc="bench", unit="row") as bar:
+            for spec in specs:
+                policy = policy_from_arg(spec, seed=0)
+                for B in batches:
+                    images, configs = synthetic_observations(policy.spec, B, seed=0)
+                    x, c = policy.prepare_image(images), policy.prepare_config(configs)
+                    for t in threads:
+                        def progress(name, spec=spec, B=B, t=t):
+                            bar.set_postfix_str(f"{spec} B={B} t={t} {name}")
+                            bar.update()
+
+                        rows, extra = bench_case(policy, x, c, methods, t, repeat, args.budget, captum, progress)
+                        results.append({"spec": policy.spec.name, "batch": B, "threads": t, "rows": rows, **extra})
+    finally:
+        torch.set_num_threads(old_threads)
+    load_after = os.getloadavg()
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        captum_version = version("captum")
+    except PackageNotFoundError:
+        captum_version = None
+    machine = {
+        "cpu_count": ncpu, "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__, "captum": captum_version,
+        "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in load_after],
+    }
+    print(f"\nmachine: {ncpu} cores, {machine['processor']}, torch {torch.__version__}; load average (1/5/15 min) "
+          f"before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}"
+          + ("  (load above the core count: timings are inflated by other processes)"
+             if max(load_before[0], load_after[0]) > ncpu else ""))
+    for case in results:
+        print()
+        print(format_block(f"spec {case['spec']}, B={case['batch']}, {case['threads']} thread(s)", case["rows"]))
+        if "captum_lrp_calls" in case:
+            print(f"captum LRP: SpatialSoftmax rule dropped by captum after {case['captum_rule_drops']} of "
+                  f"{case['captum_lrp_calls']} calls (re-attached before each); model intact afterwards: "
+                  f"{case['captum_model_intact']}")
+    gl = goals(results)
+    if gl:
+        print("\ngoals (issue 2):")
+        for g in gl:
+            print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['case']:<28} {g['goal']:<38} measured {g['value']:.2f}")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"machine": machine, "repeat": repeat, "budget_s": args.budget,
+                                    "results": results, "goals": gl}, indent=1))
+        print(f"wrote {path}")
+    return 0
