@@ -97,7 +97,7 @@ class ReadProblem:
         if self.byte_offset is not None:
             where.append(f"byte {self.byte_offset} of {self.file_size}")
         if self.last_row is not None:
-            where.append(f"after message row {self.last_row}")
+            where.append(f"message row {self.last_row}")
         if self.last_log_time is not None:
             rel = f" ({(self.last_log_time - start_ns) * 1e-9:.3f} s after the start)" if start_ns else ""
             where.append(f"last readable message at log time {self.last_log_time}{rel}")

@@ -142,6 +142,7 @@ def register(sub) -> None:
     r.add_argument("--params-file", default=None, help="parameter file (default: the graph's)")
     r.add_argument("--no-visualization", action="store_true", help="leave out the visualisation node")
     r.add_argument("--log-dir", default="", help="node logs (default: a temporary folder)")
+    r.add_argument("--ready-timeout", type=float, default=90.0, help="s to wait for the nodes to come up")
     r.set_defaults(func=run_replay)
 
 
@@ -408,7 +409,6 @@ def run_replay(args: argparse.Namespace) -> int:
 
     from .. import bags
     from ..ros.graph import graph
-    from ..ros.player import run as play
     from ..ros.runner import GraphRunner
 
     with bags.BagSource(args.bag) as bag:
@@ -434,15 +434,63 @@ def run_replay(args: argparse.Namespace) -> int:
     print(f"replaying {args.bag} into graph {gname!r} ({plan['reason']}): nodes {node_names}, "
           f"topics {plan['topics']}, domain {domain}")
     with GraphRunner(launches, domain_id=domain, log_dir=args.log_dir or None) as runner:
-        time.sleep(2.0)  # let the nodes load their policies and subscribe
-        try:
-            play(args.bag, topics=plan["topics"], rate=args.rate, loop=args.loop, start=args.start_offset,
-                 domain_id=domain)
-            time.sleep(1.0)  # let the last explanations arrive
-        finally:
-            dead = runner.dead()
-            if dead:
-                print(runner.report())
+        n = play_into(args.bag, plan["topics"], [x.name for x in launches], domain, args.rate, args.loop,
+                      args.start_offset, args.ready_timeout, runner)
+        print(f"published {n} messages from {args.bag}")
+        dead = runner.dead()
+        if dead:
+            print(runner.report())
     if args.record:
         print(f"recorded to {args.record}; analyse it with: policy-xai analyze {args.record} --policy {args.policy}")
     return 0
+
+
+def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: bool = False, start: float = 0.0,
+              ready_timeout: float = 90.0, runner=None, drain: float = 2.0) -> int:
+    """Play `topics` of `bag` once the nodes `node_names` are up and subscribed (rclpy in this process)."""
+    import os
+    import time
+
+    from ..ros.player import BagPlayer
+    from ..ros.runner import ros_env
+
+    os.environ.update(ros_env(domain_id))
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = rclpy.create_node("policy_xai_replay", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    player = BagPlayer(bag, topics, rate, loop, start)
+    try:
+        end = time.monotonic() + ready_timeout
+        want = {n.split("/")[-1] for n in node_names}
+        while True:
+            ex.spin_once(timeout_sec=0.2)
+            up = set(node.get_node_names())
+            subscribed = all(node.count_subscribers(t) > 0 for t in topics)
+            if want <= up and subscribed:
+                break
+            if runner is not None and runner.dead():
+                raise RuntimeError(f"nodes exited before the replay started: {runner.dead()}\n{runner.report()}")
+            if time.monotonic() > end:
+                raise RuntimeError(f"nodes not ready after {ready_timeout} s: up {sorted(up & want)} of {sorted(want)}, "
+                                   f"topics subscribed: {subscribed}")
+        t_end = time.monotonic() + 1.0  # recorder discovery (0.5 s period) and QoS matching
+        while time.monotonic() < t_end:
+            ex.spin_once(timeout_sec=0.1)
+        n = player.play(node, should_stop=lambda: not ctx.ok(), spin=lambda t: ex.spin_once(timeout_sec=t),
+                        wait_for_subscribers=0.2)
+        t_end = time.monotonic() + drain  # let the last explanations arrive at the recorder
+        while time.monotonic() < t_end:
+            ex.spin_once(timeout_sec=0.1)
+        return n
+    finally:
+        player.close()
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
