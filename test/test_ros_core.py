@@ -195,3 +195,16 @@ def test_ratio_history_plot():
     assert len(h) in (10, 11)  # 1 s window
     img = h.render(320, 160)
     assert img.shape == (160, 320, 3) and (img != 255).any()
+
+
+def test_launch_files_are_thin_over_the_graph():
+    import re
+
+    for name in ["sim", "robot", "replay"]:
+        src = (ROOT / "launch" / f"{name}.launch.py").read_text()
+        compile(src, name, "exec")
+        assert re.search(rf'describe\("{name}"', src) and name in gr.GRAPHS
+        assert "Node(package=\"policy_xai\"" not in src  # nodes come from graph.py via _graph_launch
+    helper = (ROOT / "launch" / "_graph_launch.py").read_text()
+    assert "from policy_xai.ros.graph import graph" in helper
+    assert (ROOT / "config" / "policy_xai.rviz").is_file()

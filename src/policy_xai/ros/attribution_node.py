@@ -51,9 +51,9 @@ class AttributionNode(XaiNode):
         self.add_on_set_parameters_callback(self.on_parameters)
         self.pubs = {k: self.pub(k) for k in ("relevance_image", "relevance_config", "relevance_points",
                                                "ratios", "importance")}
-        self.sub("obs_image", self.guarded("observation_image", self.on_image), depth=5)
-        self.sub("obs_config", self.guarded("observation_config", self.on_config), depth=20)
-        self.sub("torques", self.guarded("torques", self.on_torques), depth=20)
+        self.sub("obs_image", self.guarded("observation_image", self.on_image), depth=2)
+        self.sub("obs_config", self.guarded("observation_config", self.on_config), depth=5)
+        self.sub("torques", self.guarded("torques", self.on_torques), depth=5)
         self.worker = threading.Thread(target=self.work, name="explain", daemon=True)
         self.worker.start()
         self.get_logger().info(f"explaining policy {s.name!r} with {self.method!r}")

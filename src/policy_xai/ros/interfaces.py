@@ -143,7 +143,7 @@ NODES: dict[str, NodeInfo] = {
         "robot": "baxter_right_arm",  # joint marker positions
         "normalize": "frame",  # frame | fixed
         "fixed_scale": 0.0,  # |relevance| mapped to full colour when normalize=fixed
-        "heatmap_scale": 4,  # upscale factor of the overlay image
+        "heatmap_scale": 0,  # upscale factor of the overlay image; 0 = auto (about 256 px wide)
         "opacity": 0.5,
         "plot_rate": 2.0,  # Hz of the ratio plot image
         "plot_window": 20.0,  # s of history in the plot

@@ -60,7 +60,7 @@ class PolicyNode(XaiNode):
         self.pub_obs_config = self.pub("obs_config")
         self.pub_torques = self.pub("torques")
         self.sub("image", self.guarded("image", self.on_image), depth=2)
-        self.sub("joint_states", self.guarded("joint_state", self.on_joints), depth=20)
+        self.sub("joint_states", self.guarded("joint_state", self.on_joints), depth=5)
         self.create_timer(0.05, self.on_watchdog)
         self.get_logger().info(
             f"policy {s.name!r} ({s.image_height}x{s.image_width}, joints {list(s.joint_names)}) ready")

@@ -73,8 +73,9 @@ class VisualizationNode(XaiNode):
             return
         t0 = time.perf_counter()
         (rgb, frame_id), rel, (pts, prel) = got["image"], got["relevance"], got["points"]
+        scale = int(self.p("heatmap_scale")) or max(1, 256 // rgb.shape[1])
         out = viz.overlay_heatmap(rgb, rel, pts, normalize=self.normalize, opacity=float(self.p("opacity")),
-                                  scale=int(self.p("heatmap_scale")), point_relevance=prel)
+                                  scale=scale, point_relevance=prel)
         self.pub_heat.publish(cv.image_msg(out, ns, frame_id))
         self.render.add(time.perf_counter() - t0)
         self.latency.add((self.now_ns() - ns) * 1e-9)

@@ -1,0 +1,44 @@
+"""Shared body of the launch files: one launch_ros Node per entry of policy_xai.ros.graph."""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from policy_xai.ros.graph import graph
+
+
+def describe(graph_name, extra_args=(), rviz=True):
+    args = [
+        DeclareLaunchArgument("params_file", default_value="", description="parameter file (default: the graph's)"),
+        DeclareLaunchArgument("spec", default_value="", description="policy spec override (small, paper, path)"),
+        DeclareLaunchArgument("weights", default_value="", description="policy weights override (.safetensors)"),
+        DeclareLaunchArgument("method", default_value="", description="attribution method override"),
+        *extra_args,
+    ]
+
+    def nodes(context):
+        get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+        pol = {k: get(k) for k in ("spec", "weights") if get(k)}
+        overrides = {"policy_node": dict(pol), "attribution_node": dict(pol)}
+        if get("method"):
+            overrides["attribution_node"]["method"] = get("method")
+        out = []
+        for n in graph(graph_name, params_file=get("params_file") or None, overrides=overrides):
+            params = [n.params_file] if n.params_file else []
+            if n.parameters:
+                params.append(n.parameters)
+            out.append(Node(package="policy_xai", executable=n.executable, name=n.name, parameters=params,
+                            remappings=list(n.remappings), output="screen"))
+        return out
+
+    actions = [*args, OpaqueFunction(function=nodes)]
+    if rviz:
+        from policy_xai.resources import share_path
+
+        actions += [
+            DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/policy_xai.rviz"),
+            Node(package="rviz2", executable="rviz2", arguments=["-d", str(share_path("config", "policy_xai.rviz"))],
+                 condition=IfCondition(LaunchConfiguration("rviz"))),
+        ]
+    return LaunchDescription(actions)
