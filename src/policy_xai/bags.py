@@ -101,7 +101,9 @@ class ReadProblem:
         if self.last_log_time is not None:
             rel = f" ({(self.last_log_time - start_ns) * 1e-9:.3f} s after the start)" if start_ns else ""
             where.append(f"last readable message at log time {self.last_log_time}{rel}")
-        return f"{Path(self.file).name}: {self.reason}" + (f" - stops at {', '.join(where)}" if where else "")
+        if self.last_log_time is None:
+            where.append("no message is readable")
+        return f"{Path(self.file).name}: {self.reason}" + f" - stops at {', '.join(where)}"
 
 
 def _storage_files(path: Path) -> list[Path]:
@@ -476,7 +478,9 @@ def choose_source(bag: BagSource, opts: ReadOptions) -> str:
     missing = [n for n in raw if n not in have or have[n].count == 0]
     if missing:
         hint = " (use --image-topic / --joint-topic to name them)" if have else ""
-        raise BagError(f"the bag has no messages on {missing}{hint}; it has: {bag.describe_topics() or 'no topics'}")
+        damage = f" ({bag.problem.describe(bag.start_ns)})" if bag.problem is not None else ""
+        raise BagError(f"the bag has no messages on {missing}{hint}; it has: {bag.describe_topics() or 'no topics'}"
+                       f"{damage}")
     return "raw"
 
 
