@@ -469,22 +469,32 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
     try:
         end = time.monotonic() + ready_timeout
         want = {n.split("/")[-1] for n in node_names}
+        need = ready_subscriptions(topics, want)
+        # announce the played topics now, so that a recorder discovers and subscribes to them first
+        from ..ros.common import qos
+
+        by_name = {t.name: t for t in itf.TOPICS}
+        types = {c.topic: c.msgtype for c in player.connections}
+        announce = [node.create_publisher(itf.message_class(types[t]), t,
+                                          qos(by_name[t].qos if t in by_name else itf.RELIABLE)) for t in topics]
         while True:
             ex.spin_once(timeout_sec=0.2)
             up = set(node.get_node_names())
-            subscribed = all(node.count_subscribers(t) > 0 for t in topics)
-            if want <= up and subscribed:
+            missing = [(t, who) for t, who in need if not any(
+                (who is None or i.node_name == who) for i in node.get_subscriptions_info_by_topic(t))]
+            if want <= up and not missing:
                 break
             if runner is not None and runner.dead():
                 raise RuntimeError(f"nodes exited before the replay started: {runner.dead()}\n{runner.report()}")
             if time.monotonic() > end:
                 raise RuntimeError(f"nodes not ready after {ready_timeout} s: up {sorted(up & want)} of {sorted(want)}, "
-                                   f"topics subscribed: {subscribed}")
-        t_end = time.monotonic() + 1.0  # recorder discovery (0.5 s period) and QoS matching
+                                   f"subscriptions missing: {missing}")
+        t_end = time.monotonic() + 0.5  # QoS matching of the new subscriptions
         while time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.1)
         n = player.play(node, should_stop=lambda: not ctx.ok(), spin=lambda t: ex.spin_once(timeout_sec=t),
                         wait_for_subscribers=0.2)
+        del announce
         t_end = time.monotonic() + drain  # let the last explanations arrive at the recorder
         while time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.1)
@@ -494,3 +504,23 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def ready_subscriptions(played, nodes) -> list:
+    """(topic, node or None) subscriptions that must exist before playing: every played topic has a
+    subscriber, the attribution node listens to the policy's decisions, and the recorder (if any)
+    records the played topics and everything the nodes publish."""
+    T = itf.TOPIC
+    need = [(t, None) for t in played]
+    if "attribution_node" in nodes:
+        need += [(T[k].name, "attribution_node") for k in ("obs_image", "obs_config", "torques")]
+    if "recorder" in nodes:
+        keys = []
+        if "policy_node" in nodes:
+            keys += ["obs_image", "obs_config", "torques", "commands"]
+        if "attribution_node" in nodes:
+            keys += ["relevance_image", "relevance_config", "relevance_points", "ratios", "importance"]
+        if "visualization_node" in nodes:
+            keys += ["heatmap", "markers"]
+        need += [(t, "recorder") for t in played] + [(T[k].name, "recorder") for k in keys]
+    return need
