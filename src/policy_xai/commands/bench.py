@@ -53,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
     p.add_argument("--quick", action="store_true", help="smoke mode: small spec, B=1, 1 thread, 1 repeat")
     p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
+    p.add_argument("--markdown", default=None, help="also write the tables as Markdown (for the README)")
+    p.add_argument("--from-json", default=None,
+                   help="measure nothing: re-print (and --markdown) the tables of an earlier --json file")
     p.set_defaults(func=run)
 
 
@@ -298,6 +301,46 @@ def format_block(title, rows) -> str:
     return "\n".join(lines)
 
 
+def markdown(data) -> str:
+    """Markdown tables of a --json result (one table per spec x batch, thread counts side by side)."""
+    m = data["machine"]
+    lb, la = m["loadavg_before"], m["loadavg_after"]
+    out = [f"Measured on {m['cpu_count']} cores ({m['processor']}), torch {m['torch']}, captum {m['captum']}; "
+           f"load average (1/5/15 min) {lb[0]}/{lb[1]}/{lb[2]} before and {la[0]}/{la[1]}/{la[2]} after the run"
+           f"{' (other processes were running: absolute times are inflated)' if max(lb[0], la[0]) > m['cpu_count'] else ''}.",
+           ""]
+    groups = {}
+    for case in data["results"]:
+        groups.setdefault((case["spec"], case["batch"]), []).append(case)
+    for (spec, B), cases in groups.items():
+        head = "| row | " + " | ".join(f"{c['threads']} thr: ms | x f+b | vs ours" for c in cases) + \
+               " | img share | softmax pass |"
+        out += [f"**{spec}, B={B}** (median ms per call for the whole batch)", "", head,
+                "|" + "---|" * (1 + 3 * len(cases) + 2)]
+        names = [r["row"] for r in cases[0]["rows"]]
+        for name in names:
+            cells = []
+            for c in cases:
+                r = {x["row"]: x for x in c["rows"]}.get(name)
+                if r is None:
+                    cells += ["", "", ""]
+                    continue
+                n = "" if r["n"] > 1 else ("¹" if not r["warmup_only"] else "*")
+                cells += [f"{r['ms']:.1f}{n}", f"{r['x_fwd_bwd']:.2f}",
+                          f"{r['vs_ours']:.1f}x" if "vs_ours" in r else ""]
+            r0 = {x["row"]: x for x in cases[0]["rows"]}[name]
+            cells += [_num(r0.get("img_share")), _num(r0.get("softmax_pass"))]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append("¹ one timed run; * the warm-up run was the measurement (a single run exceeded the budget). "
+               "img share / softmax pass from the first thread count.")
+    if data.get("goals"):
+        out += ["", "| goal | case | measured | met |", "|---|---|---|---|"]
+        for g in data["goals"]:
+            out.append(f"| {g['goal']} | {g['case']} | {g['value']:.2f} | {'yes' if g['met'] else '**no**'} |")
+    return "\n".join(out) + "\n"
+
+
 def goals(results) -> list[dict]:
     """The issue's goals, evaluated on every case that has the rows they need."""
     out = []
@@ -319,6 +362,27 @@ def goals(results) -> list[dict]:
     return out
 
 
+def _print_all(data) -> None:
+    m = data["machine"]
+    lb, la = m["loadavg_before"], m["loadavg_after"]
+    print(f"\nmachine: {m['cpu_count']} cores, {m['processor']}, torch {m['torch']}, captum {m['captum']}; "
+          f"load average (1/5/15 min) before {lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f}, "
+          f"after {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f}"
+          + ("  (load above the core count: timings are inflated by other processes)"
+             if max(lb[0], la[0]) > m["cpu_count"] else ""))
+    for case in data["results"]:
+        print()
+        print(format_block(f"spec {case['spec']}, B={case['batch']}, {case['threads']} thread(s)", case["rows"]))
+        if "captum_lrp_calls" in case:
+            print(f"captum LRP: SpatialSoftmax rule dropped by captum after {case['captum_rule_drops']} of "
+                  f"{case['captum_lrp_calls']} calls (re-attached before each); model intact afterwards: "
+                  f"{case['captum_model_intact']}")
+    if data.get("goals"):
+        print("\ngoals (issue 2):")
+        for g in data["goals"]:
+            print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['case']:<28} {g['goal']:<38} measured {g['value']:.2f}")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -332,6 +396,13 @@ def run(args: argparse.Namespace) -> int:
     from ..sanity import policy_from_arg
     from ..synthetic import synthetic_observations
 
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        _print_all(data)
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(data))
+            print(f"wrote {args.markdown}")
+        return 0
     ncpu = os.cpu_count() or 1
     if args.quick:
         specs, batches, threads, repeat = ["small"], [1], [1], 1
@@ -386,27 +457,15 @@ def run(args: argparse.Namespace) -> int:
         "torch": torch.__version__, "captum": captum_version,
         "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in load_after],
     }
-    print(f"\nmachine: {ncpu} cores, {machine['processor']}, torch {torch.__version__}; load average (1/5/15 min) "
-          f"before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
-          f"after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}"
-          + ("  (load above the core count: timings are inflated by other processes)"
-             if max(load_before[0], load_after[0]) > ncpu else ""))
-    for case in results:
-        print()
-        print(format_block(f"spec {case['spec']}, B={case['batch']}, {case['threads']} thread(s)", case["rows"]))
-        if "captum_lrp_calls" in case:
-            print(f"captum LRP: SpatialSoftmax rule dropped by captum after {case['captum_rule_drops']} of "
-                  f"{case['captum_lrp_calls']} calls (re-attached before each); model intact afterwards: "
-                  f"{case['captum_model_intact']}")
-    gl = goals(results)
-    if gl:
-        print("\ngoals (issue 2):")
-        for g in gl:
-            print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['case']:<28} {g['goal']:<38} measured {g['value']:.2f}")
+    data = {"machine": machine, "repeat": repeat, "budget_s": args.budget, "results": results,
+            "goals": goals(results)}
+    _print_all(data)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"machine": machine, "repeat": repeat, "budget_s": args.budget,
-                                    "results": results, "goals": gl}, indent=1))
+        path.write_text(json.dumps(data, indent=1))
         print(f"wrote {path}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(data))
+        print(f"wrote {args.markdown}")
     return 0
