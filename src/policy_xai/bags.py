@@ -741,6 +741,11 @@ def compare_live(res, obs: Observations, live: LiveExplanations, method: str, sp
         record("torques", d)
     matched = [v["matched"] for k, v in out.items() if isinstance(v, dict)]
     out["matched_steps"] = max(matched) if matched else 0
+    tol = float(itf.NODES["attribution_node"].parameters["reproduce_tolerance"])
+    if "torques" in out and out["torques"]["max_abs_diff"] > tol:
+        out["torque_warning"] = (f"the recomputed torques differ from the recorded ones by up to "
+                                 f"{out['torques']['max_abs_diff']:.3g} N·m: the bag was recorded with other weights "
+                                 "or another spec than --policy")
     if live.methods and method not in live.methods:
         out["warning"] = (f"the live attribution node used {sorted(live.methods)}, this recomputation {method!r}: "
                           "differences are expected")
