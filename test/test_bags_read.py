@@ -126,11 +126,30 @@ def test_other_encodings_convert_and_unsupported_ones_are_named(tmp_path):
     with bags.BagSource(ref) as a, bags.BagSource(bgr) as b:
         np.testing.assert_array_equal(bags.read_observations(a, SPEC, opts()).images,
                                       bags.read_observations(b, SPEC, opts()).images)
-    # a 16-bit depth image on the camera topic
-    ts = bags.typestore()
+    # CompressedImage (PNG: lossless) on the camera topic
+    import cv2
     from rosbags.rosbag2 import StoragePlugin, Writer
 
+    ts = bags.typestore()
     T = ts.types
+    with bags.BagSource(ref) as a:
+        want = bags.read_observations(a, SPEC, opts()).images
+        with Writer(tmp_path / "png", version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
+            c = w.add_connection("/camera/image_raw", "sensor_msgs/msg/CompressedImage", typestore=ts)
+            j = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
+            for topic, t, raw in a.messages():
+                if topic == "/joint_states":
+                    w.write(j, t, raw)
+                    continue
+                m = ts.deserialize_cdr(raw, "sensor_msgs/msg/Image")
+                rgb = np.frombuffer(bytes(m.data), np.uint8).reshape(64, 64, 3)
+                ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                msg = T["sensor_msgs/msg/CompressedImage"](header=m.header, format="rgb8; png compressed bgr8",
+                                                           data=np.frombuffer(png.tobytes(), np.uint8))
+                w.write(c, t, ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
+    with bags.BagSource(tmp_path / "png") as b:
+        np.testing.assert_array_equal(bags.read_observations(b, SPEC, opts()).images, want)
+    # a 16-bit depth image on the camera topic
     with Writer(tmp_path / "depth", version=9, storage_plugin=StoragePlugin.MCAP) as w:
         c = w.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=ts)
         j = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
@@ -196,6 +215,9 @@ def test_replay_plan_picks_the_graph():
     assert p["graph"] == "replay" and T["ratios"] not in p["topics"]
     with pytest.raises(bags.BagError, match="nothing to replay"):
         bags.replay_plan(["/rosout"])
+    assert bags.replay_plan(p["topics"] + [T["image"], T["joint_states"]], graph="explain")["graph"] == "explain"
+    with pytest.raises(bags.BagError, match="into graph replay"):
+        bags.replay_plan([T["image"], T["joint_states"]], graph="replay")
 
 
 def test_cli_error_is_one_clear_line(written, tmp_path):

@@ -1118,7 +1118,7 @@ def compare_series(a: RatioSeries, b: RatioSeries, out_dir: "str | Path", how: s
 
 
 # ==== replay through the live nodes ===============================================================
-def replay_plan(topic_names: Sequence[str], topics: Optional[dict] = None) -> dict:
+def replay_plan(topic_names: Sequence[str], topics: Optional[dict] = None, graph: str = "auto") -> dict:
     """Which node graph explains a bag when it is played back live, and which topics to play.
 
     Bags with the policy's observation topics and torques go to the "replay" graph (attribution +
@@ -1129,13 +1129,17 @@ def replay_plan(topic_names: Sequence[str], topics: Optional[dict] = None) -> di
     have = set(topic_names)
     obs = [T["obs_image"], T["obs_config"], T["torques"]]
     raw = [T["image"], T["joint_states"]]
-    if all(n in have for n in obs):
+    if graph in ("auto", "replay") and all(n in have for n in obs):
         return {"graph": "replay", "topics": obs, "reason": "the bag holds the policy's decisions"}
-    if all(n in have for n in raw):
+    if graph in ("auto", "explain") and all(n in have for n in raw):
         extra = [n for n in (itf.topic_name("camera_info"),) if n in have]
         return {"graph": "explain", "topics": raw + extra,
                 "reason": "the bag holds camera images and joint states: the policy node acts on them again"}
-    raise BagError(f"nothing to replay: the bag needs {obs} or {raw}; it has {sorted(have)}")
+    need = {"auto": f"{obs} or {raw}", "replay": str(obs), "explain": str(raw)}.get(graph)
+    if need is None:
+        raise BagError(f"graph must be auto, replay or explain, got {graph!r}")
+    raise BagError(f"nothing to replay{'' if graph == 'auto' else ' into graph ' + graph}: the bag needs {need}; "
+                   f"it has {sorted(have)}")
 
 
 # ==== test / benchmark bags ======================================================================

@@ -437,10 +437,8 @@ def run_replay(args: argparse.Namespace) -> int:
         names = list(bag.topics)
         if bag.problem is not None:
             print(f"warning: {bag.problem.describe(bag.start_ns)}")
-    plan = bags.replay_plan(names)
-    gname = plan["graph"] if args.graph == "auto" else args.graph
-    if args.graph != "auto" and gname != plan["graph"]:
-        plan = {"graph": gname, "topics": bags.replay_plan(names)["topics"], "reason": "chosen with --graph"}
+    plan = bags.replay_plan(names, graph=args.graph)
+    gname = plan["graph"]
     nodes = [n for n in graph(gname, params_file="")]
     node_names = [n.name for n in nodes if not (args.no_visualization and n.name == "visualization_node")]
     weights = args.policy if args.policy.endswith(".safetensors") or Path(args.policy).is_file() else ""
