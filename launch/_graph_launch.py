@@ -24,7 +24,8 @@ def describe(graph_name, extra_args=(), rviz=True):
         if get("method"):
             overrides["attribution_node"]["method"] = get("method")
         out = []
-        for n in graph(graph_name, params_file=get("params_file") or None, overrides=overrides):
+        name = graph_name or get("graph")
+        for n in graph(name, params_file=get("params_file") or None, overrides=overrides):
             params = [n.params_file] if n.params_file else []
             if n.parameters:
                 params.append(n.parameters)

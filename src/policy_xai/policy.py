@@ -106,8 +106,8 @@ class VisuomotorPolicy(nn.Module):
         if arr.shape[1:] != (s.image_height, s.image_width, s.image_channels):
             raise ObservationError(
                 f"image is {arr.shape[1]}x{arr.shape[2]}x{arr.shape[3]}, policy {s.name!r} expects "
-                f"{s.image_height}x{s.image_width}x{s.image_channels} (resize it first, e.g. "
-                "policy_xai.imaging.resize_rgb)"
+                f"{s.image_height}x{s.image_width}x{s.image_channels} (resize it first, e.g. with cv2.resize, "
+                "or pass --resize / the nodes' resize parameter)"
             )
         if arr.dtype == np.uint8:
             t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
