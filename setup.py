@@ -26,7 +26,8 @@ setup(
     ]
     + _share("launch")
     + _share("config")
-    + _share("urdf"),
+    + _share("urdf")
+    + _share("models"),
     include_package_data=True,
     install_requires=["numpy", "pyyaml", "safetensors", "torch>=2.1", "tqdm"],
     zip_safe=False,

@@ -143,3 +143,36 @@ def rank_consistency(res: SequenceResult, methods: Iterable[str] = ("dtd", "rap"
                     per[name] = float("nan")
             out[f"{a}~{b}"] = per
     return out
+
+
+def _position_velocity(ratios: np.ndarray, names: Sequence[str]) -> dict:
+    """image, position (joint + ee position), velocity (joint + ee velocity) ratio series (N,)."""
+    idx = {n: i for i, n in enumerate(names)}
+    pick = lambda gs: sum((ratios[:, idx[g]] for g in gs if g in idx), np.zeros(len(ratios)))  # noqa: E731
+    return {"image": ratios[:, idx["image"]], "position": pick(("joint_position", "ee_position")),
+            "velocity": pick(("joint_velocity", "ee_velocity"))}
+
+
+def trend_stats(ratios: np.ndarray, names: Sequence[str], early: float = 0.1, late: float = 0.5) -> dict:
+    """The paper's early-image / later-position trend (Sec. IV-C2) in numbers: mean image, position
+    and velocity ratio over the first `early` fraction of an episode's steps vs. its last `late`
+    fraction. ratios: (N, G) for one episode (or the per-step mean over episodes)."""
+    N = len(ratios)
+    e = max(1, int(round(early * N)))
+    l0 = min(N - 1, int(round((1 - late) * N)))
+    out = {}
+    for k, v in _position_velocity(np.asarray(ratios, float), names).items():
+        out[k] = {"early": float(np.nanmean(v[:e])), "late": float(np.nanmean(v[l0:])), "first_step": float(v[0])}
+    return out
+
+
+def change_reaction(ratios: np.ndarray, names: Sequence[str], change: int, window: int = 5) -> dict:
+    """Fig. 6 in numbers: mean image/position/velocity ratio over `window` steps before the target
+    change, over the `window` steps from it, and the extreme value reached in those steps."""
+    out = {}
+    for k, v in _position_velocity(np.asarray(ratios, float), names).items():
+        before = v[max(0, change - window):change]
+        after = v[change:change + window]
+        out[k] = {"before": float(np.nanmean(before)), "after": float(np.nanmean(after)),
+                  "after_min": float(np.nanmin(after)), "after_max": float(np.nanmax(after))}
+    return out

@@ -14,6 +14,8 @@ COMMANDS = [
     "policy_xai.commands.bench",
     "policy_xai.commands.sanity",
     "policy_xai.commands.analyze",
+    "policy_xai.commands.train",
+    "policy_xai.commands.rollout",
     "policy_xai.commands.ros",
     "policy_xai.commands.robot",
 ]

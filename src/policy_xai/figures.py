@@ -17,6 +17,17 @@ GROUP_STYLE = {
     "ee_velocity": ("#ff7f0e", ":"),
 }
 METHOD_HATCH = {"dtd": "", "rap": "//", "gbp": ".."}
+#: Kim & Choi's Figs. 5/6 legend: solid red/blue/purple = total, image, configuration; dotted
+#: black/yellow/green/pink = joint position, joint velocity, end-effector position, end-effector velocity
+PAPER_STYLE = {
+    "total": ("#d62728", "-"),
+    "image": ("#1f3fd6", "-"),
+    "configuration": ("#8e44ad", "-"),
+    "joint_position": ("#000000", ":"),
+    "joint_velocity": ("#e6b800", ":"),
+    "ee_position": ("#2ca02c", ":"),
+    "ee_velocity": ("#e377c2", ":"),
+}
 
 
 def _plt():
@@ -88,21 +99,31 @@ def ratio_bars(path, stats: Mapping[str, Mapping[str, tuple]], title: str = "") 
 
 def ratio_curves(path, times: np.ndarray, ratios: Mapping[str, np.ndarray], names: Sequence[str],
                  marks: Sequence[float] = (), mark_label: str = "target moved", title: str = "",
-                 episode_bounds: Optional[Sequence[int]] = None) -> Path:
-    """Figs. 5/6 style: ratio per group over time, one panel per method; vertical marks."""
+                 episode_bounds: Optional[Sequence[int]] = None, style: str = "groups") -> Path:
+    """Figs. 5/6 style: ratio per group over time, one panel per method; vertical marks.
+
+    style="paper": the paper's legend (PAPER_STYLE), with the total (= 1) and the configuration
+    total (1 - image) drawn as well; "groups": one colour per group (GROUP_STYLE)."""
     plt = _plt()
     methods = list(ratios)
     fig, axes = plt.subplots(len(methods), 1, figsize=(8, 2.3 * len(methods)), sharex=True, squeeze=False)
+    names = list(names)
     for ax, m in zip(axes[:, 0], methods):
-        r = ratios[m]
-        for g, name in enumerate(names):
-            c, ls = GROUP_STYLE.get(name, ("#777", "-"))
-            ax.plot(times, r[:, g], color=c, linestyle=ls, label=name, lw=1.5)
+        r = np.asarray(ratios[m])
+        series = list(zip(names, r.T))
+        if style == "paper" and "image" in names:
+            img = r[:, names.index("image")]
+            series = [("total", np.nansum(r, axis=1)), ("image", img), ("configuration", 1.0 - img)] + \
+                [(n, v) for n, v in series if n != "image"]
+        for name, v in series:
+            c, ls = (PAPER_STYLE if style == "paper" else GROUP_STYLE).get(name, ("#777", "-"))
+            ax.plot(times, v, color=c, linestyle=ls, label=name, lw=1.8 if ls == ":" else 1.5)
+        names_drawn = [n for n, _ in series]
         for t in marks:
             ax.axvline(t, color="black", lw=1, linestyle="--")
         ax.set_ylabel(m)
-        ax.set_ylim(0, 1)
-    axes[0, 0].legend(fontsize=7, ncol=len(names), loc="upper right")
+        ax.set_ylim(0, 1.05 if style == "paper" else 1)
+    axes[0, 0].legend(fontsize=7, ncol=min(4, len(names_drawn)), loc="upper right")
     if marks:
         axes[0, 0].text(marks[0], 1.02, mark_label, fontsize=7, transform=axes[0, 0].get_xaxis_transform())
     axes[-1, 0].set_xlabel("time step" if times.dtype.kind in "iu" else "time [s]")
