@@ -87,7 +87,7 @@ def forward_cache(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.T
     x = image.contiguous(memory_format=_CL)  # channels-last convolutions are ~2x faster on CPU
     for conv in policy.convs:
         conv_in.append(x)
-        x = F.relu(F.conv2d(x, conv.weight.contiguous(memory_format=_CL), conv.bias, conv.stride, conv.padding,
+        x = F.relu(F.conv2d(x, _conv_weight(conv, "w", torch.float32), conv.bias, conv.stride, conv.padding,
                             conv.dilation, conv.groups))
         conv_out.append(x)
     att = policy.softmax.attention(x)
@@ -137,24 +137,42 @@ _RULE_DTYPE: ContextVar[torch.dtype] = ContextVar("policy_xai_rule_dtype", defau
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def _conv_T(conv, s: torch.Tensor, w: torch.Tensor, in_shape) -> torch.Tensor:
-    """Transposed convolution of s (N, C_out, h, w) with weights w back to the input size."""
+def _conv_weight(conv, kind: str, dtype=None) -> torch.Tensor:
+    """conv.weight ("w"), its positive ("pos") or negative ("neg") part, in the rules' dtype and
+    channels-last layout; "pos_cols" etc. give the (C_in*k*k, C_out) matrix for the fold path.
+    Cached per weight tensor and refreshed when the weights change (version counter, storage)."""
+    w = conv.weight
+    dt = dtype or _RULE_DTYPE.get()
+    stamp = (w._version, w.data_ptr())
+    per = conv.__dict__.setdefault("_policy_xai_weights", {})  # lives and dies with the layer
+    hit = per.get((kind, dt))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    base, _, cols = kind.partition("_")
+    t = w.detach()
+    t = t.clamp(min=0) if base == "pos" else t.clamp(max=0) if base == "neg" else t
+    t = t.reshape(t.shape[0], -1).T.to(dt).contiguous() if cols else t.to(dt).contiguous(memory_format=_CL)
+    per[(kind, dt)] = (stamp, t)
+    return t
+
+
+def _conv_T(conv, s: torch.Tensor, kind: str, in_shape) -> torch.Tensor:
+    """Transposed convolution of s (N, C_out, h, w) with the weights `kind` back to the input size."""
     n = s.shape[0]
     c_in, H, W = in_shape[1:]
     dt = _RULE_DTYPE.get()
     if c_in <= 4 and conv.groups == 1 and conv.dilation == (1, 1):
         # few input channels (the image): one GEMM + fold is ~2x faster than conv_transpose2d on CPU
-        cols = w.reshape(w.shape[0], -1).T.to(dt) @ s.reshape(n, s.shape[1], -1).to(dt)  # (N, C_in*k*k, h*w)
+        cols = _conv_weight(conv, kind + "_cols") @ s.reshape(n, s.shape[1], -1).to(dt)  # (N, C_in*k*k, h*w)
         return F.fold(cols.float(), (H, W), conv.kernel_size, stride=conv.stride, padding=conv.padding)
-    return conv2d_input((n, c_in, H, W), w.to(dt).contiguous(memory_format=_CL),
-                        s.to(dt).contiguous(memory_format=_CL), stride=conv.stride, padding=conv.padding,
-                        dilation=conv.dilation, groups=conv.groups).float()
+    return conv2d_input((n, c_in, H, W), _conv_weight(conv, kind), s.to(dt).contiguous(memory_format=_CL),
+                        stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups).float()
 
 
-def _conv_fwd(conv, x, w):
+def _conv_fwd(conv, x, kind: str):
     dt = _RULE_DTYPE.get()
-    return F.conv2d(x.to(dt), w.to(dt).contiguous(memory_format=_CL), None, conv.stride, conv.padding,
-                    conv.dilation, conv.groups).float()
+    return F.conv2d(x.to(dt), _conv_weight(conv, kind), None, conv.stride, conv.padding, conv.dilation,
+                    conv.groups).float()
 
 
 # ---- relevance rules per layer type -------------------------------------------------------------
@@ -220,25 +238,23 @@ def _div_nonneg(R, Z):
 
 
 def _conv_zplus(conv, x, R, nonneg: bool):
-    Wp = _pos(conv.weight)
     if nonneg:  # post-ReLU maps and images in [0, 1]: the plain z+ rule
-        S = _div_nonneg(R, _conv_fwd(conv, x, Wp))
-        return _bmul(_conv_T(conv, S, Wp, x.shape), x)
+        S = _div_nonneg(R, _conv_fwd(conv, x, "pos"))
+        return _bmul(_conv_T(conv, S, "pos", x.shape), x)
     # Eq. 2 for negative inputs (e.g. a mean-subtracted image): (x w)^+ = x^+ w^+ + x^- w^-
-    xp, xn, Wn = _pos(x), _neg(x), _neg(conv.weight)
-    S = _div_nonneg(R, _conv_fwd(conv, xp, Wp) + _conv_fwd(conv, xn, Wn))
-    return _bmul(_conv_T(conv, S, Wp, x.shape), xp) + _bmul(_conv_T(conv, S, Wn, x.shape), xn)
+    xp, xn = _pos(x), _neg(x)
+    S = _div_nonneg(R, _conv_fwd(conv, xp, "pos") + _conv_fwd(conv, xn, "neg"))
+    return _bmul(_conv_T(conv, S, "pos", x.shape), xp) + _bmul(_conv_T(conv, S, "neg", x.shape), xn)
 
 
 def _conv_rap(conv, x, R, nonneg: bool):
     if not nonneg:
         raise ValueError("rap: conv inputs must be non-negative (images in [0, 1], post-ReLU maps)")
-    Wp, Wn = _pos(conv.weight), _neg(conv.weight)
-    P = _conv_fwd(conv, x, Wp)
-    PN = P - _conv_fwd(conv, x, Wn)  # sum of positive + |negative| contributions
+    P = _conv_fwd(conv, x, "pos")
+    PN = P - _conv_fwd(conv, x, "neg")  # sum of positive + |negative| contributions
     S1 = _div_nonneg(R, P)
     S2 = _div_nonneg(R, PN)
-    C = _bmul(_conv_T(conv, S1, Wp, x.shape) - _conv_T(conv, S2, Wn, x.shape), x)
+    C = _bmul(_conv_T(conv, S1, "pos", x.shape) - _conv_T(conv, S2, "neg", x.shape), x)
     wired = (conv.weight.abs().sum((0, 2, 3)) > 0).view(1, -1, 1, 1)
     return _shift(C, R, ((x != 0) & wired).to(C.dtype))
 
@@ -317,7 +333,7 @@ def _grad_backward(policy, cache: Cache, g_out: torch.Tensor, guided: bool, stop
                 return None, g_points, g_cfg, g_layer
         g = relu_back(g, cache.conv_out[li])
         conv = policy.convs[li]
-        g = _conv_T(conv, g, conv.weight, cache.conv_in[li].shape)
+        g = _conv_T(conv, g, "w", cache.conv_in[li].shape)
     return g, g_points, g_cfg, g_layer
 
 
