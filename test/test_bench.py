@@ -13,7 +13,7 @@ def test_bench_quick(tmp_path, capsys):
     assert main(["bench", "attribution", "--quick", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "load average" in text
-    rows = ["forward", "forward+backward", *METHODS, "captum_lrp", "captum_gbp", "captum_layergradcam"]
+    rows = ["forward", "forward+backward", *METHODS, "dtd_bf16", "captum_lrp", "captum_gbp", "captum_layergradcam"]
     for r in rows:
         assert any(line.split() and line.split()[0] == r for line in text.splitlines()), r
     assert "goals (issue 2)" in text and "dtd <= 3x forward+backward" in text
