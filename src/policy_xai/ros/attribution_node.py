@@ -26,12 +26,16 @@ class AttributionNode(XaiNode):
     def __init__(self):
         super().__init__("attribution_node")
         from ..attribution import METHODS
+        from ..attribution.engine import PRECISIONS
 
         self.methods = METHODS
         self.policy = load_node_policy(self)
         self.spec = s = self.policy.spec
         self.limits = np.asarray(s.torque_limits)
         self.method = str(self.p("method"))
+        self.precision = str(self.p("precision"))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         self.importance = str(self.p("importance"))
@@ -117,7 +121,7 @@ class AttributionNode(XaiNode):
         else:
             alpha = np.ones(self.spec.n_joints)
         exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
-                      method=self.method, alpha=alpha)
+                      method=self.method, alpha=alpha, precision=self.precision)
         tau = np.clip(exp.torques[0].detach().numpy().astype(np.float64), -self.limits, self.limits)
         diff = float(np.max(np.abs(tau - published)))
         self.max_torque_diff = max(self.max_torque_diff, diff)

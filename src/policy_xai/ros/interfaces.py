@@ -133,6 +133,7 @@ NODES: dict[str, NodeInfo] = {
         "init_seed": 0,
         "robot": "baxter_right_arm",
         "method": "dtd",  # changeable at run time (ros2 param set)
+        "precision": "float32",  # float32 | bfloat16 (rule convolutions; several times faster with AMX)
         "importance": "dynamics",  # dynamics (robot model alphas) | uniform
         "dt": 0.05,  # control period for the importance factors (s)
         "reproduce_tolerance": 1e-3,  # N·m; torques that differ more are reported on /diagnostics
