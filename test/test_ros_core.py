@@ -203,7 +203,10 @@ def test_launch_files_are_thin_over_the_graph():
     for name in ["sim", "robot", "replay"]:
         src = (ROOT / "launch" / f"{name}.launch.py").read_text()
         compile(src, name, "exec")
-        assert re.search(rf'describe\("{name}"', src) and name in gr.GRAPHS
+        # replay.launch.py picks its graph from the launch argument graph:=replay|explain
+        pattern = r'describe\(None' if name == "replay" else rf'describe\("{name}"'
+        assert re.search(pattern, src) and name in gr.GRAPHS
+    assert 'default_value="replay"' in (ROOT / "launch" / "replay.launch.py").read_text()
         assert "Node(package=\"policy_xai\"" not in src  # nodes come from graph.py via _graph_launch
     helper = (ROOT / "launch" / "_graph_launch.py").read_text()
     assert "from policy_xai.ros.graph import graph" in helper
