@@ -206,8 +206,8 @@ def test_launch_files_are_thin_over_the_graph():
         # replay.launch.py picks its graph from the launch argument graph:=replay|explain
         pattern = r'describe\(None' if name == "replay" else rf'describe\("{name}"'
         assert re.search(pattern, src) and name in gr.GRAPHS
-    assert 'default_value="replay"' in (ROOT / "launch" / "replay.launch.py").read_text()
         assert "Node(package=\"policy_xai\"" not in src  # nodes come from graph.py via _graph_launch
+    assert 'default_value="replay"' in (ROOT / "launch" / "replay.launch.py").read_text()
     helper = (ROOT / "launch" / "_graph_launch.py").read_text()
     assert "from policy_xai.ros.graph import graph" in helper
     assert (ROOT / "config" / "policy_xai.rviz").is_file()
