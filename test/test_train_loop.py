@@ -27,7 +27,7 @@ def test_feedback_expert_solves_conditions_and_heldout(sim):
 
 
 def test_tiny_training_run_reduces_loss(sim):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     data = collect(sim, episodes=2, seed=3)
     n = 2 * sim.task.horizon
     assert data["images"].shape == (n, 64, 64, 3) and data["images"].dtype == np.uint8

@@ -268,8 +268,8 @@ def fit(policy, data: dict, epochs: int = 10, batch: int = 64, lr: float = 1e-3,
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                tot += float(loss_t) * len(idx)
-                aux_tot += float(loss_a) * len(idx)
+                tot += float(loss_t.detach()) * len(idx)
+                aux_tot += float(loss_a.detach()) * len(idx)
                 if progress:
                     progress(len(idx))
             log.losses.append((len(log.losses), tot / N, aux_tot / N))
