@@ -10,6 +10,7 @@ import importlib
 import sys
 
 COMMANDS = [
+    "policy_xai.commands.demo",
     "policy_xai.commands.explain",
     "policy_xai.commands.bench",
     "policy_xai.commands.sanity",
