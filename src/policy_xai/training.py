@@ -177,7 +177,9 @@ def _episode_plan(task, rng, expert, region_fraction: float, change_fraction: fl
     change = None
     if rng.random() < change_fraction:
         for _ in range(20):
-            t = region_target(task, rng) if rng.random() < 0.5 else task.targets[int(rng.integers(len(task.conditions)))]
+            # (region_fraction 0: the changed target is another training condition's, as in the paper's setting)
+            region = region_fraction > 0 and rng.random() < 0.5
+            t = region_target(task, rng) if region else task.targets[int(rng.integers(len(task.conditions)))]
             if expert.reachable(t):
                 change = (int(rng.integers(horizon // 5, horizon // 2)), t)
                 break
