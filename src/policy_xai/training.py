@@ -554,7 +554,14 @@ def default_spec(task: str) -> str:
 
 
 def model_path(task: str):
-    """The shipped weights of a task: share/policy_xai/models/<task>.safetensors."""
-    from .resources import share_path
+    """The shipped weights of a task: share/policy_xai/models/<task>.safetensors (the first install
+    location that has it, see policy_xai.resources)."""
+    from .resources import _candidates, share_path
 
-    return share_path("models", f"{task}.safetensors")
+    name = f"{task}.safetensors"
+    for c in _candidates():
+        if (c / "models" / name).is_file():
+            return c / "models" / name
+    path = share_path("models", name)
+    raise FileNotFoundError(f"no shipped weights for task {task!r} ({path}); train them with "
+                            f"`policy-xai train --task {task} --out {path}` or pass --policy FILE")
