@@ -137,7 +137,11 @@ class VisuomotorPolicy(nn.Module):
                 if v.shape[-1] != n:
                     raise ObservationError(f"configuration group {g!r} has {v.shape[-1]} values, expected {n}")
                 parts.append(v)
-            arr = np.concatenate(np.broadcast_arrays(*parts) if len(parts) > 1 else parts, axis=-1)
+            B = max(v.shape[0] for v in parts)
+            try:
+                arr = np.concatenate([np.broadcast_to(v, (B, v.shape[-1])) for v in parts], axis=-1)
+            except ValueError as e:
+                raise ObservationError(f"configuration groups have different batch sizes: {e}") from e
         else:
             arr = np.asarray(config, dtype=np.float32)
             arr = arr[None] if arr.ndim == 1 else arr
@@ -191,7 +195,10 @@ def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = 
         raise PolicyLoadError(f"{path}: no policy_xai spec in the file's metadata (format {meta.get('format')!r})")
     import json
 
-    stored = load_spec(json.loads(meta["spec"]))
+    stored_dict = json.loads(meta["spec"])
+    if "config_groups" in meta:  # files written before specs kept the group order in "spec" itself
+        stored_dict["config_groups"] = json.loads(meta["config_groups"])
+    stored = load_spec(stored_dict)
     if spec is not None:
         wanted = load_spec(spec)
         if wanted != stored:

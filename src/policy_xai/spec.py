@@ -73,7 +73,9 @@ class PolicySpec:
             "conv": [asdict(c) for c in self.conv],
             "feature_points": self.feature_points,
             "softmax_temperature": self.softmax_temperature,
-            "config_groups": {g: n for g, n in self.config_groups},
+            # a list of [group, size] pairs: the order IS the layout of the configuration vector, and
+            # JSON/YAML writers that sort mapping keys must not change it
+            "config_groups": [[g, n] for g, n in self.config_groups],
             "hidden": list(self.hidden),
             "joint_names": list(self.joint_names),
             "torque_limits": list(self.torque_limits),
