@@ -32,7 +32,6 @@ def shipped_weights(task: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
     import time
     from pathlib import Path
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..cli import build_parser
-    from ..policy import read_metadata
+    from ..policy import load_policy
 
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d_%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     spec = "small"
     if weights is not None:  # the spec stored with the weights, for every node
         spec_file = out / "spec.yaml"
-        spec_file.write_text(yaml.safe_dump(json.loads(read_metadata(weights)["spec"]), sort_keys=False))
+        spec_file.write_text(yaml.safe_dump(load_policy(weights).spec.to_dict(), sort_keys=False))
         spec = str(spec_file)
     live = argparse.Namespace(duration=args.duration, spec=spec, weights=str(weights or ""), method=args.method,
                               task=args.task, image_size=None, params_file=None, domain_id=None,
