@@ -520,10 +520,9 @@ def save_trained(policy, path, **metadata):
 def load_trained(path):
     """load_policy, with the configuration groups restored to the order the network was trained with.
 
-    Work-around: PolicySpec.to_json (spec.py) dumps with sort_keys=True, which sorts the config_groups
-    mapping alphabetically, so a reloaded spec lists the groups in the wrong order (its group slices,
-    prepare_config of dicts, and the ratio names would not match the network's inputs). save_trained
-    stores the order separately; this puts it back."""
+    Guard for files whose spec lost the group order (before commit 0bf0cc4, PolicySpec.to_json sorted
+    the config_groups mapping alphabetically); save_trained stores the order in the metadata and this
+    puts it back if needed. With the fix in spec.py it returns what load_policy returns."""
     import json
 
     from safetensors.torch import load_file
