@@ -7,7 +7,8 @@ import torch
 
 from policy_xai.policy import read_metadata
 from policy_xai.robot.sim import Simulation
-from policy_xai.training import GROUPS, evaluate, load_trained, model_path
+from policy_xai.policy import load_policy
+from policy_xai.training import GROUPS, evaluate, model_path
 
 
 @pytest.mark.parametrize("task", ["reach", "reach2d"])
@@ -16,7 +17,7 @@ def test_shipped_weights_load_with_spec(task):
     assert path.is_file() and path.stat().st_size < 2_000_000
     meta = read_metadata(path)
     assert meta["task"] == task and "spec" in meta and json.loads(meta["recipe"])["task"] == task
-    policy = load_trained(path)
+    policy = load_policy(path)
     assert policy.spec.group_names == GROUPS
     assert policy.spec.name == ("reach2d" if task == "reach2d" else "small")
     assert torch.all(policy.config_std != 1.0), "config normalisation was not set from training data"
@@ -24,7 +25,7 @@ def test_shipped_weights_load_with_spec(task):
 
 def test_shipped_reach_policy_succeeds_and_needs_the_image():
     torch.set_num_threads(1)
-    policy = load_trained(model_path("reach"))
+    policy = load_policy(model_path("reach"))
     with Simulation("reach", image_size=64, control_rate=20.0, seed=0) as sim:
         res = evaluate(policy, sim, episodes=1, heldout=False)
         assert res["conditions_success"] == 1.0, res

@@ -508,43 +508,10 @@ class _NullBar:
 
 
 def save_trained(policy, path, **metadata):
-    """save_policy + the configuration-group order in the metadata (see load_trained)."""
-    import json
-
+    """save_policy (the spec, with its configuration-group order, travels in the file)."""
     from .policy import save_policy
 
-    return save_policy(policy, path, config_groups=json.dumps([list(g) for g in policy.spec.config_groups]),
-                       **metadata)
-
-
-def load_trained(path):
-    """load_policy, with the configuration groups restored to the order the network was trained with.
-
-    Guard for files whose spec lost the group order (before commit 0bf0cc4, PolicySpec.to_json sorted
-    the config_groups mapping alphabetically); save_trained stores the order in the metadata and this
-    puts it back if needed. With the fix in spec.py it returns what load_policy returns."""
-    import json
-
-    from safetensors.torch import load_file
-
-    from .policy import VisuomotorPolicy, load_policy, read_metadata
-
-    policy = load_policy(path)
-    meta = read_metadata(path)
-    if "config_groups" in meta:
-        order = [tuple(g) for g in json.loads(meta["config_groups"])]
-    elif "task" in meta:  # trained by policy-xai train before the order was stored: the canonical order
-        order = [(g, dict(policy.spec.config_groups)[g]) for g in GROUPS if g in dict(policy.spec.config_groups)]
-    else:
-        return policy
-    if tuple(order) == tuple(policy.spec.config_groups):
-        return policy
-    d = policy.spec.to_dict()
-    d["config_groups"] = [list(g) for g in order]
-    fixed = VisuomotorPolicy(d)
-    fixed.load_state_dict(load_file(str(path)))
-    fixed.eval()
-    return fixed
+    return save_policy(policy, path, **metadata)
 
 
 def default_spec(task: str) -> str:

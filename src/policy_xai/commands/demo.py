@@ -24,13 +24,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def shipped_weights(task: str):
-    from ..resources import share_path
-
-    path = share_path("models", f"{task}.safetensors")
-    return path if path.is_file() else None
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
     import time
@@ -40,10 +33,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cli import build_parser
     from ..policy import load_policy
+    from ..training import model_path
 
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d_%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
-    weights = Path(args.weights) if args.weights else shipped_weights(args.task)
+    try:
+        weights = Path(args.weights) if args.weights else model_path(args.task)
+    except FileNotFoundError:
+        weights = None
     if weights is None:
         print(f"warning: no shipped policy for task {args.task!r}; using an untrained network", file=sys.stderr)
     parser = build_parser()

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from ..attribution import CAM_METHODS, METHODS
     from ..live import config_feature_names
     from ..robot.sim import Simulation
-    from ..training import FeedbackExpert, check_spec_fits, load_trained, model_path, region_target
+    from ..policy import load_policy
+    from ..training import FeedbackExpert, check_spec_fits, model_path, region_target
 
     torch.set_num_threads(max(1, args.threads))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if not ratio_methods:
         raise ValueError("analyze-rollout needs at least one ratio method (dtd, rap, gbp, ...)")
     path = Path(args.policy) if args.policy else model_path(args.task)
-    policy = load_trained(path)
+    policy = load_policy(path)
     spec = policy.spec
     out = Path(args.out or f"out/rollout_{args.task}")
     (out / "fig3").mkdir(parents=True, exist_ok=True)

@@ -152,11 +152,12 @@ def run_evaluate(args) -> int:
 
     import torch
 
-    from ..training import load_trained, model_path
+    from ..policy import load_policy
+    from ..training import model_path
 
     torch.set_num_threads(max(1, args.threads))
     path = Path(args.policy) if args.policy else model_path(args.task)
-    policy = load_trained(path)
+    policy = load_policy(path)
     print(f"evaluating {path} on task {args.task!r}: {args.episodes} episodes per target, start noise {args.noise} rad")
     res = _print_eval(policy, args.task, args.episodes, args.noise, args.seed, blank=not args.no_blank,
                       heldout=not args.no_heldout)
