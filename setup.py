@@ -8,7 +8,8 @@ PACKAGE = "policy_xai"
 
 
 def _share(folder):
-    files = [f for f in glob(os.path.join(folder, "**", "*"), recursive=True) if os.path.isfile(f)]
+    files = [f for f in glob(os.path.join(folder, "**", "*"), recursive=True)
+             if os.path.isfile(f) and "__pycache__" not in f and not f.endswith(".pyc")]
     out = {}
     for f in files:
         out.setdefault(os.path.join("share", PACKAGE, os.path.dirname(f)), []).append(f)
