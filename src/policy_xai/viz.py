@@ -149,9 +149,18 @@ def ratio_text(names: Sequence[str], values: Sequence[float]) -> str:
 
 def relevance_colour(value: float) -> tuple[float, float, float]:
     """Relevance share in [0, 1] -> (r, g, b) floats in [0, 1] on the jet map."""
-    u8 = np.array([[int(np.clip(value, 0, 1) * 255)]], np.uint8)
-    b, g, r = cv2.applyColorMap(u8, cv2.COLORMAP_JET)[0, 0]
+    b, g, r = _jet_lut()[int(np.clip(value, 0, 1) * 255)]
     return r / 255.0, g / 255.0, b / 255.0
+
+
+_JET: list = []
+
+
+def _jet_lut() -> np.ndarray:
+    """The 256 BGR colours of cv2's jet map, built once (applyColorMap per value costs ~1 ms)."""
+    if not _JET:
+        _JET.append(cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(-1, 1), cv2.COLORMAP_JET)[:, 0].copy())
+    return _JET[0]
 
 
 def group_summary(ratios: Mapping[str, float]) -> str:

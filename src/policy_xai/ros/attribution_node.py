@@ -55,12 +55,26 @@ class AttributionNode(XaiNode):
         self.add_on_set_parameters_callback(self.on_parameters)
         self.pubs = {k: self.pub(k) for k in ("relevance_image", "relevance_config", "relevance_points",
                                                "ratios", "importance")}
+        self.warm_up()
         self.sub("obs_image", self.guarded("observation_image", self.on_image), depth=2)
         self.sub("obs_config", self.guarded("observation_config", self.on_config), depth=5)
         self.sub("torques", self.guarded("torques", self.on_torques), depth=5)
         self.worker = threading.Thread(target=self.work, name="explain", daemon=True)
         self.worker.start()
         self.get_logger().info(f"explaining policy {s.name!r} with {self.method!r}")
+
+    def warm_up(self) -> None:
+        """One explanation of a blank observation before subscribing: the first call is several times
+        slower (lazy allocations, kernel selection) and would otherwise delay the first live ones."""
+        from ..attribution import explain
+
+        s = self.spec
+        try:
+            rgb = np.zeros((s.image_height, s.image_width, s.image_channels), np.uint8)
+            explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(np.zeros(s.config_dim)),
+                    method=self.method, alpha=np.ones(s.n_joints), precision=self.precision)
+        except Exception as e:  # noqa: BLE001 - only a warm-up: the live path reports its own errors
+            self.get_logger().warning(f"warm-up explanation failed: {e}")
 
     # ---- parameters ---------------------------------------------------------------------------
     def on_parameters(self, params):
@@ -134,12 +148,12 @@ class AttributionNode(XaiNode):
         rel_cfg = exp.config[0].detach().numpy()
         P = self.pubs
         P["relevance_image"].publish(cv.image_msg(rel_img, stamp, frame_id))
-        P["relevance_config"].publish(cv.named_vector_msg(stamp, self.config_names, rel_cfg))
-        if exp.points is not None and exp.feature_points is not None:
+        if exp.points is not None and exp.feature_points is not None:  # with the image: all the heatmap needs
             fp = exp.feature_points[0].detach().numpy()
             pr = exp.points[0].detach().numpy()
             names = [f"point_{k:02d}" for k in range(len(pr))]
             P["relevance_points"].publish(cv.named_vector_msg(stamp, names, pr, velocity=fp[:, 0], effort=fp[:, 1]))
+        P["relevance_config"].publish(cv.named_vector_msg(stamp, self.config_names, rel_cfg))
         if exp.ratios is not None:
             P["ratios"].publish(cv.named_vector_msg(stamp, exp.ratio_names(), exp.ratio_array()[0]))
         else:

@@ -34,6 +34,15 @@ class VisualizationNode(XaiNode):
             raise ValueError(f"normalize must be 'frame' or 'fixed', got {norm!r}")
         self.robot = None  # built on the first markers, from the joint names the policy uses
         self.robot_name = str(self.p("robot"))
+        self.robot_model = None
+        if self.robot_name:  # load it now: ~0.1-0.2 s that would otherwise stall the first heatmaps
+            from ..robot.model import RobotModel
+
+            try:
+                self.robot_model = RobotModel.from_name(self.robot_name)
+            except Exception as e:  # noqa: BLE001 - markers fall back to a row of spheres
+                self.report_error("robot_model", f"{e}; joint markers placed in a row")
+                self.robot_name = ""
         self.joint_names: list[str] = []
         self.heat_sync = live.StampSync(["image", "relevance", "points"], 0, keep=10)
         self.marker_sync = live.StampSync(["config", "relevance", "ratios"], 0, keep=10)
@@ -52,6 +61,10 @@ class VisualizationNode(XaiNode):
         self.sub("relevance_config", self.guarded("relevance_config", self.on_relevance_config), depth=10)
         self.sub("ratios", self.guarded("ratios", self.on_ratios), depth=10)
         self.create_timer(1.0 / max(float(self.p("plot_rate")), 0.01), self.guarded("plot", self.on_plot))
+        # warm-up: the first overlay and message conversion are several times slower than later ones
+        rgb = np.zeros((64, 64, 3), np.uint8)
+        cv.image_msg(viz.overlay_heatmap(rgb, np.zeros((64, 64), np.float32), np.zeros((1, 2)), normalize=self.normalize,
+                                         scale=4, point_relevance=np.zeros(1)), 0, "")
 
     # ---- heatmap ------------------------------------------------------------------------------
     def on_image(self, msg) -> None:
@@ -107,7 +120,7 @@ class VisualizationNode(XaiNode):
     def joint_positions(self, q: np.ndarray) -> np.ndarray:
         if self.robot is None and self.robot_name:
             try:
-                self.robot = _JointLocator(self.robot_name, self.joint_names)
+                self.robot = _JointLocator(self.robot_model, self.robot_name, self.joint_names)
             except Exception as e:  # noqa: BLE001 - markers fall back to a row of spheres
                 self.report_error("robot_model", f"{e}; joint markers placed in a row")
                 self.robot_name = ""
@@ -180,10 +193,8 @@ class VisualizationNode(XaiNode):
 class _JointLocator:
     """Joint positions (n+1, 3) for joint values q named `joints`, via the robot model."""
 
-    def __init__(self, robot: str, joints):
-        from ..robot.model import RobotModel
-
-        self.model = RobotModel.from_name(robot)
+    def __init__(self, model, robot: str, joints):
+        self.model = model
         names = list(self.model.joint_names)
         missing = [j for j in joints if j not in names]
         if missing:
