@@ -61,10 +61,25 @@ class VisualizationNode(XaiNode):
         self.sub("relevance_config", self.guarded("relevance_config", self.on_relevance_config), depth=10)
         self.sub("ratios", self.guarded("ratios", self.on_ratios), depth=10)
         self.create_timer(1.0 / max(float(self.p("plot_rate")), 0.01), self.guarded("plot", self.on_plot))
-        # warm-up: the first overlay and message conversion are several times slower than later ones
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run every drawing path once before the first message: first calls (overlay, plot text,
+        marker messages) are many times slower and would otherwise stall the first live heatmaps."""
+        from geometry_msgs.msg import Point
+        from visualization_msgs.msg import Marker, MarkerArray
+
         rgb = np.zeros((64, 64, 3), np.uint8)
         cv.image_msg(viz.overlay_heatmap(rgb, np.zeros((64, 64), np.float32), np.zeros((1, 2)), normalize=self.normalize,
                                          scale=4, point_relevance=np.zeros(1)), 0, "")
+        cv.image_msg(viz.ratio_plot(np.array([0.0, 1.0]), np.full((2, 2), 0.5), ("image", "joint_position")), 0, "")
+        m = Marker()
+        m.header.stamp = cv.ns_to_stamp(0)
+        m.pose.position = Point(x=0.0, y=0.0, z=0.0)
+        m.color.r, m.color.g, m.color.b = viz.relevance_colour(0.5)
+        MarkerArray(markers=[m])
+        if self.robot_model is not None:
+            self.robot_model.joint_positions(np.zeros(len(self.robot_model.joint_names)))
 
     # ---- heatmap ------------------------------------------------------------------------------
     def on_image(self, msg) -> None:
