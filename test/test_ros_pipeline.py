@@ -85,6 +85,9 @@ def test_explanations_match_stamps_names_and_ratios(live):
     assert len(mk.markers) == SPEC.n_joints + 1 and "image" in mk.markers[-1].text
     plot = probe.wait_for("ratio_plot", 1)[-1]
     assert plot.encoding == "rgb8" and plot.width > 0
+    deadline = time.monotonic() + 5  # /diagnostics comes once a second; the explanations can be quicker
+    while probe.diagnostics("attribution_node") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     level, message, values = probe.diagnostics("attribution_node")
     assert values["torque_mismatches"] == "0", values
     assert int(values["explained"]) > 0
