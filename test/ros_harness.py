@@ -107,13 +107,17 @@ class Probe:
 
 class Feeder:
     """Publishes a random camera image and joint state with the same stamp at `rate` Hz; remembers
-    what it sent by stamp."""
+    what it sent by stamp. Stamps are spaced exactly one period apart, as a robot's clock stamps its
+    samples, even when this thread is late (the GIL is busy in the test): a burst of late sends must not
+    put two samples within the policy node's pairing tolerance."""
 
     def __init__(self, probe: Probe, joints, size=(64, 64), rate=20.0, seed=0):
         from policy_xai.ros import convert as cv
 
         self.cv, self.probe = cv, probe
         self.joints, self.size, self.period = list(joints), size, 1.0 / rate
+        self.period_ns = int(1e9 / rate)
+        self.last_stamp = 0
         self.pub_img = probe.publisher("image")
         self.pub_js = probe.publisher("joint_states")
         self.rng = np.random.default_rng(seed)
@@ -126,7 +130,9 @@ class Feeder:
         rgb = self.rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if rgb is None else rgb
         q = self.rng.normal(0, 0.4, len(self.joints)) if q is None else q
         v = self.rng.normal(0, 0.2, len(self.joints)) if v is None else v
-        stamp = time.time_ns() if stamp is None else stamp
+        if stamp is None:
+            stamp = max(time.time_ns(), self.last_stamp + self.period_ns)
+        self.last_stamp = max(self.last_stamp, stamp)
         self.pub_js.publish(self.cv.joint_state_msg(stamp, names or self.joints, q, v))
         self.pub_img.publish(self.cv.image_msg(rgb, stamp, "camera"))
         self.sent[stamp] = (rgb, np.asarray(q), np.asarray(v))
@@ -136,7 +142,7 @@ class Feeder:
         nxt = time.monotonic()
         while self.running:
             self.send_one()
-            nxt += self.period
+            nxt = max(nxt + self.period, time.monotonic())  # late: skip the missed slots, no burst
             time.sleep(max(0.0, nxt - time.monotonic()))
 
     def start(self):

@@ -29,16 +29,25 @@ def recorded(tmp_path_factory):
                        capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "graph 'explain'" in p.stdout and "published 48 messages" in p.stdout
-    return src, rec, d
+    return src, rec, d, p.stdout + p.stderr
+
+
+def node_logs(d) -> str:
+    """The replay's output and the tail of every node's log, for a failure message."""
+    out = [d[3]]
+    for f in sorted((d[2] / "logs").glob("*")):
+        out.append(f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:]))
+    return "\n".join(out)
 
 
 def test_live_recording_reproduced_by_the_offline_analysis(recorded, tmp_path):
-    src, rec, _ = recorded
+    src, rec = recorded[:2]
     with bags.BagSource(rec) as b:
         assert b.reader == "rosbags" and b.storage == "mcap"
         T = bags.default_topics()
-        for k in ("obs_image", "obs_config", "torques", "ratios", "relevance_image", "importance"):
-            assert b.topics[T[k]].count > 0, k
+        counts = {k: b.topics[T[k]].count if T[k] in b.topics else 0
+                  for k in ("obs_image", "obs_config", "torques", "ratios", "relevance_image", "importance")}
+        assert all(counts.values()), f"{counts}\n{node_logs(recorded)}"
     s = analyze(build_parser().parse_args(["analyze", str(rec), "--out", str(tmp_path / "o"), "--no-video"]),
                 quiet=True)
     assert s["source"] == "observation" and s["steps"] >= 20
@@ -71,7 +80,7 @@ def test_live_recording_reproduced_by_the_offline_analysis(recorded, tmp_path):
 def test_raw_topics_of_the_recording_pair_like_the_policy_node(recorded):
     """The camera images and joint states in the recording, paired offline, give the configuration
     vectors the policy node published for the same stamps."""
-    _, rec, _ = recorded
+    rec = recorded[1]
     with bags.BagSource(rec) as b:
         raw = bags.read_observations(b, SPEC, bags.ReadOptions(bags.default_topics(), source="raw"))
         obs = bags.read_observations(b, SPEC, bags.ReadOptions(bags.default_topics(), source="observation"))

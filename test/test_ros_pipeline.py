@@ -91,6 +91,8 @@ def test_explanations_match_stamps_names_and_ratios(live):
     level, message, values = probe.diagnostics("attribution_node")
     assert values["torque_mismatches"] == "0", values
     assert int(values["explained"]) > 0
+    # publisher-side matched subscriptions: the probe and the visualisation node listen to the ratios
+    assert int(values["matched/policy_xai/relevance/ratios"]) >= 2, values
 
 
 def test_bad_input_is_reported_and_does_not_crash(live):

@@ -490,31 +490,38 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
         end = time.monotonic() + ready_timeout
         want = {n.split("/")[-1] for n in node_names}
         need = ready_subscriptions(topics, want)
-        # announce the played topics now, so that a recorder discovers and subscribes to them first
+        # publish the played topics now, so that a recorder discovers and subscribes to them first
+        pubs = player.publishers(node)
+        own = {c.topic: pubs[c.id] for c in player.connections if c.id in pubs}
+        matched: dict = {}  # node name -> {topic: matched subscriptions}, from the nodes' /diagnostics
+
+        def on_diag(msg):
+            for st in msg.status:
+                counts = {kv.key[len("matched"):]: kv.value for kv in st.values if kv.key.startswith("matched/")}
+                if counts:
+                    matched[st.name.split("/")[-1]] = counts
+
+        from diagnostic_msgs.msg import DiagnosticArray
+
         from ..ros.common import qos
 
-        by_name = {t.name: t for t in itf.TOPICS}
-        types = {c.topic: c.msgtype for c in player.connections}
-        announce = [node.create_publisher(itf.message_class(types[t]), t,
-                                          qos(by_name[t].qos if t in by_name else itf.RELIABLE)) for t in topics]
+        node.create_subscription(DiagnosticArray, itf.topic_name("diagnostics"), on_diag, qos(itf.RELIABLE, 50))
         while True:
             ex.spin_once(timeout_sec=0.2)
             up = set(node.get_node_names())
             missing = [(t, who) for t, who in need if not any(
                 (who is None or i.node_name == who) for i in node.get_subscriptions_info_by_topic(t))]
             if want <= up and not missing:
-                break
+                missing = unmatched(node, {t for t, _ in need}, want, own, matched)
+                if not missing:
+                    break
             if runner is not None and runner.dead():
                 raise RuntimeError(f"nodes exited before the replay started: {runner.dead()}\n{runner.report()}")
             if time.monotonic() > end:
                 raise RuntimeError(f"nodes not ready after {ready_timeout} s: up {sorted(up & want)} of {sorted(want)}, "
-                                   f"subscriptions missing: {missing}")
-        t_end = time.monotonic() + 0.5  # QoS matching of the new subscriptions
-        while time.monotonic() < t_end:
-            ex.spin_once(timeout_sec=0.1)
+                                   f"subscriptions missing or not yet matched: {missing}")
         n = player.play(node, should_stop=lambda: not ctx.ok(), spin=lambda t: ex.spin_once(timeout_sec=t),
-                        wait_for_subscribers=0.2)
-        del announce
+                        wait_for_subscribers=0.0)
         t_end = time.monotonic() + drain  # let the last explanations arrive at the recorder
         while time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.1)
@@ -524,6 +531,28 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def unmatched(node, topics, nodes, own: dict, matched: dict) -> list:
+    """(topic, publisher, matched, wanted) for every topic whose publisher has not yet matched all the
+    subscriptions that the nodes `nodes` have on it. The graph (what `node` sees) lists a subscription
+    before the publishing process has matched it; messages published in between are lost to that
+    subscriber. `own`: topic -> this process's publisher; `matched`: node name -> {topic: count} as
+    the policy_xai nodes report it on /diagnostics."""
+    out = []
+    for t in sorted(topics):
+        wanted = sum(1 for i in node.get_subscriptions_info_by_topic(t) if i.node_name in nodes)
+        if t in own:
+            if own[t].get_subscription_count() < wanted:
+                out.append((t, node.get_name(), own[t].get_subscription_count(), wanted))
+            continue
+        for i in node.get_publishers_info_by_topic(t):
+            if i.node_name not in nodes:
+                continue
+            got = int(matched.get(i.node_name, {}).get(t, -1))
+            if got < wanted:
+                out.append((t, i.node_name, got, wanted))
+    return out
 
 
 def ready_subscriptions(played, nodes) -> list:

@@ -52,6 +52,7 @@ class XaiNode(Node):
         self.last_error = ""
         self.last_error_time = -1e9
         self._last_log: dict[tuple, float] = {}
+        self._published: dict[str, Any] = {}  # topic -> publisher, for the matched counts in /diagnostics
         from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, itf.topic_name("diagnostics"), qos(itf.RELIABLE))
@@ -63,7 +64,16 @@ class XaiNode(Node):
 
     def pub(self, key: str, depth: Optional[int] = None):
         t = itf.TOPIC[key]
-        return self.create_publisher(itf.message_class(t.type), t.name, qos(t.qos, depth))
+        pub = self.create_publisher(itf.message_class(t.type), t.name, qos(t.qos, depth))
+        self._published[pub.topic_name] = pub
+        return pub
+
+    def matched(self) -> dict[str, int]:
+        """Subscriptions matched by each of this node's topic publishers, as DDS sees it from this side
+        (`matched<topic>` in /diagnostics). The graph seen from another process (`ros2 topic info`)
+        can list a subscription before this publisher has matched it; a tool that must not lose the
+        first messages waits for these counts."""
+        return {name: pub.get_subscription_count() for name, pub in self._published.items()}
 
     def sub(self, key: str, callback: Callable, depth: Optional[int] = None, **kwargs):
         t = itf.TOPIC[key]
@@ -118,6 +128,7 @@ class XaiNode(Node):
         except Exception as e:  # noqa: BLE001
             level, message, values = 2, f"diagnostics failed: {e}", {}
         values = dict(values)
+        values.update({f"matched{k}": n for k, n in self.matched().items()})
         if self.errors:
             values.update({f"errors/{k}": v for k, v in self.errors.items()})
             values["last_error"] = self.last_error

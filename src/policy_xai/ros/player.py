@@ -42,8 +42,16 @@ class BagPlayer:
         self.node_name = node_name
         self.published = 0
         self.loops = 0
+        self._pubs: Optional[dict] = None
 
-    def _publishers(self, node):
+    def publishers(self, node) -> dict:
+        """connection id -> publisher on `node` (created once; create them early so that discovery
+        matches the subscribers before playing)."""
+        if self._pubs is None:
+            self._pubs = self._create_publishers(node)
+        return self._pubs
+
+    def _create_publishers(self, node):
         from .common import qos
 
         by_name = {t.name: t for t in itf.TOPICS}
@@ -62,7 +70,7 @@ class BagPlayer:
     def play(self, node, should_stop: Callable[[], bool] = lambda: False, spin: Optional[Callable[[float], None]] = None,
              wait_for_subscribers: float = 1.0) -> int:
         """Publish (in real time / rate) until the bag ends (or forever with loop); returns messages published."""
-        pubs = self._publishers(node)
+        pubs = self.publishers(node)
         t_end = time.monotonic() + wait_for_subscribers  # let discovery match the subscribers first
         while time.monotonic() < t_end and not should_stop():
             (spin or time.sleep)(0.05)
