@@ -86,7 +86,10 @@ def test_explanations_match_stamps_names_and_ratios(live):
     plot = probe.wait_for("ratio_plot", 1)[-1]
     assert plot.encoding == "rgb8" and plot.width > 0
     deadline = time.monotonic() + 5  # /diagnostics comes once a second; the explanations can be quicker
-    while probe.diagnostics("attribution_node") is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        d = probe.diagnostics("attribution_node")
+        if d is not None and int(d[2]["explained"]) > 0:
+            break
         time.sleep(0.1)
     level, message, values = probe.diagnostics("attribution_node")
     assert values["torque_mismatches"] == "0", values
