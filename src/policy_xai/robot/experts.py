@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .sim import Observation, Simulation
-from .tasks import HOLE_DEPTH, PEG_LEN, TABLE_TOP, DOOR_HINGE, DOOR_HEIGHT, DOOR_WIDTH
+from .tasks import HOLE_DEPTH, PEG_LEN, TABLE_TOP, DOOR_WIDTH, door_hinge
 
 DOWN = (0.0, 0.0, -1.0)
 
@@ -128,7 +128,7 @@ class DoorExpert(JointTrajectoryExpert):
     open_to = 0.6  # rad
 
     def waypoints(self, obs, target):
-        hx, hy, hz = DOOR_HINGE
+        hx, hy, hz = door_hinge(target)
         h = target[2]
         # the gap between the bar and the panel, in the door frame (hinge at origin, closed door)
         gap = np.array([-0.035, -DOOR_WIDTH + 0.08])

@@ -5,8 +5,8 @@ task       arm                conditions
 =========  =================  ==========================================================================
 reach2d    two_link_arm       4 target positions on the table (the target is only in the image)
 reach      baxter_right_arm   4 target blocks on a table; one start pose (target only in the image)
-peg        baxter_right_arm   4 start poses, peg held in the gripper, a hole in a block on the table
-door       baxter_right_arm   4 start poses, a hook on the gripper, a hinged door with a handle bar
+peg        baxter_right_arm   peg held in the gripper, a hole in a block at 4 places on the table
+door       baxter_right_arm   a hook on the gripper, a hinged door with a handle bar at 4 places
 =========  =================  ==========================================================================
 
 A target change mid-episode (the paper's Fig. 6) is `Simulation.set_target(xyz)`; `between_targets`
@@ -105,28 +105,29 @@ def _reach_scene(task: Task) -> Scene:
 # --------------------------------------------------------------------------------------------
 PEG_HALF = 0.015          # peg radius (round peg in a square hole: any wrist yaw fits)
 PEG_LEN = 0.12            # peg length below the end-effector point
-HOLE_CLEAR = 0.006        # clearance each side
+HOLE_CLEAR = 0.010        # clearance each side
+PEG_FRICTION = 0.3        # peg and hole walls: a low friction, so the rounded tip slides into the hole
 HOLE_DEPTH = 0.08
-HOLE_XY = (0.68, -0.45)
 
 
 def _peg_scene(task: Task) -> Scene:
-    x, y = HOLE_XY
-    z0 = TABLE_TOP
+    x, y, z0 = task.conditions[0].target
     a = PEG_HALF + HOLE_CLEAR       # half width of the hole
     w = 0.06                         # wall thickness
     hd = HOLE_DEPTH / 2
     walls = []
     for k, (dx, dy, sx, sy) in enumerate([(a + w / 2, 0, w / 2, a + w), (-(a + w / 2), 0, w / 2, a + w),
                                           (0, a + w / 2, a, w / 2), (0, -(a + w / 2), a, w / 2)]):
-        walls.append(f'<geom name="hole_wall{k}" type="box" size="{sx} {sy} {hd}" pos="{x + dx} {y + dy} {z0 + hd}" '
-                     f'rgba="0.25 0.35 0.75 1" contype="1" conaffinity="1"/>')
-    # the hole's goal point (bottom centre) as a mocap marker so set_target moves the goal marker
-    world = _table_xml() + "\n" + "\n".join(walls) + "\n" + (
+        walls.append(f'<geom name="hole_wall{k}" type="box" size="{sx} {sy} {hd}" pos="{dx} {dy} {hd}" '
+                     f'rgba="0.25 0.35 0.75 1" contype="1" conaffinity="1" friction="{PEG_FRICTION} 0.005 0.0001"/>')
+    # the hole's goal point (bottom centre) is the mocap target; the block is part of that body, so
+    # set_target (and every condition) moves the whole block: its position is only visible in the image
+    world = _table_xml() + "\n" + (
         f'<body name="target" mocap="true" pos="{x} {y} {z0}"><geom name="target" type="sphere" size="0.004" '
-        f'rgba="0.9 0.9 0.1 1" contype="0" conaffinity="0"/></body>')
-    peg = (f'<geom name="peg" type="cylinder" size="{PEG_HALF} {PEG_LEN / 2}" pos="0 0 {PEG_LEN / 2 - 0.02}" '
-           f'rgba="0.95 0.6 0.1 1" contype="1" conaffinity="1" mass="0"/>'
+        f'rgba="0.9 0.9 0.1 1" contype="0" conaffinity="0"/>' + "".join(walls) + "</body>")
+    # a rounded (capsule) tip: a peg that lands on the rim within about the clearance slides in
+    peg = (f'<geom name="peg" type="capsule" size="{PEG_HALF} {PEG_LEN / 2 - PEG_HALF}" pos="0 0 {PEG_LEN / 2 - 0.02}" '
+           f'rgba="0.95 0.6 0.1 1" contype="1" conaffinity="1" mass="0" friction="{PEG_FRICTION} 0.005 0.0001"/>'
            f'<site name="peg_tip" pos="0 0 {PEG_LEN - 0.02}" size="0.005" rgba="1 0 0 0"/>')
     return Scene(world_xml=world, ee_xml=peg, contacts=True, **_baxter_camera())
 
@@ -150,27 +151,39 @@ def _peg_success(sim) -> bool:
 # --------------------------------------------------------------------------------------------
 # door opening: a door hinged on a vertical axis with a horizontal handle bar; a hook on the gripper
 # --------------------------------------------------------------------------------------------
-DOOR_HINGE = (0.84, -0.08, TABLE_TOP)   # hinge axis position (vertical axis through it)
+DOOR_HINGE = (0.84, -0.08, TABLE_TOP)   # hinge axis position of the first condition (vertical axis through it)
 DOOR_WIDTH = 0.45
 DOOR_HEIGHT = 0.35
 DOOR_OPEN_ANGLE = 0.35                   # success: door turned by at least this (rad, about 20 deg)
+#: the handle bar's centre relative to the hinge (closed door); the task's target is the handle
+HANDLE_OFFSET = (-0.07, -DOOR_WIDTH + 0.08, DOOR_HEIGHT * 0.6)
+
+
+def door_hinge(target) -> np.ndarray:
+    """The hinge position of a door whose (closed) handle is at `target`."""
+    return np.asarray(target, float) - np.asarray(HANDLE_OFFSET)
 
 
 def _door_scene(task: Task) -> Scene:
-    hx, hy, hz = DOOR_HINGE
     w, h = DOOR_WIDTH, DOOR_HEIGHT
-    # closed door lies in the plane x = hx, spanning y from hy to hy - w; it opens towards -x (the robot)
-    world = _table_xml() + "\n" + f"""<body name="door" pos="{hx} {hy} {hz}">
+    ox, oy, oz = HANDLE_OFFSET
+    t = task.conditions[0].target
+    # closed door lies in the plane x = hinge x, spanning y from the hinge to hinge - w; it opens towards -x
+    # (the robot). The door (with its frame) is a child of the mocap target body at the closed handle's
+    # position, so set_target (and every condition) moves the whole door.
+    world = _table_xml() + "\n" + f"""<body name="target" mocap="true" pos="{t[0]} {t[1]} {t[2]}">
+ <geom name="target" type="sphere" size="0.004" rgba="0.9 0.9 0.1 0" contype="0" conaffinity="0"/>
+ <geom name="door_frame" type="box" size="0.02 0.02 {h / 2}" pos="{-ox + 0.03} {-oy + 0.02} {-oz + h / 2}" rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0"/>
+ <body name="door" pos="{-ox} {-oy} {-oz}">
   <joint name="door_hinge" type="hinge" axis="0 0 -1" range="-0.05 1.6" limited="true" damping="0.5" armature="0.01"/>
   <inertial pos="0 {-w / 2} {h / 2}" mass="1.0" diaginertia="0.02 0.02 0.02"/>
   <geom name="door_panel" type="box" size="0.01 {w / 2} {h / 2}" pos="0.0 {-w / 2} {h / 2 + 0.005}" rgba="0.6 0.5 0.35 1" contype="1" conaffinity="1"/>
   <geom name="handle_post_a" type="cylinder" size="0.008 0.03" pos="-0.04 {-w + 0.12} {h * 0.6}" quat="0.7071068 0 0.7071068 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
   <geom name="handle_post_b" type="cylinder" size="0.008 0.03" pos="-0.04 {-w + 0.04} {h * 0.6}" quat="0.7071068 0 0.7071068 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
-  <geom name="handle_bar" type="capsule" size="0.01 0.04" pos="-0.07 {-w + 0.08} {h * 0.6}" quat="0.7071068 0.7071068 0 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
-  <site name="handle" pos="-0.07 {-w + 0.08} {h * 0.6}" size="0.01" rgba="1 0 0 0"/>
-</body>
-<geom name="door_frame" type="box" size="0.02 0.02 {h / 2}" pos="{hx + 0.03} {hy + 0.02} {hz + h / 2}" rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0"/>
-<body name="target" mocap="true" pos="{hx - 0.07} {hy - w + 0.08} {hz + h * 0.6}"><geom name="target" type="sphere" size="0.004" rgba="0.9 0.9 0.1 0" contype="0" conaffinity="0"/></body>"""
+  <geom name="handle_bar" type="capsule" size="0.01 0.04" pos="{ox} {oy} {oz}" quat="0.7071068 0.7071068 0 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
+  <site name="handle" pos="{ox} {oy} {oz}" size="0.01" rgba="1 0 0 0"/>
+ </body>
+</body>"""
     # hook: a rod straight down from the end-effector point, dropped behind the handle bar to pull it
     hook = ('<geom name="hook_shaft" type="capsule" size="0.008 0.045" pos="0 0 0.025" rgba="0.15 0.15 0.15 1" '
             'contype="1" conaffinity="1" mass="0"/>')
@@ -211,26 +224,30 @@ def _make_tasks() -> dict:
          Condition(BAXTER_START, (0.76, -0.58, z), "far-right")],
         success_tolerance=0.05, horizon=100, scene=_reach_scene, gravity_compensation=True,
         description="Baxter right arm reaching a block on a table (4 blocks); the block is only in the image")
-    hole = (HOLE_XY[0], HOLE_XY[1], TABLE_TOP)
+    # peg and door: one start pose (as in reach); the hole / the door is at one of 4 places, visible
+    # only in the image (the block and the door are parts of the moving target body)
     tasks["peg"] = Task(
         "peg", "baxter_right_arm",
-        [Condition((0.05, -1.3, 0.1, 2.1, 0.0, 0.8, 0.1), hole, "start-a"),
-         Condition((0.45, -1.3, 0.1, 2.1, 0.0, 0.8, 0.45), hole, "start-b"),
-         Condition((0.25, -1.1, -0.2, 1.8, 0.3, 1.0, 0.3), hole, "start-c"),
-         Condition((0.25, -1.6, 0.3, 2.4, -0.3, 0.7, 0.3), hole, "start-d")],
+        [Condition(BAXTER_START, (0.58, -0.32, TABLE_TOP), "front-left"),
+         Condition(BAXTER_START, (0.58, -0.56, TABLE_TOP), "front-right"),
+         Condition(BAXTER_START, (0.74, -0.32, TABLE_TOP), "far-left"),
+         Condition(BAXTER_START, (0.74, -0.56, TABLE_TOP), "far-right")],
         success_tolerance=0.02, horizon=140, scene=_peg_scene, gravity_compensation=True,
         success=_peg_success, measure=_peg_measure,
-        description="peg held in the gripper, inserted into a hole in a block on the table; 4 start poses")
-    handle = (DOOR_HINGE[0] - 0.07, DOOR_HINGE[1] - DOOR_WIDTH + 0.08, DOOR_HINGE[2] + DOOR_HEIGHT * 0.6)
+        description="peg held in the gripper, inserted into a hole in a block on the table; the block is at one "
+                    "of 4 places (only in the image)")
+    handles = [tuple(np.round(np.add(h, HANDLE_OFFSET), 4)) for h in
+               [(0.76, 0.0, TABLE_TOP), (0.76, -0.14, TABLE_TOP), (0.84, 0.0, TABLE_TOP), (0.84, -0.14, TABLE_TOP)]]
     tasks["door"] = Task(
         "door", "baxter_right_arm",
-        [Condition((0.05, -1.3, 0.1, 2.1, 0.0, 0.8, 0.1), handle, "start-a"),
-         Condition((0.45, -1.3, 0.1, 2.1, 0.0, 0.8, 0.45), handle, "start-b"),
-         Condition((0.25, -1.1, -0.2, 1.8, 0.3, 1.0, 0.3), handle, "start-c"),
-         Condition((0.25, -1.6, 0.3, 2.4, -0.3, 0.7, 0.3), handle, "start-d")],
+        [Condition(BAXTER_START, handles[0], "front-left"),
+         Condition(BAXTER_START, handles[1], "front-right"),
+         Condition(BAXTER_START, handles[2], "far-left"),
+         Condition(BAXTER_START, handles[3], "far-right")],
         success_tolerance=0.03, horizon=160, scene=_door_scene, gravity_compensation=True,
         success=_door_success, measure=_door_measure,
-        description="door opening with a hook on the gripper; 4 start poses")
+        description="door opening with a hook on the gripper; the door (target: its handle) is at one of 4 "
+                    "places (only in the image)")
     return tasks
 
 
