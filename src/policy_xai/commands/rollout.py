@@ -20,7 +20,7 @@ def register(sub) -> None:
             "summary.json; prints the image:configuration ratio, the early/late trend, the reaction to the "
             "target change and the rank correlation of the ratio curves between the methods."),
     )
-    p.add_argument("--task", default="reach", choices=("reach2d", "reach"))
+    p.add_argument("--task", default="reach", choices=("reach2d", "reach", "peg", "door"))
     p.add_argument("--policy", default=None, help="weights file (default: the shipped model of the task)")
     p.add_argument("--methods", default="dtd,rap,gbp", help="comma-separated attribution methods")
     p.add_argument("--conditions", default="all", help="'all' or comma-separated condition indices")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from ..live import config_feature_names
     from ..robot.sim import Simulation
     from ..policy import load_policy
-    from ..training import FeedbackExpert, check_spec_fits, model_path, region_target
+    from ..training import check_spec_fits, make_teacher, model_path, region_target
 
     torch.set_num_threads(max(1, args.threads))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update()
             if 0 <= change_step < steps:
                 rng = np.random.default_rng(args.seed)
-                expert = FeedbackExpert(sim)
+                expert = make_teacher(sim)
                 start = np.asarray(sim.task.conditions[args.change_condition].target, float)
                 for _ in range(50):  # "randomly located in between the trained target positions", away from the first
                     new = region_target(sim.task, rng, margin=0.0)

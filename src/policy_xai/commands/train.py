@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-TASKS = ("reach2d", "reach")
+TASKS = ("reach2d", "reach", "peg", "door")
 
 
 def _common(p, seed=True):
@@ -52,6 +52,10 @@ def register(sub) -> None:
     p.add_argument("--aux-weight", type=float, default=d.aux_weight, help="weight of the target-regression loss")
     p.add_argument("--region-fraction", type=float, default=d.region_fraction,
                    help="share of episodes with a random target between the training targets (0: conditions only)")
+    p.add_argument("--torque-noise", type=float, default=d.torque_noise,
+                   help="exploration noise on the executed expert torques, as a fraction of the effort limits")
+    p.add_argument("--change-fraction", type=float, default=d.change_fraction,
+                   help="share of episodes whose target moves mid-episode")
     p.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes per target after training (0: none)")
     p.add_argument("--out", default=None, help="weights file (default out/models/<task>.safetensors)")
     p.set_defaults(func=run_train)
@@ -107,7 +111,8 @@ def run_train(args) -> int:
                       expert_episodes=args.expert_episodes, dagger_iters=args.dagger_iters,
                       dagger_episodes=args.dagger_episodes, epochs=args.epochs, dagger_epochs=args.dagger_epochs,
                       head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-                      lr=args.lr, aux_weight=args.aux_weight, region_fraction=args.region_fraction, threads=args.threads)
+                      lr=args.lr, aux_weight=args.aux_weight, region_fraction=args.region_fraction, threads=args.threads,
+                      torque_noise=args.torque_noise, change_fraction=args.change_fraction)
     data = None
     if args.data:
         with np.load(args.data) as z:
@@ -141,8 +146,9 @@ def _print_eval(policy, task, episodes, noise, seed, blank=True, heldout=True) -
                   + (f", held-out targets: {100 * r['heldout_success']:.0f}%" if heldout else ""))
             for grp in ("conditions", "heldout"):
                 for name, v in r[grp].items():
+                    extra = "".join(f"  {k[5:].replace('_', ' ')} {v[k]:.3f}" for k in sorted(v) if k.startswith("mean_"))
                     print(f"      {grp[:9]:9s} {name:12s} success {100 * v['success']:5.1f}%  "
-                          f"mean final distance {100 * v['final_distance']:.1f} cm")
+                          f"mean final distance {100 * v['final_distance']:.1f} cm" + extra)
     return out
 
 
