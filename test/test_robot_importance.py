@@ -113,3 +113,32 @@ def test_linearized_cost_is_well_under_budget(baxter):
             baxter.importance_factors(q, v, 0.05)
         best = min(best, (time.process_time() - t) / len(qs))
     assert best < 50e-6, f"linearised alphas took {best * 1e6:.1f} us per step"
+
+
+def test_importance_per_step_is_the_one_path_for_nodes_and_commands(baxter):
+    """live.importance_per_step (attribution node, analyze, explain, analyze-rollout): the model's
+    factors in the policy's joint order, per configuration row; ones without a model or positions."""
+    import dataclasses
+
+    from policy_xai.analysis import alphas_for
+    from policy_xai.bags import importance_factors
+    from policy_xai.live import ConfigBuilder, RobotAdapter, importance_per_step
+    from policy_xai.spec import load_spec
+
+    spec = load_spec("small")
+    rev = dataclasses.replace(spec, joint_names=tuple(reversed(spec.joint_names)))  # policy order != model order
+    ad = RobotAdapter(rev, baxter)
+    cb = ConfigBuilder(rev, ad.ee)
+    rng = np.random.default_rng(3)
+    qs = _poses(baxter, 4, 3)
+    vs = [rng.normal(0, 0.3, 7) for _ in qs]
+    configs = np.stack([cb.build(q[::-1], v[::-1]) for q, v in zip(qs, vs)])  # policy order
+    got = importance_per_step(rev, configs, ad, 0.05)
+    want = np.stack([baxter.importance_factors(q, v, 0.05)[::-1] for q, v in zip(qs, vs)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(importance_per_step(rev, configs[1], ad, 0.05), want[1], rtol=1e-12)
+    np.testing.assert_allclose(alphas_for(baxter, rev, configs, 0.05), want, rtol=1e-12)
+    np.testing.assert_allclose(importance_factors(rev, configs, dt=0.05), want, rtol=1e-12)
+    assert np.all(importance_per_step(rev, configs, None, 0.05) == 1.0)
+    with pytest.raises(ValueError, match="take"):
+        importance_per_step(rev, configs[:, :5], ad, 0.05)

@@ -39,19 +39,12 @@ class SequenceResult:
 
 
 def alphas_for(robot, spec, configs: np.ndarray, dt: float, method: str = "linearized") -> np.ndarray:
-    """Importance factors per step from a robot model and the joint positions/velocities in the
-    configuration vectors (N, D); ones when robot is None."""
-    N = configs.shape[0]
-    if robot is None:
-        return np.ones((N, spec.n_joints))
-    sl = spec.group_slices()
-    if "joint_position" not in sl:
-        raise ValueError("importance factors need the joint positions in the configuration (group joint_position)")
-    if robot.n != spec.n_joints or sl["joint_position"].stop - sl["joint_position"].start != robot.n:
-        raise ValueError(f"robot model has {robot.n} joints, policy {spec.name!r} has {spec.n_joints}")
-    q = configs[:, sl["joint_position"]]
-    v = configs[:, sl["joint_velocity"]] if "joint_velocity" in sl else np.zeros_like(q)
-    return np.stack([robot.importance_factors(q[i], v[i], dt=dt, method=method) for i in range(N)])
+    """Importance factors per step (N, n_joints) from a robot model (RobotModel, name or None) and the
+    joint positions/velocities in the configuration vectors (N, D); see live.importance_per_step."""
+    from .live import RobotAdapter, importance_per_step
+
+    adapter = None if robot is None else RobotAdapter(spec, robot)
+    return importance_per_step(spec, configs, adapter, dt, method)
 
 
 def explain_sequence(

@@ -638,22 +638,14 @@ def _read_live(live: LiveExplanations, key: str, msg) -> None:
 def importance_factors(spec, configs: np.ndarray, importance: str = "dynamics", robot: str = "baxter_right_arm",
                        dt: float = 0.05) -> np.ndarray:
     """alpha per step, computed exactly like the attribution node does (RobotAdapter, policy joint order)."""
-    N, J = len(configs), spec.n_joints
     if importance == "uniform":
-        return np.ones((N, J))
+        return np.ones((len(configs), spec.n_joints))
     if importance != "dynamics":
         raise BagError(f"importance must be 'dynamics' or 'uniform', got {importance!r}")
-    from .live import RobotAdapter
+    from .live import RobotAdapter, importance_per_step
 
-    sl = spec.group_slices()
-    if "joint_position" not in sl:
-        return np.ones((N, J))
-    ad = RobotAdapter(spec, robot)
-    out = np.empty((N, J))
-    for i, c in enumerate(configs):
-        v = c[sl["joint_velocity"]] if "joint_velocity" in sl else np.zeros(J)
-        out[i] = ad.importance(c[sl["joint_position"]], v, dt)
-    return out
+    adapter = RobotAdapter(spec, robot) if "joint_position" in spec.group_slices() else None
+    return importance_per_step(spec, configs, adapter, dt)
 
 
 @dataclass

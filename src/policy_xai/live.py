@@ -236,14 +236,22 @@ def counted(key: Hashable, counter: dict) -> None:
 class RobotAdapter:
     """A RobotModel seen in the policy's joint order: ee kinematics, importance factors, joint markers."""
 
-    def __init__(self, spec: PolicySpec, robot: str = "baxter_right_arm"):
+    def __init__(self, spec: PolicySpec, robot: "str | object" = "baxter_right_arm"):
+        """`robot`: a RobotModel, a robot name (urdf/) or a URDF file."""
+        from pathlib import Path
+
         from .robot.model import RobotModel
 
-        self.model = RobotModel.from_name(robot)
+        if isinstance(robot, RobotModel):
+            self.model = robot
+        else:
+            self.model = RobotModel(str(robot)) if Path(str(robot)).is_file() else RobotModel.from_name(str(robot))
+        self.spec = spec
         names = list(self.model.joint_names)
         missing = [j for j in spec.joint_names if j not in names]
         if missing or len(names) != spec.n_joints:
-            raise ValueError(f"robot {robot!r} has joints {names}; policy {spec.name!r} drives {list(spec.joint_names)}")
+            raise ValueError(f"robot {Path(str(self.model.urdf_path)).stem!r} has joints {names}; policy {spec.name!r} drives "
+                             f"{list(spec.joint_names)}")
         self.to_model = np.array([spec.joint_names.index(n) for n in names])  # model order <- policy order
         self.to_policy = np.argsort(self.to_model)
 
@@ -251,11 +259,39 @@ class RobotAdapter:
         qm, vm = np.asarray(q)[self.to_model], np.asarray(v)[self.to_model]
         return self.model.ee_position(qm), self.model.ee_velocity(qm, vm)
 
-    def importance(self, q: np.ndarray, v: np.ndarray, dt: float) -> np.ndarray:
-        a = self.model.importance_factors(np.asarray(q)[self.to_model], np.asarray(v)[self.to_model], dt)
+    def importance(self, q: np.ndarray, v: np.ndarray, dt: float, method: str = "linearized") -> np.ndarray:
+        """alpha (n_joints,) in the policy's joint order for one state."""
+        a = self.model.importance_factors(np.asarray(q)[self.to_model], np.asarray(v)[self.to_model], dt,
+                                          method=method)
         return np.asarray(a)[self.to_policy]
 
     def joint_positions(self, q: np.ndarray) -> np.ndarray:
         """(n_joints, 3) joint positions in the policy's joint order, then the end effector: (n+1, 3)."""
         p = self.model.joint_positions(np.asarray(q)[self.to_model])
         return np.concatenate([p[:-1][self.to_policy], p[-1:]], axis=0)
+
+
+def importance_per_step(spec: PolicySpec, configs: np.ndarray, robot: "Optional[RobotAdapter]", dt: float,
+                        method: str = "linearized") -> np.ndarray:
+    """The importance factors alpha (N, n_joints) for configuration vectors (N, D) or one (D,) -> (n_joints,).
+
+    The one place where alpha is computed from observations: the attribution node, `analyze` (bags),
+    `explain` and `analyze-rollout` all call it, so live and offline explanations weigh the torques
+    alike. alpha = 1 without a robot model or when the configuration has no joint positions (the
+    velocities default to zero when absent)."""
+    c = np.asarray(configs, dtype=np.float64)
+    one = c.ndim == 1
+    c = np.atleast_2d(c)
+    if c.shape[1] != spec.config_dim:
+        raise ValueError(f"configuration vectors have {c.shape[1]} values, policy {spec.name!r} takes {spec.config_dim}")
+    sl = spec.group_slices()
+    J = spec.n_joints
+    if robot is None or "joint_position" not in sl:
+        out = np.ones((len(c), J))
+    else:
+        out = np.empty((len(c), J))
+        zero = np.zeros(J)
+        for i, row in enumerate(c):
+            v = row[sl["joint_velocity"]] if "joint_velocity" in sl else zero
+            out[i] = robot.importance(row[sl["joint_position"]], v, dt, method)
+    return out[0] if one else out

@@ -43,7 +43,6 @@ class AttributionNode(XaiNode):
             raise ValueError(f"importance must be 'dynamics' or 'uniform', got {self.importance!r}")
         self.robot = live.RobotAdapter(s, str(self.p("robot"))) if self.importance == "dynamics" else None
         self.config_names = live.config_feature_names(s)
-        self.slices = s.group_slices()
         self.sync = live.StampSync(["image", "config", "torques"], 0, keep=20)
         self.slot = live.LatestSlot()
         self.rate = live.RateMeter()
@@ -128,12 +127,7 @@ class AttributionNode(XaiNode):
         rgb, frame_id = got["image"]
         config, published = got["config"], got["torques"]
         t0 = time.perf_counter()
-        q = config[self.slices["joint_position"]] if "joint_position" in self.slices else None
-        v = config[self.slices["joint_velocity"]] if "joint_velocity" in self.slices else np.zeros(self.spec.n_joints)
-        if self.robot is not None and q is not None:
-            alpha = self.robot.importance(q, v, float(self.p("dt")))
-        else:
-            alpha = np.ones(self.spec.n_joints)
+        alpha = live.importance_per_step(self.spec, config, self.robot, float(self.p("dt")))
         exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
                       method=self.method, alpha=alpha, precision=self.precision)
         tau = np.clip(exp.torques[0].detach().numpy().astype(np.float64), -self.limits, self.limits)

@@ -195,4 +195,9 @@ def main(node_factory: Callable[[], Node], args=None, multithreaded: bool = Fals
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
+        # stopping already: rclpy's shutdown restores the handlers it found at init (the defaults),
+        # so a SIGTERM/SIGINT sent while the interpreter tears down (seconds on a loaded machine)
+        # would kill the process by signal after a clean stop; ignore them from here on
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code

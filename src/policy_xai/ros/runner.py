@@ -76,11 +76,12 @@ class NodeProcess:
     def returncode(self) -> Optional[int]:
         return None if self.proc is None else self.proc.poll()
 
-    def stop(self, timeout: float = 5.0, sig: int = signal.SIGINT) -> Optional[int]:
-        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL if it does not exit."""
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGINT) -> Optional[int]:
+        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL if it does not exit (a node ignores
+        signals once it has stopped cleanly, so a slow interpreter teardown still ends with code 0)."""
         if self.proc is None:
             return None
-        for s, t in ((sig, timeout), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        for s, t in ((sig, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
             if self.proc.poll() is not None:
                 break
             try:
