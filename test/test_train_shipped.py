@@ -11,7 +11,10 @@ from policy_xai.policy import load_policy
 from policy_xai.training import GROUPS, evaluate, model_path
 
 
-@pytest.mark.parametrize("task", ["reach", "reach2d"])
+SHIPPED = ["reach", "reach2d", "peg", "door"]
+
+
+@pytest.mark.parametrize("task", SHIPPED)
 def test_shipped_weights_load_with_spec(task):
     path = model_path(task)
     assert path.is_file() and path.stat().st_size < 2_000_000
@@ -33,3 +36,23 @@ def test_shipped_reach_policy_succeeds_and_needs_the_image():
         assert blank["conditions_success"] <= 0.5, blank
         # without the image the arm goes to roughly the same place whatever the target is
         assert np.mean([v["final_distance"] for v in blank["conditions"].values()]) > 2 * sim.task.success_tolerance
+
+
+@pytest.mark.parametrize("task", ["peg", "door"])
+def test_shipped_peg_door_policy_succeeds_and_needs_the_image(task):
+    """The hole block / the door is at one of 4 places, visible only in the image: the policy solves the
+    task from the start pose (condition 0 and a held-out place between conditions 1 and 2), and with the
+    image blanked it fails on every condition."""
+    from policy_xai.robot.tasks import between_targets
+    from policy_xai.training import blank_image, policy_controller, run_episode
+
+    torch.set_num_threads(1)
+    policy = load_policy(model_path(task))
+    ctrl = policy_controller(policy)
+    with Simulation(task, image_size=64, control_rate=20.0, seed=0) as sim:
+        ep = run_episode(sim, ctrl, 0, record=False)
+        assert ep.success, ep.measure
+        ep = run_episode(sim, ctrl, 0, target=between_targets(sim.task, 1, 2), record=False)
+        assert ep.success, ep.measure
+        blank = [run_episode(sim, ctrl, c, record=False, image_fn=blank_image) for c in (0, 3)]
+        assert not any(e.success for e in blank), [e.measure for e in blank]
