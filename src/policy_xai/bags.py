@@ -714,13 +714,22 @@ def compare_live(res, obs: Observations, live: LiveExplanations, method: str, sp
         if s in idx and len(v) == ser.config.shape[1]:
             d.append((float(np.max(np.abs(ser.config[idx[s]] - v))), s))
     record("relevance_config", d)
-    d, rel = [], 0.0
+    d, top, worst = [], 0.0, (0.0, None)
     for s, v in live.relevance_image.items():
         if s in idx and v.shape == ser.image.shape[1:]:
             diff = float(np.max(np.abs(ser.image[idx[s]] - v)))
             d.append((diff, s))
-            rel = max(rel, diff / (float(np.abs(v).max()) or 1.0))
-    record("relevance_image", d, rel if d else None)
+            vmax = float(np.abs(v).max())
+            top = max(top, vmax)
+            if diff / (vmax or 1.0) > worst[0]:
+                worst = (diff / (vmax or 1.0), s)
+    # relative to the largest relevance of the recording (the scale of a per-video heatmap); the
+    # worst single step is reported too: steps whose torques are all near zero have tiny maps where
+    # float rounding (and Eq. 1 sign flips of ~0 torques) weigh more
+    record("relevance_image", d, max(x for x, _ in d) / (top or 1.0) if d else None)
+    if d:
+        out["relevance_image"]["worst_step_relative"] = float(worst[0])
+        out["relevance_image"]["worst_step_stamp"] = int(worst[1]) if worst[1] is not None else None
     d = []
     for s, v in live.importance.items():
         if s in idx and len(v) == res.alpha.shape[1]:

@@ -14,7 +14,7 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main demo: live simulated pipeline + recording + offline analysis",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="reach", help="simulation task with a shipped policy (reach, reach2d)")
+    p.add_argument("--task", default="reach", help="simulation task with a shipped policy (reach, reach2d, peg, door)")
     p.add_argument("--weights", default="", help="policy weights (default: the shipped models/<task>.safetensors)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of live running after start-up")
     p.add_argument("--method", default="dtd", help="live attribution method")
