@@ -91,3 +91,15 @@ def test_observation_checks():
         p.prepare_config(np.full(20, np.nan))
     tau = p.act(np.full((64, 64, 3), 255, np.uint8), np.full(20, 1e6))
     assert np.all(np.abs(tau) <= np.array(p.spec.torque_limits) + 1e-9)  # clipped to the limits
+
+
+def test_building_a_policy_flushes_denormals():
+    """Denormal arithmetic is microcoded on x86 (a trained spatial softmax underflows into it): the
+    policy turns flush-to-zero on, so a denormal input computes as 0."""
+    import torch
+
+    from policy_xai.policy import init_policy
+    from policy_xai.spec import load_spec
+
+    init_policy(load_spec("small"), 0)
+    assert (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0
