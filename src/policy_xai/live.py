@@ -236,8 +236,9 @@ def counted(key: Hashable, counter: dict) -> None:
 class RobotAdapter:
     """A RobotModel seen in the policy's joint order: ee kinematics, importance factors, joint markers."""
 
-    def __init__(self, spec: PolicySpec, robot: "str | object" = "baxter_right_arm"):
-        """`robot`: a RobotModel, a robot name (urdf/) or a URDF file."""
+    def __init__(self, spec: "PolicySpec | Sequence[str]", robot: "str | object" = "baxter_right_arm"):
+        """`spec`: the policy's spec or just its joint names (in the policy's order); `robot`: a
+        RobotModel, a robot name (urdf/) or a URDF file."""
         from pathlib import Path
 
         from .robot.model import RobotModel
@@ -246,13 +247,13 @@ class RobotAdapter:
             self.model = robot
         else:
             self.model = RobotModel(str(robot)) if Path(str(robot)).is_file() else RobotModel.from_name(str(robot))
-        self.spec = spec
+        joints = list(getattr(spec, "joint_names", spec))
         names = list(self.model.joint_names)
-        missing = [j for j in spec.joint_names if j not in names]
-        if missing or len(names) != spec.n_joints:
-            raise ValueError(f"robot {Path(str(self.model.urdf_path)).stem!r} has joints {names}; policy {spec.name!r} drives "
-                             f"{list(spec.joint_names)}")
-        self.to_model = np.array([spec.joint_names.index(n) for n in names])  # model order <- policy order
+        missing = [j for j in joints if j not in names]
+        if missing or len(names) != len(joints):
+            raise ValueError(f"robot {Path(str(self.model.urdf_path)).stem!r} has joints {names}; the policy drives "
+                             f"{joints}")
+        self.to_model = np.array([joints.index(n) for n in names])  # model order <- policy order
         self.to_policy = np.argsort(self.to_model)
 
     def ee(self, q: np.ndarray, v: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":

@@ -40,6 +40,15 @@ def share_path(*parts: str) -> Path:
     return share_dir().joinpath(*parts)
 
 
+def find_shared(*parts: str) -> "Path | None":
+    """The first install location (same order as share_dir) that holds this file, or None: an older
+    share/ folder may lack a file a newer checkout has (trained weights added later)."""
+    for c in _candidates():
+        if c.joinpath(*parts).is_file():
+            return c.joinpath(*parts)
+    return None
+
+
 def config_path(name_or_path: str) -> Path:
     """A spec or parameter file: an existing path, or a name in the shipped config/ folder."""
     p = Path(name_or_path)

@@ -57,11 +57,16 @@ class FeedbackExpert:
         task's start pose; cached."""
         key = tuple(np.round(np.asarray(point, float), 6))
         if key not in self._goals:
-            q, err = self.model.inverse_kinematics(
-                np.asarray(point, float), self.seed_pose, iters=300, posture=self.seed_pose, posture_weight=0.05,
-                orientation=self.orient, orientation_weight=0.5 if self.orient is not None else 0.0)
-            self._goals[key] = (q, float(err))
+            self._goals[key] = self.solve_ik(point, self.seed_pose)
         return self._goals[key]
+
+    def solve_ik(self, point, seed) -> tuple:
+        """(q, position error in m) for an end-effector point from `seed`, with the teacher's posture
+        (the start pose) and orientation (gripper down on Baxter) terms; not cached."""
+        q, err = self.model.inverse_kinematics(
+            np.asarray(point, float), np.asarray(seed, float), iters=300, posture=self.seed_pose,
+            posture_weight=0.05, orientation=self.orient, orientation_weight=0.5 if self.orient is not None else 0.0)
+        return q, float(err)
 
     def goal(self, target) -> tuple:
         """(q_goal, IK position error in m) for a target; cached."""
@@ -180,9 +185,7 @@ class DoorFeedbackExpert(FeedbackExpert):
             for z in (z_grip, z_grip + self.above):
                 q_seed, qs = self.seed_pose, []
                 for t in th:
-                    q, e = self.model.inverse_kinematics(
-                        self._arc_point(hinge, gap, z, t), q_seed, iters=300, posture=self.seed_pose,
-                        posture_weight=0.05, orientation=self.orient, orientation_weight=0.5)
+                    q, e = self.solve_ik(self._arc_point(hinge, gap, z, t), q_seed)
                     qs.append(q)
                     q_seed, err = q, max(err, float(e))
                 out.append(np.stack(qs))
@@ -685,12 +688,12 @@ def default_spec(task: str) -> str:
 def model_path(task: str):
     """The shipped weights of a task: share/policy_xai/models/<task>.safetensors (the first install
     location that has it, see policy_xai.resources)."""
-    from .resources import _candidates, share_path
+    from .resources import find_shared, share_path
 
     name = f"{task}.safetensors"
-    for c in _candidates():
-        if (c / "models" / name).is_file():
-            return c / "models" / name
+    found = find_shared("models", name)
+    if found is not None:
+        return found
     path = share_path("models", name)
     raise FileNotFoundError(f"no shipped weights for task {task!r} ({path}); train them with "
                             f"`policy-xai train --task {task} --out {path}` or pass --policy FILE")

@@ -135,12 +135,12 @@ class VisualizationNode(XaiNode):
     def joint_positions(self, q: np.ndarray) -> np.ndarray:
         if self.robot is None and self.robot_name:
             try:
-                self.robot = _JointLocator(self.robot_model, self.robot_name, self.joint_names)
+                self.robot = live.RobotAdapter(self.joint_names, self.robot_model)
             except Exception as e:  # noqa: BLE001 - markers fall back to a row of spheres
                 self.report_error("robot_model", f"{e}; joint markers placed in a row")
                 self.robot_name = ""
         if self.robot is not None:
-            return self.robot(q)
+            return self.robot.joint_positions(q)
         return np.stack([np.arange(len(q)) * 0.15, np.zeros(len(q)), np.zeros(len(q))], axis=1)
 
     def publish_markers(self, ns: int, got: dict) -> None:
@@ -203,26 +203,6 @@ class VisualizationNode(XaiNode):
         if self.recent_error(10.0):
             return 1, self.last_error, values
         return 0, f"heatmaps at {values['heatmap_rate_hz']:.1f} Hz", values
-
-
-class _JointLocator:
-    """Joint positions (n+1, 3) for joint values q named `joints`, via the robot model."""
-
-    def __init__(self, model, robot: str, joints):
-        self.model = model
-        names = list(self.model.joint_names)
-        missing = [j for j in joints if j not in names]
-        if missing:
-            raise ValueError(f"robot {robot!r} has no joints {missing}")
-        self.order = [list(joints).index(n) for n in names if n in joints]
-        self.back = np.argsort(self.order)
-        self.names = names
-        self.joints = list(joints)
-
-    def __call__(self, q):
-        qm = np.asarray(q)[self.order]
-        p = self.model.joint_positions(qm)
-        return np.concatenate([p[:-1][self.back], p[-1:]], axis=0)
 
 
 def main(args=None) -> int:
