@@ -163,29 +163,23 @@ class DoorFeedbackExpert(FeedbackExpert):
         super().__init__(sim, **kw)
         self._arcs: dict = {}
 
-    def _geometry(self, target):
-        from .robot.tasks import DOOR_WIDTH, door_hinge
-
-        hinge = door_hinge(target)
-        gap = np.array([-0.035, -DOOR_WIDTH + 0.08])      # between bar and panel, hinge frame, closed door
-        z_grip = float(target[2]) + 0.02                   # the shaft reaches ~8 cm below the ee point
-        return hinge, gap, z_grip
-
-    def _arc_point(self, hinge, gap, z, th):
-        c, s = np.cos(th), np.sin(th)
-        return np.array([hinge[0] + gap[0] * c + gap[1] * s, hinge[1] - gap[0] * s + gap[1] * c, z])
+    @staticmethod
+    def _z_grip(target) -> float:
+        return float(target[2]) + 0.02                     # the shaft reaches ~8 cm below the ee point
 
     def arc(self, target) -> tuple:
         """(angles (n,), joint goals at the hooking height (n, J), joint goals above (n, J), max IK error)."""
+        from .robot.tasks import door_gap_point
+
         key = tuple(np.round(np.asarray(target, float), 6))
         if key not in self._arcs:
-            hinge, gap, z_grip = self._geometry(target)
+            z_grip = self._z_grip(target)
             th = np.linspace(0.0, self.open_to, self.n_arc)
             out, err = [], 0.0
             for z in (z_grip, z_grip + self.above):
                 q_seed, qs = self.seed_pose, []
                 for t in th:
-                    q, e = self.solve_ik(self._arc_point(hinge, gap, z, t), q_seed)
+                    q, e = self.solve_ik(door_gap_point(target, t, z), q_seed)
                     qs.append(q)
                     q_seed, err = q, max(err, float(e))
                 out.append(np.stack(qs))
@@ -203,7 +197,9 @@ class DoorFeedbackExpert(FeedbackExpert):
         return float(self.sim.measure()["door_angle"]) if self.sim.task.name == "door" else 0.0
 
     def joint_goal(self, q, target, door_angle: float | None = None) -> np.ndarray:
-        hinge, gap, z_grip = self._geometry(target)
+        from .robot.tasks import door_gap_point
+
+        z_grip = self._z_grip(target)
         th, grip, above, _ = self.arc(target)
         ang = self.door_angle() if door_angle is None else float(door_angle)
         ang = float(np.clip(ang, 0.0, self.open_to))
@@ -212,7 +208,7 @@ class DoorFeedbackExpert(FeedbackExpert):
             return np.array([np.interp(a, th, table[:, j]) for j in range(table.shape[1])])
 
         p = self.model.ee_position(q)
-        e = float(np.linalg.norm(p[:2] - self._arc_point(hinge, gap, z_grip, ang)[:2]))
+        e = float(np.linalg.norm(p[:2] - door_gap_point(target, ang, z_grip)[:2]))
         s_down = 1.0 - _ramp(e, 0.015, 0.03)
         q_up = at(above, ang)
         q_desc = q_up + s_down * (at(grip, ang) - q_up)

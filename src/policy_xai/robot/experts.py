@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .sim import Observation, Simulation
-from .tasks import HOLE_DEPTH, PEG_LEN, TABLE_TOP, DOOR_WIDTH, door_hinge
+from .tasks import HOLE_DEPTH, PEG_LEN, TABLE_TOP, door_gap_point
 
 DOWN = (0.0, 0.0, -1.0)
 
@@ -128,19 +128,12 @@ class DoorExpert(JointTrajectoryExpert):
     open_to = 0.6  # rad
 
     def waypoints(self, obs, target):
-        hx, hy, hz = door_hinge(target)
-        h = target[2]
-        # the gap between the bar and the panel, in the door frame (hinge at origin, closed door)
-        gap = np.array([-0.035, -DOOR_WIDTH + 0.08])
         # the shaft's lower end is ~0.06 m below the end-effector point
-        z_grip = h + 0.02
-        pts = [((hx + gap[0], hy + gap[1], z_grip + 0.12), 2.5), ((hx + gap[0], hy + gap[1], z_grip), 1.0)]
+        z_grip = target[2] + 0.02
+        pts = [(door_gap_point(target, 0.0, z_grip + 0.12), 2.5), (door_gap_point(target, 0.0, z_grip), 1.0)]
         for k in range(1, 5):
-            th = self.open_to * k / 4
-            c, s = np.cos(th), np.sin(th)
-            x = gap[0] * c + gap[1] * s
-            y = -gap[0] * s + gap[1] * c
-            pts.append(((hx + x - 0.01 * k, hy + y, z_grip), 0.6))
+            p = door_gap_point(target, self.open_to * k / 4, z_grip)
+            pts.append(((p[0] - 0.01 * k, p[1], z_grip), 0.6))
         return pts
 
 

@@ -164,6 +164,19 @@ def door_hinge(target) -> np.ndarray:
     return np.asarray(target, float) - np.asarray(HANDLE_OFFSET)
 
 
+#: the gap between the handle bar and the panel (where the hook goes), (x, y) in the hinge frame of
+#: the closed door
+DOOR_GAP = (-0.035, -DOOR_WIDTH + 0.08)
+
+
+def door_gap_point(target, theta: float, z: float) -> np.ndarray:
+    """The gap point in the world, at height z, with the door (closed handle at `target`) opened by theta."""
+    hx, hy, _ = door_hinge(target)
+    gx, gy = DOOR_GAP
+    c, s = np.cos(theta), np.sin(theta)
+    return np.array([hx + gx * c + gy * s, hy - gx * s + gy * c, z])
+
+
 def _door_scene(task: Task) -> Scene:
     w, h = DOOR_WIDTH, DOOR_HEIGHT
     ox, oy, oz = HANDLE_OFFSET
