@@ -39,11 +39,11 @@ setup(
     entry_points={
         "console_scripts": [
             "policy-xai = policy_xai.cli:main",
-            "sim_node = policy_xai.ros.sim_node:main",
-            "policy_node = policy_xai.ros.policy_node:main",
-            "attribution_node = policy_xai.ros.attribution_node:main",
-            "visualization_node = policy_xai.ros.visualization_node:main",
-            "policy_xai_recorder = policy_xai.ros.recorder:main",
+            "sim_node = policy_xai.ros.entry:sim_node",
+            "policy_node = policy_xai.ros.entry:policy_node",
+            "attribution_node = policy_xai.ros.entry:attribution_node",
+            "visualization_node = policy_xai.ros.entry:visualization_node",
+            "policy_xai_recorder = policy_xai.ros.entry:recorder",
         ],
     },
 )

@@ -14,15 +14,22 @@ def describe(graph_name, extra_args=(), rviz=True):
         DeclareLaunchArgument("spec", default_value="", description="policy spec override (small, paper, path)"),
         DeclareLaunchArgument("weights", default_value="", description="policy weights override (.safetensors)"),
         DeclareLaunchArgument("method", default_value="", description="attribution method override"),
+        DeclareLaunchArgument("allow_untrained", default_value="false",
+                              description="let the policy node run untrained weights when weights is empty "
+                                          "(simulation and tests only; never on a real arm)"),
         *extra_args,
     ]
 
     def nodes(context):
-        get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+        get = lambda name: LaunchConfiguration(name, default="").perform(context)  # noqa: E731
         pol = {k: get(k) for k in ("spec", "weights") if get(k)}
         overrides = {"policy_node": dict(pol), "attribution_node": dict(pol)}
         if get("method"):
             overrides["attribution_node"]["method"] = get("method")
+        if get("allow_untrained").lower() in ("true", "1", "yes"):
+            overrides["policy_node"]["allow_untrained"] = True
+        if get("task"):
+            overrides["sim_node"] = {"task": get("task")}
         out = []
         name = graph_name or get("graph")
         for n in graph(name, params_file=get("params_file") or None, overrides=overrides):

@@ -3,6 +3,9 @@ parameters from config/baxter.yaml: joint names, limits, rates). Remap the robot
 `--ros-args -r` or edit the graph's remappings in policy_xai/ros/graph.py.
 
     ros2 launch policy_xai robot.launch.py weights:=models/reach.safetensors [rviz:=true]
+
+weights:= is required: without it the policy node refuses to start (a random network would command
+the arm); allow_untrained:=true overrides that, for tests against a fake robot only.
 """
 import os
 import sys

@@ -1,7 +1,10 @@
 """MuJoCo arm + policy + attribution + visualisation (graph "sim" of policy_xai.ros.graph).
 
-    ros2 launch policy_xai sim.launch.py [spec:=paper] [weights:=models/x.safetensors] [method:=rap]
-        [rviz:=true] [robot_state_publisher:=true]
+    ros2 launch policy_xai sim.launch.py [task:=reach|reach2d|peg|door] [method:=rap] [rviz:=true]
+        [weights:=models/x.safetensors] [spec:=paper] [robot_state_publisher:=true]
+
+By default the policy is the shipped trained policy of the task (models/<task>.safetensors); spec:=
+without weights:= runs untrained weights of that spec.
 """
 import os
 import sys
@@ -18,7 +21,10 @@ from launch_ros.actions import Node  # noqa: E402
 def generate_launch_description():
     from policy_xai.resources import share_path
 
-    ld = describe("sim", [DeclareLaunchArgument("robot_state_publisher", default_value="false")])
+    ld = describe("sim", [DeclareLaunchArgument("robot_state_publisher", default_value="false"),
+                          DeclareLaunchArgument("task", default_value="",
+                                                description="simulation task (default: config/sim.yaml's, reach); "
+                                                            "the shipped policy of the task is loaded")])
     urdf = share_path("urdf", "baxter_right_arm.urdf").read_text()
     ld.add_action(Node(package="robot_state_publisher", executable="robot_state_publisher",
                        parameters=[{"robot_description": urdf}],

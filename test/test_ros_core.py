@@ -211,3 +211,80 @@ def test_launch_files_are_thin_over_the_graph():
     helper = (ROOT / "launch" / "_graph_launch.py").read_text()
     assert "from policy_xai.ros.graph import graph" in helper
     assert (ROOT / "config" / "policy_xai.rviz").is_file()
+
+
+# ---- issue 9: time jumps, typed parameters, joint names, encodings, the sim graph's policy -------
+def test_stamp_sync_recovers_from_time_jumps():
+    s = live.StampSync(["a", "b"], tolerance_ns=0, jump_ns=1000)
+    assert s.add("a", 5000, 1) is None and s.add("b", 5000, 2) == {"a": 1, "b": 2}
+    # a pair stamped in the future, then the clock continues where it was
+    assert s.add("a", 10**9, 1) is None and s.add("b", 10**9, 2) is not None
+    assert s.jumps_forward == 1
+    assert s.add("a", 5100, 1) is None and s.add("b", 5100, 2) is not None  # not stuck
+    assert s.jumps_backward == 1 and s.last_jump_ns < 0 and "backwards" in s.jump_status()
+    # stamps restart (new episode in simulated time, a looped bag)
+    assert s.add("a", 100, 1) is None and s.add("b", 100, 2) is not None
+    assert s.jumps_backward == 2
+    # a late message within the jump threshold is still just dropped
+    assert s.add("a", 50, 1) is None and s.jumps_backward == 2 and s.dropped >= 1
+    # without jump detection: the old behaviour (stuck behind a future pair)
+    t = live.StampSync(["a", "b"])
+    t.add("a", 10**9, 1), t.add("b", 10**9, 2)
+    assert t.add("a", 5000, 1) is None and t.add("b", 5000, 2) is None
+
+
+def test_parameters_validate_types_ranges_and_choices():
+    v = itf.validate_parameter
+    assert v("attribution_node", "dt", 0.1) == 0.1 and v("sim_node", "rate", 20) == 20.0
+    assert v("attribution_node", "method", "rap") == "rap"
+    assert v("attribution_node", "precision", "bfloat16") == "bfloat16"
+    for node, name, value, words in [
+        ("attribution_node", "precision", "bogus", "float32, bfloat16"),
+        ("attribution_node", "dt", "abc", "number"), ("attribution_node", "dt", -1.0, ">="),
+        ("attribution_node", "dt", float("nan"), "finite"), ("attribution_node", "method", "x", "dtd"),
+        ("policy_node", "stale_action", "brake", "zero, hold"), ("policy_node", "threads", 1.5, "integer"),
+        ("policy_node", "torque_limits", [1.0, -2.0], ">="), ("policy_node", "torque_limits", "abc", "list"),
+        ("policy_node", "resize", "yes", "true or false"), ("sim_node", "task", "fly", "reach"),
+    ]:
+        with pytest.raises(ValueError, match=words) as e:
+            v(node, name, value)
+        assert repr(name) in str(e.value) and "\n" not in str(e.value)
+    assert v("policy_node", "torque_limits", "") == "" and v("policy_node", "torque_limits", [1, 2]) == [1.0, 2.0]
+    p = itf.NODES["attribution_node"].params
+    assert p["method"].runtime and p["precision"].runtime and not p["spec"].runtime and not p["weights"].runtime
+    assert itf.NODES["policy_node"].params["stale_action"].runtime
+    assert itf.NODES["policy_node"].parameters["allow_untrained"] is False
+
+
+def test_duplicate_joint_names_are_rejected_by_the_converter():
+    with pytest.raises(cv.ConversionError, match="more than once"):
+        cv.select_joints(["a", "b", "a"], [1.0, 2.0, 3.0], ["a", "b"])
+
+
+def test_colour_image_errors_list_only_colour_encodings():
+    from types import SimpleNamespace
+
+    msg = SimpleNamespace(encoding="32FC1", height=2, width=2, step=8, data=bytes(16), is_bigendian=0)
+    with pytest.raises(cv.ConversionError) as e:
+        cv.rgb_from_msg(msg)
+    assert "32FC1" in str(e.value).split("supported")[0] and "32FC1" not in str(e.value).split("supported")[1]
+    msg.encoding = "yuv422"
+    with pytest.raises(cv.ConversionError, match="rgb8, bgr8"):
+        cv.rgb_from_msg(msg)
+
+
+def test_sim_graph_loads_the_shipped_policy_of_its_task():
+    from policy_xai.resources import find_shared
+
+    by = {n.name: n for n in gr.graph("sim")}
+    assert by["policy_node"].parameters["weights"] == str(find_shared("models", "reach.safetensors"))
+    assert by["attribution_node"].parameters["weights"] == by["policy_node"].parameters["weights"]
+    by = {n.name: n for n in gr.graph("sim", overrides={"sim_node": {"task": "reach2d"}})}
+    assert by["policy_node"].parameters["weights"].endswith("reach2d.safetensors")
+    assert by["policy_node"].parameters["robot"] == "two_link_arm"
+    assert by["visualization_node"].parameters["robot"] == "two_link_arm"
+    # an explicit spec or weights wins; the robot graph never gets a default policy
+    by = {n.name: n for n in gr.graph("sim", overrides={"policy_node": {"spec": "paper"}})}
+    assert "weights" not in by["policy_node"].parameters
+    by = {n.name: n for n in gr.graph("robot")}
+    assert "weights" not in by["policy_node"].parameters

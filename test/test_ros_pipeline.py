@@ -22,7 +22,8 @@ def live(tmp_path_factory):
     probe = Probe(dom)
     probe.listen("commands", "torques", "obs_config", "relevance_image", "relevance_config", "relevance_points",
                  "ratios", "importance", "heatmap", "markers", "ratio_plot", "diagnostics")
-    runner = GraphRunner(graph("explain", params_file="", overrides={"visualization_node": {"plot_rate": 4.0}}),
+    runner = GraphRunner(graph("explain", params_file="", overrides={"visualization_node": {"plot_rate": 4.0},
+                                                                  "policy_node": {"allow_untrained": True}}),
                          domain_id=dom, log_dir=tmp_path_factory.mktemp("logs"))
     runner.start()
     feeder = Feeder(probe, SPEC.joint_names).start()
@@ -189,3 +190,97 @@ def test_killing_attribution_keeps_policy_and_restart_resumes(live):
     got = probe.wait_for("ratios", 5, timeout=40)
     torques = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.get("torques")}
     assert all((m.header.stamp.sec, m.header.stamp.nanosec) in torques for m in got)
+
+
+def _set(probe, node, **values):
+    """`ros2 param set` over the node's SetParameters service: name -> (successful, reason)."""
+    from rclpy.parameter import Parameter
+    from rcl_interfaces.srv import SetParameters
+
+    client = probe.node.create_client(SetParameters, f"/{node}/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    fut = client.call_async(req)
+    end = time.time() + 10
+    while not fut.done() and time.time() < end:
+        time.sleep(0.02)
+    probe.node.destroy_client(client)
+    return {k: (r.successful, r.reason) for k, r in zip(values, fut.result().results)}
+
+
+def _diag_value(probe, node, key, want, timeout=6.0):
+    probe.clear("diagnostics")
+    probe.wait_for("diagnostics", 1, timeout=timeout, pred=lambda m: any(
+        s.name.endswith("/" + node) and any(kv.key == key and kv.value == want for kv in s.values)
+        for s in m.status))
+
+
+def test_parameters_are_typed_validated_and_applied(live):
+    probe, runner, feeder = live
+    # rejected, with the reason: an unknown precision, a string for a number, out of range, read-only
+    r = _set(probe, "attribution_node", precision="bogus")["precision"]
+    assert not r[0] and "bfloat16" in r[1]
+    assert not _set(probe, "attribution_node", dt="abc")["dt"][0]
+    assert not _set(probe, "attribution_node", dt=-1.0)["dt"][0]
+    ok, reason = _set(probe, "attribution_node", spec="paper")["spec"]
+    assert not ok and ("read-only" in reason.lower() or "fixed" in reason), reason
+    assert not _set(probe, "policy_node", stale_action="brake")["stale_action"][0]
+    assert not _set(probe, "policy_node", torque_limits=[1.0, 2.0])["torque_limits"][0]
+    # the explanations still run after the rejected values
+    n = len(probe.get("ratios"))
+    probe.wait_for("ratios", n + 3, timeout=10)
+    # accepted and applied
+    assert _set(probe, "attribution_node", precision="bfloat16")["precision"][0]
+    _diag_value(probe, "attribution_node", "precision", "bfloat16")
+    n = len(probe.get("ratios"))
+    probe.wait_for("ratios", n + 3, timeout=10)
+    assert _set(probe, "attribution_node", precision="float32", dt=0.1) == {"precision": (True, ""), "dt": (True, "")}
+    assert _set(probe, "policy_node", stale_action="hold")["stale_action"][0]
+    _diag_value(probe, "policy_node", "stale_action", "hold")
+    assert _set(probe, "policy_node", torque_limits=[0.5] * SPEC.n_joints)["torque_limits"][0]
+    probe.clear("torques")
+    msgs = probe.wait_for("torques", 5, timeout=10)
+    assert all(np.all(np.abs(m.effort) <= 0.5 + 1e-9) for m in msgs)
+    assert _set(probe, "policy_node", stale_action="zero", torque_limits="")["torque_limits"][0]
+
+
+def test_time_jumps_do_not_leave_the_policy_stuck(live):
+    """A future-stamped observation (clock jump) and stamps that restart (sim time, a looped bag)
+    used to stop the pairing for good; now it restarts, counts and reports the jump."""
+    probe, runner, feeder = live
+    feeder.stop()
+    time.sleep(0.2)
+    future = time.time_ns() + 3600 * 10**9
+    feeder.send_one(stamp=future)  # one pair stamped an hour ahead
+    time.sleep(0.2)
+    probe.clear("torques")
+    feeder.last_stamp = 0
+    feeder.start()  # back to the wall clock: an hour "backwards"
+    probe.wait_for("torques", 5, timeout=10, pred=lambda m: m.header.stamp.sec < future // 10**9 - 60)
+    feeder.stop()
+    time.sleep(0.2)
+    probe.clear("torques")
+    for k in range(20):  # stamps restart near zero, as simulated time of a new episode does
+        feeder.send_one(stamp=10**9 + k * 50_000_000)
+        time.sleep(0.05)
+    probe.wait_for("torques", 5, timeout=10, pred=lambda m: m.header.stamp.sec < 100)
+    probe.clear("diagnostics")
+    got = probe.wait_for("diagnostics", 1, timeout=5, pred=lambda m: any(
+        s.name.endswith("/policy_node") and any(kv.key == "time_jumps_backward" and int(kv.value) >= 2
+                                                 for kv in s.values) for s in m.status))
+    st = [s for s in got[-1].status if s.name.endswith("/policy_node")][0]
+    assert "jumped backwards" in st.message
+    feeder.last_stamp = 0
+    feeder.start()
+
+
+def test_duplicate_joint_names_are_rejected(live):
+    probe, runner, feeder = live
+    feeder.stop()
+    time.sleep(0.2)
+    names = list(SPEC.joint_names)
+    names[1] = names[0]
+    feeder.send_one(names=names)
+    time.sleep(1.5)
+    assert "more than once" in runner["policy_node"].log_path.read_text()
+    feeder.start()

@@ -23,16 +23,47 @@ class StampSync:
     item whose stamp is within `tolerance_ns` of this one (exact match with tolerance 0), else None.
     Only the newest `keep` stamps per stream are buffered; sets older than an emitted one are
     dropped and counted in `dropped`.
+
+    Time jumps (`jump_ns`, None = not detected): a stamp more than `jump_ns` behind the last emitted
+    set (the clock restarted: simulated time of a new episode, a looped bag, a clock reset; or the
+    set before was stamped in the future) restarts the pairing instead of being dropped, and a stamp
+    more than `jump_ns` ahead of every stamp seen so far clears what is buffered (nothing older can
+    pair with it). Both are counted (`jumps_backward`, `jumps_forward`, `last_jump_ns`) so that a
+    node can say why it paired nothing for a while, and it never stays stuck behind one bad stamp.
     """
 
-    def __init__(self, streams: Sequence[str], tolerance_ns: int = 0, keep: int = 10):
+    def __init__(self, streams: Sequence[str], tolerance_ns: int = 0, keep: int = 10,
+                 jump_ns: Optional[int] = None):
         self.streams = tuple(streams)
         self.tolerance_ns = int(tolerance_ns)
         self.keep = int(keep)
+        self.jump_ns = None if jump_ns is None else int(jump_ns)
         self.buffers: dict[str, OrderedDict[int, Any]] = {s: OrderedDict() for s in self.streams}
         self.last_emitted: Optional[int] = None
+        self.newest: Optional[int] = None  # newest stamp added (any stream) since the last restart
         self.dropped = 0  # items discarded without being part of an emitted set
         self.emitted = 0
+        self.jumps_backward = 0
+        self.jumps_forward = 0
+        self.last_jump_ns = 0  # signed size of the last jump (new stamp - reference)
+        self.last_jump_time: Optional[float] = None  # time.monotonic() of the last jump
+
+    def restart(self) -> None:
+        """Forget everything buffered and emitted (counters stay)."""
+        for buf in self.buffers.values():
+            self.dropped += len(buf)
+            buf.clear()
+        self.last_emitted = None
+        self.newest = None
+
+    def _jump(self, delta_ns: int, backward: bool) -> None:
+        if backward:
+            self.jumps_backward += 1
+        else:
+            self.jumps_forward += 1
+        self.last_jump_ns = int(delta_ns)
+        self.last_jump_time = time.monotonic()
+        self.restart()
 
     def _find(self, stream: str, stamp: int) -> Optional[int]:
         buf = self.buffers[stream]
@@ -47,9 +78,16 @@ class StampSync:
         if stream not in self.buffers:
             raise KeyError(f"unknown stream {stream!r}; streams: {self.streams}")
         stamp = int(stamp)
+        if self.jump_ns is not None:
+            ref = self.last_emitted if self.last_emitted is not None else self.newest
+            if ref is not None and stamp < ref - self.jump_ns:
+                self._jump(stamp - ref, backward=True)
+            elif self.newest is not None and stamp > self.newest + self.jump_ns:
+                self._jump(stamp - self.newest, backward=False)
         if self.last_emitted is not None and stamp <= self.last_emitted - self.tolerance_ns:
             self.dropped += 1  # older than what we already used
             return None
+        self.newest = stamp if self.newest is None else max(self.newest, stamp)
         buf = self.buffers[stream]
         if stamp in buf:
             self.dropped += 1  # duplicate stamp: keep the newer item
@@ -71,6 +109,15 @@ class StampSync:
                     self.dropped += 1
                 del buf[k]
         return out
+
+    def jump_status(self, window: float = 10.0) -> Optional[str]:
+        """A one-line account of the last time jump if it happened within `window` s, else None."""
+        if self.last_jump_time is None or time.monotonic() - self.last_jump_time > window:
+            return None
+        d = self.last_jump_ns * 1e-9
+        way = "backwards" if d < 0 else "forwards"
+        return (f"observation stamps jumped {way} by {abs(d):.3g} s (clock restart, looped bag or bad stamp): "
+                f"pairing restarted ({self.jumps_backward} back, {self.jumps_forward} forward so far)")
 
 
 class LatestSlot:

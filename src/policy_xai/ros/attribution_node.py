@@ -14,7 +14,6 @@ import threading
 import time
 
 import numpy as np
-from rcl_interfaces.msg import SetParametersResult
 
 from .. import live
 from . import convert as cv
@@ -25,25 +24,15 @@ from .policy_node import load_node_policy
 class AttributionNode(XaiNode):
     def __init__(self):
         super().__init__("attribution_node")
-        from ..attribution import METHODS
-        from ..attribution.engine import PRECISIONS
-
-        self.methods = METHODS
         self.policy = load_node_policy(self)
         self.spec = s = self.policy.spec
         self.limits = np.asarray(s.torque_limits)
-        self.method = str(self.p("method"))
-        self.precision = str(self.p("precision"))
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        self.importance = str(self.p("importance"))
-        if self.importance not in ("dynamics", "uniform"):
-            raise ValueError(f"importance must be 'dynamics' or 'uniform', got {self.importance!r}")
+        self.method = self.p("method")  # method, precision, dt, tolerances: validated, changeable at run time
+        self.precision = self.p("precision")
+        self.importance = self.p("importance")
         self.robot = live.RobotAdapter(s, str(self.p("robot"))) if self.importance == "dynamics" else None
         self.config_names = live.config_feature_names(s)
-        self.sync = live.StampSync(["image", "config", "torques"], 0, keep=20)
+        self.sync = live.StampSync(["image", "config", "torques"], 0, keep=20, jump_ns=int(self.p("time_jump") * 1e9))
         self.slot = live.LatestSlot()
         self.rate = live.RateMeter()
         self.compute = live.LatencyStats()
@@ -51,7 +40,6 @@ class AttributionNode(XaiNode):
         self.mismatches = 0
         self.max_torque_diff = 0.0
         self.done = 0
-        self.add_on_set_parameters_callback(self.on_parameters)
         self.pubs = {k: self.pub(k) for k in ("relevance_image", "relevance_config", "relevance_points",
                                                "ratios", "importance")}
         self.warm_up()
@@ -76,17 +64,15 @@ class AttributionNode(XaiNode):
             self.get_logger().warning(f"warm-up explanation failed: {e}")
 
     # ---- parameters ---------------------------------------------------------------------------
-    def on_parameters(self, params):
-        for prm in params:
-            if prm.name == "method":
-                if prm.value not in self.methods:
-                    return SetParametersResult(successful=False,
-                                               reason=f"unknown method {prm.value!r}; choose from {', '.join(self.methods)}")
-                self.method = str(prm.value)
-                self.get_logger().info(f"method -> {self.method}")
-            elif prm.name in ("spec", "weights", "init_seed", "importance", "robot", "threads"):
-                return SetParametersResult(successful=False, reason=f"{prm.name} is fixed at start-up")
-        return SetParametersResult(successful=True)
+    def apply_parameters(self, changed) -> None:
+        """method / precision apply from the next explanation on; dt and reproduce_tolerance are read
+        per explanation (self.p)."""
+        if "method" in changed:
+            self.method = changed["method"]
+        if "precision" in changed:
+            self.precision = changed["precision"]
+        if "time_jump" in changed:
+            self.sync.jump_ns = int(changed["time_jump"] * 1e9)
 
     # ---- inputs ---------------------------------------------------------------------------------
     def on_image(self, msg) -> None:
@@ -127,7 +113,7 @@ class AttributionNode(XaiNode):
         rgb, frame_id = got["image"]
         config, published = got["config"], got["torques"]
         t0 = time.perf_counter()
-        alpha = live.importance_per_step(self.spec, config, self.robot, float(self.p("dt")))
+        alpha = live.importance_per_step(self.spec, config, self.robot, self.p("dt"))
         exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
                       method=self.method, alpha=alpha, precision=self.precision)
         tau = np.clip(exp.torques[0].detach().numpy().astype(np.float64), -self.limits, self.limits)
@@ -165,9 +151,14 @@ class AttributionNode(XaiNode):
             "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
             **self.latency.summary("stamp_to_publish"),
             "torque_mismatches": self.mismatches, "max_torque_diff": self.max_torque_diff,
+            "precision": self.precision, "time_jumps_backward": self.sync.jumps_backward,
+            "time_jumps_forward": self.sync.jumps_forward,
         }
+        jump = self.sync.jump_status()
         if self.recent_error(10.0):
             return 2, self.last_error, values
+        if jump:
+            return 1, jump, values
         return 0, f"explaining with {self.method} at {values['rate_hz']:.1f} Hz", values
 
     def close(self) -> None:

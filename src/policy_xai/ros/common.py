@@ -2,7 +2,6 @@
 error reporting that never crashes the node, and the main() that spins and shuts down cleanly."""
 from __future__ import annotations
 
-import signal
 import sys
 import time
 import traceback
@@ -10,8 +9,11 @@ from typing import Any, Callable, Optional
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                SetParametersResult)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -40,14 +42,22 @@ def subscriber_qos(name: str, depth: Optional[int] = None) -> QoSProfile:
 
 
 class XaiNode(Node):
-    """A node whose parameters, topics and diagnostics come from interfaces.NODES[name]."""
+    """A node whose parameters, topics and diagnostics come from interfaces.NODES[name].
+
+    Parameters are declared typed (their declared type, range, allowed values and description are
+    what `ros2 param describe` shows), validated at start-up (a bad value stops the node with one line
+    naming the parameter) and on every `ros2 param set` (rejected with the reason before anything
+    changes); start-up-only parameters are read-only. A node applies accepted run-time changes in
+    `apply_parameters(changed)` and may veto combinations in `check_parameters(new)`."""
 
     def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
         self.info = itf.NODES[name]
-        for k, v in {**self.info.parameters, **itf.COMMON_PARAMETERS}.items():
-            # dynamic typing: `-p rate:=20` (an int) is as good as 20.0; the nodes cast on use
-            self.declare_parameter(k, v, ParameterDescriptor(dynamic_typing=True))
+        self._values: dict[str, Any] = {}
+        for k, prm in self.info.all_params.items():
+            self._declare(k, prm)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
         self.errors: dict[str, int] = {}
         self.last_error = ""
         self.last_error_time = -1e9
@@ -58,9 +68,78 @@ class XaiNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, itf.topic_name("diagnostics"), qos(itf.RELIABLE))
         self._diag_timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics)
 
-    # ---- parameters and topics ------------------------------------------------------------------
+    # ---- parameters ---------------------------------------------------------------------------
+    _TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
+              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
+              "str_list": ParameterType.PARAMETER_STRING_ARRAY}
+
+    def _declare(self, name: str, prm: "itf.Param") -> None:
+        kind = prm.type
+        over = self._parameter_overrides.get(name)
+        if over is not None:  # YAML / -p give 20 for 20.0 and 2.0 for 2: same number, the declared type
+            v = over.value
+            if kind == "float" and isinstance(v, int) and not isinstance(v, bool):
+                self._parameter_overrides[name] = Parameter(name, value=float(v))
+            elif kind == "int" and isinstance(v, float) and v.is_integer():
+                self._parameter_overrides[name] = Parameter(name, value=int(v))
+        d = ParameterDescriptor(description=prm.description, additional_constraints=prm.constraints(),
+                                read_only=not prm.runtime)
+        if kind == "float_list":  # '' (none) or a list of numbers: checked by validate()
+            d.dynamic_typing = True
+        else:
+            d.type = self._TYPES[kind]
+        if kind == "float" and prm.lo is not None and prm.hi is not None:
+            d.floating_point_range = [FloatingPointRange(from_value=float(prm.lo), to_value=float(prm.hi))]
+        elif kind == "int" and prm.lo is not None and prm.hi is not None:
+            d.integer_range = [IntegerRange(from_value=int(prm.lo), to_value=int(prm.hi), step=1)]
+        default = prm.default
+        try:
+            value = self.declare_parameter(name, default, d).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as e:
+            got = over.value if over is not None else default
+            prm.validate(name, got)  # the precise reason (type, range), when it is one of ours
+            raise ValueError(f"parameter {name!r} = {got!r}: expected {kind} ({prm.constraints()})") from e
+        self._values[name] = prm.validate(name, value)
+
     def p(self, name: str) -> Any:
+        """The parameter's current, validated value."""
+        if name in self._values:
+            return self._values[name]
         return self.get_parameter(name).value
+
+    def check_parameters(self, new: dict[str, Any]) -> None:
+        """Veto a combination of parameter values (all values after the change): raise ValueError. Override."""
+
+    def apply_parameters(self, changed: dict[str, Any]) -> None:
+        """Apply accepted run-time changes (name -> validated value). Override."""
+
+    def _on_set_parameters(self, params):
+        new = dict(self._values)
+        try:
+            for prm in params:
+                spec = self.info.all_params.get(prm.name)
+                if spec is None:
+                    continue  # e.g. use_sim_time: rclpy's own
+                if not spec.runtime and prm.name in self._values:
+                    raise ValueError(f"{prm.name} is fixed at start-up (restart the node to change it)")
+                new[prm.name] = spec.validate(prm.name, prm.value)
+            self.check_parameters(new)
+        except ValueError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params) -> None:
+        changed = {}
+        for prm in params:
+            spec = self.info.all_params.get(prm.name)
+            if spec is not None and prm.name in self._values:
+                changed[prm.name] = self._values[prm.name] = spec.validate(prm.name, prm.value)
+        if changed:
+            try:
+                self.apply_parameters(changed)
+            except Exception as e:  # noqa: BLE001 - validated already; report, don't crash
+                self.report_error("parameters", f"applying {sorted(changed)}: {e}")
+            self.get_logger().info("parameters set: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
 
     def pub(self, key: str, depth: Optional[int] = None):
         t = itf.TOPIC[key]
@@ -163,41 +242,49 @@ def freeze_gc(node: Optional[Node] = None, settle: float = 5.0) -> None:
 
 
 def main(node_factory: Callable[[], Node], args=None, multithreaded: bool = False) -> int:
-    """Init rclpy, spin the node until SIGINT/SIGTERM, shut down cleanly."""
-    rclpy.init(args=args if args is not None else sys.argv)
+    """Init rclpy, spin the node until SIGINT or SIGTERM, shut down cleanly; the exit code is 0 after
+    a signal, 1 when the node could not start (one line on stderr, naming the problem).
+
+    Signals are policy_xai's, not rclpy's: Ctrl-C in a terminal under `ros2 launch` sends SIGINT to
+    the whole process group and launch then sends its own, so a node gets two (and SIGTERM after a
+    while). Each one only sets a flag (see policy_xai.ros.entry), the spin loop looks at it at least
+    every 0.1 s, and nothing raises KeyboardInterrupt: no traceback, exit code 0."""
+    from . import entry
+
+    entry.install_signal_handlers()
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
-    stop = {"flag": False}
-
-    def on_term(signum, frame):  # SIGTERM: same as Ctrl-C
-        stop["flag"] = True
-        rclpy.try_shutdown()
-
-    signal.signal(signal.SIGTERM, on_term)
     code = 0
+    name = getattr(node_factory, "__name__", "node")
     try:
-        node = node_factory()
-        freeze_gc(node)
-        ex = MultiThreadedExecutor(num_threads=3) if multithreaded else SingleThreadedExecutor()
-        ex.add_node(node)
-        try:
-            ex.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-    except (KeyboardInterrupt, ExternalShutdownException):
+        if not entry.stopping():
+            node = node_factory()
+            freeze_gc(node)
+            ex = MultiThreadedExecutor(num_threads=3) if multithreaded else SingleThreadedExecutor()
+            ex.add_node(node)
+            while not entry.stopping() and rclpy.ok():
+                ex.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
+        pass
+    except KeyboardInterrupt:  # a SIGINT before our handler was in place
         pass
     except Exception as e:  # noqa: BLE001 - startup failure: one clear line
-        print(f"[{getattr(node_factory, '__name__', 'node')}] fatal: {e}", file=sys.stderr)
-        code = 1
+        if not entry.stopping():
+            print(f"[{name}] fatal: {e}", file=sys.stderr, flush=True)
+            code = 1
     finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close:
-                close()
-            node.destroy_node()
+        try:
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+                node.destroy_node()
+        except Exception as e:  # noqa: BLE001 - stopping anyway; say what failed
+            print(f"[{name}] error while stopping: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-        # stopping already: rclpy's shutdown restores the handlers it found at init (the defaults),
-        # so a SIGTERM/SIGINT sent while the interpreter tears down (seconds on a loaded machine)
-        # would kill the process by signal after a clean stop; ignore them from here on
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # signals that arrive while the interpreter tears down (seconds on a loaded machine) must not
+        # kill the process after a clean stop
+        entry.ignore_signals()
     return code

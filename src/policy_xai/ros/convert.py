@@ -24,6 +24,8 @@ ENCODINGS = {
     "rgb8": (3, np.uint8), "bgr8": (3, np.uint8), "rgba8": (4, np.uint8), "bgra8": (4, np.uint8),
     "mono8": (1, np.uint8), "32FC1": (1, np.float32),
 }
+#: the encodings a camera image may have (what the policy and visualisation nodes take)
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
 # ---- images (pure) --------------------------------------------------------------------------
@@ -110,8 +112,9 @@ def image_msg(arr: np.ndarray, stamp_ns: int, frame_id: str = ""):
 
 def rgb_from_msg(msg) -> np.ndarray:
     """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB."""
-    if msg.encoding == "32FC1":
-        raise ConversionError("expected a colour image, got 32FC1")
+    if msg.encoding not in COLOUR_ENCODINGS:
+        raise ConversionError(f"camera image encoding {msg.encoding!r} not supported (supported: "
+                              f"{', '.join(COLOUR_ENCODINGS)})")
     arr = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data, bool(msg.is_bigendian))
     return to_rgb(arr, msg.encoding)
 
@@ -130,6 +133,9 @@ def select_joints(names: Sequence[str], values: Sequence[float], wanted: Sequenc
     if len(values) != len(names):
         raise ConversionError(f"joint state has {len(names)} names but {len(values)} {what} values")
     index = {n: i for i, n in enumerate(names)}
+    if len(index) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ConversionError(f"joint state names {dup} more than once (names: {names})")
     missing = [n for n in wanted if n not in index]
     if missing:
         raise ConversionError(f"joint state lacks joints {missing} (it has {names}); the policy needs {list(wanted)}")

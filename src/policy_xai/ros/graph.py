@@ -54,6 +54,61 @@ def format_parameter(v: Any) -> str:
     return "'" + s.replace("'", "''") + "'" if s == "" or any(c in s for c in ":#[]{},'\" ") else s
 
 
+def sim_task(params_file: Optional[str], overrides: Mapping[str, Mapping[str, Any]]) -> str:
+    """The sim_node task a sim graph runs: the override, else the parameter file's, else the default."""
+    task = overrides.get("sim_node", {}).get("task")
+    if task:
+        return str(task)
+    if params_file:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(open(params_file)) or {}
+            task = ((doc.get("sim_node") or {}).get("ros__parameters") or {}).get("task")
+        except (OSError, yaml.YAMLError, AttributeError):
+            task = None
+    return str(task or NODES["sim_node"].parameters["task"])
+
+
+def with_shipped_policy(params_file: Optional[str], overrides: Mapping[str, Mapping[str, Any]]) -> dict:
+    """Overrides for a sim graph: unless the policy's spec or weights were chosen (in the overrides or
+    the parameter file), the policy and attribution nodes load the shipped trained policy of the
+    task (share/policy_xai/models/<task>.safetensors, its spec from the file) and the task's robot.
+    An explicit spec without weights still means untrained weights of that spec."""
+    out = {k: dict(v) for k, v in overrides.items()}
+    pol = out.get("policy_node", {})
+    if "weights" in pol or "spec" in pol or _file_sets(params_file, "policy_node", ("weights", "spec")):
+        return out
+    task = sim_task(params_file, out)
+    from ..resources import find_shared
+    from ..robot.tasks import TASKS
+
+    weights = find_shared("models", f"{task}.safetensors")
+    if weights is None or task not in TASKS:
+        return out  # no shipped policy: the parameter file's (untrained) setting stands
+    for n in ("policy_node", "attribution_node"):
+        d = out.setdefault(n, {})
+        d.setdefault("weights", str(weights))
+        d.setdefault("spec", "")
+        d.setdefault("robot", TASKS[task].robot)
+    out.setdefault("visualization_node", {}).setdefault("robot", TASKS[task].robot)
+    return out
+
+
+def _file_sets(params_file: Optional[str], node: str, keys: Sequence[str]) -> bool:
+    """True if the parameter file gives `node` a non-empty value for any of `keys`."""
+    if not params_file:
+        return False
+    import yaml
+
+    try:
+        doc = yaml.safe_load(open(params_file)) or {}
+        prm = (doc.get(node) or {}).get("ros__parameters") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return False
+    return any(prm.get(k) not in (None, "") for k in keys)
+
+
 def graph(name: str, params_file: Optional[str] = None,
           overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
           remappings: Sequence[tuple[str, str]] = (), nodes: Optional[Sequence[str]] = None) -> list[NodeLaunch]:
@@ -71,6 +126,8 @@ def graph(name: str, params_file: Optional[str] = None,
     unknown = set(overrides) - set(NODES)
     if unknown:
         raise ValueError(f"overrides for unknown nodes {sorted(unknown)}")
+    if name == "sim":
+        overrides = with_shipped_policy(path, overrides)
     out = []
     for n in (nodes or names):
         info = NODES[n]

@@ -15,8 +15,14 @@ from . import convert as cv
 from .common import XaiNode, main as run_node
 
 
-def load_node_policy(node: XaiNode):
-    """The policy a node's spec / weights / init_seed parameters name (shared with attribution_node)."""
+class UntrainedPolicyRefused(ValueError):
+    """The policy node was started without trained weights and without the opt-in."""
+
+
+def load_node_policy(node: XaiNode, require_weights: bool = False):
+    """The policy a node's spec / weights / init_seed parameters name (shared with attribution_node).
+    require_weights: refuse untrained weights unless the node's allow_untrained parameter is true (the
+    policy node drives an arm: a random network commands arbitrary torques up to the limits)."""
     import torch
 
     from ..policy import init_policy, load_policy
@@ -27,29 +33,32 @@ def load_node_policy(node: XaiNode):
     spec = str(node.p("spec") or "")
     if weights:
         return load_policy(weights, spec or None)
+    if require_weights and not node.p("allow_untrained"):
+        raise UntrainedPolicyRefused(
+            "no trained policy: set the parameter 'weights' to a .safetensors file (e.g. weights:="
+            "models/reach.safetensors); untrained weights would drive the arm with a random network "
+            "(allow_untrained:=true permits that, for simulation and tests only)")
     return init_policy(load_spec(spec or "small"), int(node.p("init_seed")))
 
 
 class PolicyNode(XaiNode):
     def __init__(self):
         super().__init__("policy_node")
-        self.policy = load_node_policy(self)
+        self.policy = load_node_policy(self, require_weights=True)
+        self.untrained = not str(self.p("weights") or "")
+        if self.untrained:
+            self.get_logger().warning("running UNTRAINED weights (allow_untrained:=true): the torques are a "
+                                      "random network's")
         self.spec = s = self.policy.spec
-        self.limits = np.asarray(s.torque_limits, dtype=np.float64)
-        extra = self.p("torque_limits")
-        if extra not in ("", None):
-            extra = np.abs(np.asarray(extra, dtype=np.float64).ravel())
-            if extra.shape != self.limits.shape:
-                raise ValueError(f"torque_limits has {extra.size} values for {s.n_joints} joints")
-            self.limits = np.minimum(self.limits, extra)
+        self.spec_limits = np.asarray(s.torque_limits, dtype=np.float64)
+        self.limits = self.torque_limits(self.p("torque_limits"))
         needs_ee = any(g.startswith("ee_") for g in s.group_names)
         self.robot = live.RobotAdapter(s, str(self.p("robot"))) if needs_ee else None
         self.config = live.ConfigBuilder(s, self.robot.ee if self.robot else None)
-        self.sync = live.StampSync(["image", "joints"], int(float(self.p("sync_tolerance")) * 1e9), keep=10)
-        self.watchdog = live.Watchdog(float(self.p("stale_timeout")))
-        self.stale_action = str(self.p("stale_action"))
-        if self.stale_action not in ("zero", "hold"):
-            raise ValueError(f"stale_action must be 'zero' or 'hold', got {self.stale_action!r}")
+        self.sync = live.StampSync(["image", "joints"], int(self.p("sync_tolerance") * 1e9), keep=10,
+                                   jump_ns=int(self.p("time_jump") * 1e9))
+        self.watchdog = live.Watchdog(self.p("stale_timeout"))
+        self.stale_action = self.p("stale_action")
         self.last_command = np.zeros(s.n_joints)
         self.rate = live.RateMeter()
         self.compute = live.LatencyStats()
@@ -64,6 +73,32 @@ class PolicyNode(XaiNode):
         self.create_timer(0.05, self.on_watchdog)
         self.get_logger().info(
             f"policy {s.name!r} ({s.image_height}x{s.image_width}, joints {list(s.joint_names)}) ready")
+
+    def torque_limits(self, extra) -> np.ndarray:
+        """The spec's limits, tightened by the torque_limits parameter ('' or one value per joint)."""
+        if extra in ("", None):
+            return self.spec_limits.copy()
+        extra = np.abs(np.asarray(extra, dtype=np.float64).ravel())
+        if extra.shape != self.spec_limits.shape:
+            raise ValueError(f"torque_limits has {extra.size} values for {self.spec.n_joints} joints "
+                             f"{list(self.spec.joint_names)}")
+        return np.minimum(self.spec_limits, extra)
+
+    # ---- parameters ---------------------------------------------------------------------------
+    def check_parameters(self, new) -> None:
+        self.torque_limits(new["torque_limits"])
+
+    def apply_parameters(self, changed) -> None:
+        if "torque_limits" in changed:
+            self.limits = self.torque_limits(changed["torque_limits"])
+        if "sync_tolerance" in changed:
+            self.sync.tolerance_ns = int(changed["sync_tolerance"] * 1e9)
+        if "time_jump" in changed:
+            self.sync.jump_ns = int(changed["time_jump"] * 1e9)
+        if "stale_timeout" in changed:
+            self.watchdog.timeout = float(changed["stale_timeout"])
+        if "stale_action" in changed:
+            self.stale_action = changed["stale_action"]
 
     # ---- inputs --------------------------------------------------------------------------------
     def on_image(self, msg) -> None:
@@ -127,10 +162,16 @@ class PolicyNode(XaiNode):
             "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
             "observation_age_p50_ms": 1e3 * self.age.percentile(50),
             "unpaired_dropped": self.sync.dropped, "stale": stale, "stale_trips": self.watchdog.trips,
-            "stale_commands": self.stale_commands,
+            "stale_commands": self.stale_commands, "stale_action": self.stale_action,
+            "time_jumps_backward": self.sync.jumps_backward, "time_jumps_forward": self.sync.jumps_forward,
+            "last_time_jump_s": self.sync.last_jump_ns * 1e-9, "untrained": self.untrained,
+            "torque_limits": ",".join(f"{x:g}" for x in self.limits),
         }
+        jump = self.sync.jump_status()
         if self.recent_error():
             return 2, f"input errors: {self.last_error}", values
+        if jump:
+            return 1, jump, values
         if stale:
             return 1, f"no fresh observation for > {self.watchdog.timeout} s: commanding {self.stale_action}", values
         return 0, f"acting at {values['rate_hz']:.1f} Hz", values

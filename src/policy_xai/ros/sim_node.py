@@ -30,7 +30,9 @@ class SimNode(XaiNode):
         steps = int(self.p("episode_steps"))
         self.episode_steps = self.sim.task.horizon if steps == 0 else steps
         self.command = np.zeros(self.sim.n_joints)
-        self.command_watchdog = live.Watchdog(float(self.p("command_timeout")))
+        self.command_watchdog = live.Watchdog(self.p("command_timeout"))
+        self.malformed_commands = 0
+        self.last_stamp_ns = 0
         self.frame_id, self.camera_frame = str(self.p("frame_id")), str(self.p("camera_frame_id"))
         self.publish_clock = bool(self.p("publish_clock"))
         self.episodes, self.successes, self.zero_steps = 0, 0, 0
@@ -59,6 +61,9 @@ class SimNode(XaiNode):
         n = len(self.sim.conditions)
         cond = (self.episodes % n) if c < 0 else c % n
         obs = self.sim.reset(cond)
+        # simulated time restarts at 0 with every episode; /clock and the stamps continue from the last
+        # published one (a ROS clock does not run backwards)
+        self.clock_base_ns = self.last_stamp_ns + int(round(self.sim.dt * 1e9)) if self.last_stamp_ns else 0
         self.episode_success = False
         self.command[:] = 0.0
         self.publish_target()
@@ -98,14 +103,25 @@ class SimNode(XaiNode):
 
     # ---- control loop ----------------------------------------------------------------------------
     def on_command(self, msg) -> None:
+        """A valid command replaces the held one; a malformed one is an error AND zero torque from the
+        next step on (until the next valid command): never keep pushing with an older command."""
+        try:
+            tau = self.valid_command(msg)
+        except ValueError:
+            self.command = np.zeros(self.sim.n_joints)
+            self.malformed_commands += 1
+            raise
+        self.command = tau
+        self.command_watchdog.feed()
+
+    def valid_command(self, msg) -> np.ndarray:
         tau = np.asarray(msg.data, dtype=np.float64)
         if tau.shape != (self.sim.n_joints,):
             raise ValueError(f"command has {tau.size} values, the arm has {self.sim.n_joints} joints "
                              f"{list(self.sim.joint_names)}")
         if not np.all(np.isfinite(tau)):
             raise ValueError(f"command contains NaN/inf: {tau.tolist()}")
-        self.command = tau
-        self.command_watchdog.feed()
+        return tau
 
     def tick(self) -> None:
         t0 = time.perf_counter()
@@ -126,10 +142,11 @@ class SimNode(XaiNode):
         if self.publish_clock:
             from rosgraph_msgs.msg import Clock
 
-            self.pub_clock.publish(Clock(clock=cv.ns_to_stamp(int(obs.time * 1e9))))
-            stamp = int(obs.time * 1e9)
+            stamp = self.clock_base_ns + int(round(obs.time * 1e9))
+            self.pub_clock.publish(Clock(clock=cv.ns_to_stamp(stamp)))
         else:
             stamp = self.now_ns()
+        self.last_stamp_ns = stamp
         self.pub_js.publish(cv.joint_state_msg(stamp, obs.joint_names, obs.joint_position, obs.joint_velocity,
                                                obs.torque_applied if len(obs.torque_applied) else (), self.frame_id))
         self.pub_img.publish(cv.image_msg(obs.image, stamp, self.camera_frame))
@@ -157,12 +174,17 @@ class SimNode(XaiNode):
                   "distance": m.get("distance", float("nan")), "success": m.get("success", False),
                   "episode_success": self.episode_success, "episodes_done": self.episodes,
                   "successes": self.successes, "zero_torque_steps": self.zero_steps,
+                  "malformed_commands": self.malformed_commands,
                   "step_p50_ms": 1e3 * self.step_time.percentile(50)}
         if self.recent_error():
             return 2, self.last_error, values
         if self.command_watchdog.stale():
             return 1, "no torque commands: applying zero torque", values
         return 0, f"stepping at {values['rate_hz']:.1f} Hz", values
+
+    def apply_parameters(self, changed) -> None:
+        if "command_timeout" in changed:
+            self.command_watchdog.timeout = float(changed["command_timeout"])
 
     def close(self) -> None:
         self.sim.close()

@@ -23,15 +23,8 @@ class VisualizationNode(XaiNode):
         import cv2
 
         cv2.setNumThreads(1)  # small images: threads only add contention
-        norm = str(self.p("normalize"))
-        if norm == "fixed":
-            self.normalize = float(self.p("fixed_scale"))
-            if not self.normalize > 0:
-                raise ValueError("normalize:=fixed needs fixed_scale > 0")
-        elif norm == "frame":
-            self.normalize = "frame"
-        else:
-            raise ValueError(f"normalize must be 'frame' or 'fixed', got {norm!r}")
+        self.check_parameters(self._values)
+        self.normalize = self.normalization(self._values)
         self.robot = None  # built on the first markers, from the joint names the policy uses
         self.robot_name = str(self.p("robot"))
         self.robot_model = None
@@ -44,8 +37,9 @@ class VisualizationNode(XaiNode):
                 self.report_error("robot_model", f"{e}; joint markers placed in a row")
                 self.robot_name = ""
         self.joint_names: list[str] = []
-        self.heat_sync = live.StampSync(["image", "relevance", "points"], 0, keep=10)
-        self.marker_sync = live.StampSync(["config", "relevance", "ratios"], 0, keep=10)
+        jump = int(self.p("time_jump") * 1e9)
+        self.heat_sync = live.StampSync(["image", "relevance", "points"], 0, keep=10, jump_ns=jump)
+        self.marker_sync = live.StampSync(["config", "relevance", "ratios"], 0, keep=10, jump_ns=jump)
         self.history = viz.RatioHistory(float(self.p("plot_window")))
         self.t0 = None
         self.rate = live.RateMeter()
@@ -62,6 +56,21 @@ class VisualizationNode(XaiNode):
         self.sub("ratios", self.guarded("ratios", self.on_ratios), depth=10)
         self.create_timer(1.0 / max(float(self.p("plot_rate")), 0.01), self.guarded("plot", self.on_plot))
         self.warm_up()
+
+    # ---- parameters ---------------------------------------------------------------------------
+    @staticmethod
+    def normalization(values):
+        return values["fixed_scale"] if values["normalize"] == "fixed" else "frame"
+
+    def check_parameters(self, new) -> None:
+        if new["normalize"] == "fixed" and not new["fixed_scale"] > 0:
+            raise ValueError("normalize:=fixed needs fixed_scale > 0")
+
+    def apply_parameters(self, changed) -> None:
+        if "normalize" in changed or "fixed_scale" in changed:
+            self.normalize = self.normalization(self._values)
+        if "time_jump" in changed:
+            self.heat_sync.jump_ns = self.marker_sync.jump_ns = int(changed["time_jump"] * 1e9)
 
     def warm_up(self) -> None:
         """Run every drawing path once before the first message: first calls (overlay, plot text,
@@ -122,7 +131,11 @@ class VisualizationNode(XaiNode):
         if names:
             if abs(values.sum() - 1.0) > 1e-3:
                 raise ValueError(f"ratios sum to {values.sum():.4f}, not 1")
-            self.t0 = ns if self.t0 is None else self.t0
+            last = getattr(self, "_last_ratio_ns", None)
+            if self.t0 is None or (last is not None and abs(ns - last) > self.heat_sync.jump_ns):
+                self.t0 = ns  # first ratios, or time jumped: the plot starts again
+                self.history = viz.RatioHistory(self.p("plot_window"))
+            self._last_ratio_ns = ns
             self.history.add((ns - self.t0) * 1e-9, names, values)
         self._marker("ratios", msg.header.stamp, (names, values))
 
@@ -199,9 +212,14 @@ class VisualizationNode(XaiNode):
         values = {"heatmap_rate_hz": self.rate.rate(), "heatmaps": self.rate.total,
                   "render_p50_ms": 1e3 * self.render.percentile(50),
                   **self.latency.summary("stamp_to_heatmap"),
-                  "unpaired_dropped": self.heat_sync.dropped + self.marker_sync.dropped}
+                  "unpaired_dropped": self.heat_sync.dropped + self.marker_sync.dropped,
+                  "time_jumps_backward": self.heat_sync.jumps_backward,
+                  "time_jumps_forward": self.heat_sync.jumps_forward}
+        jump = self.heat_sync.jump_status()
         if self.recent_error(10.0):
             return 1, self.last_error, values
+        if jump:
+            return 1, jump, values
         return 0, f"heatmaps at {values['heatmap_rate_hz']:.1f} Hz", values
 
 
