@@ -288,3 +288,12 @@ def test_sim_graph_loads_the_shipped_policy_of_its_task():
     assert "weights" not in by["policy_node"].parameters
     by = {n.name: n for n in gr.graph("robot")}
     assert "weights" not in by["policy_node"].parameters
+
+
+def test_stamp_sync_detects_a_restart_smaller_than_the_jump_threshold():
+    s = live.StampSync(["a", "b"], tolerance_ns=0, keep=4, jump_ns=10**9)
+    for t in range(0, 500, 50):  # one pass of a 0.5 s loop (stamps in ns here, small numbers)
+        s.add("a", 10**6 * t, 1), s.add("b", 10**6 * t, 2)
+    assert s.emitted == 10
+    out = [s.add(k, 10**6 * t, 1) for t in range(0, 200, 50) for k in "ab"]  # second pass
+    assert s.jumps_backward == 1 and any(o is not None for o in out)

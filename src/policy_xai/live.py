@@ -28,7 +28,8 @@ class StampSync:
     set (the clock restarted: simulated time of a new episode, a looped bag, a clock reset; or the
     set before was stamped in the future) restarts the pairing instead of being dropped, and a stamp
     more than `jump_ns` ahead of every stamp seen so far clears what is buffered (nothing older can
-    pair with it). Both are counted (`jumps_backward`, `jumps_forward`, `last_jump_ns`) so that a
+    pair with it). A smaller restart (a bag shorter than `jump_ns` played in a loop) shows as `keep`
+    messages in a row all older than the last emitted set: that restarts the pairing too. Both are counted (`jumps_backward`, `jumps_forward`, `last_jump_ns`) so that a
     node can say why it paired nothing for a while, and it never stays stuck behind one bad stamp.
     """
 
@@ -47,6 +48,7 @@ class StampSync:
         self.jumps_forward = 0
         self.last_jump_ns = 0  # signed size of the last jump (new stamp - reference)
         self.last_jump_time: Optional[float] = None  # time.monotonic() of the last jump
+        self._old_streak = 0  # messages in a row older than the last emitted set
 
     def restart(self) -> None:
         """Forget everything buffered and emitted (counters stay)."""
@@ -55,6 +57,7 @@ class StampSync:
             buf.clear()
         self.last_emitted = None
         self.newest = None
+        self._old_streak = 0
 
     def _jump(self, delta_ns: int, backward: bool) -> None:
         if backward:
@@ -85,8 +88,12 @@ class StampSync:
             elif self.newest is not None and stamp > self.newest + self.jump_ns:
                 self._jump(stamp - self.newest, backward=False)
         if self.last_emitted is not None and stamp <= self.last_emitted - self.tolerance_ns:
-            self.dropped += 1  # older than what we already used
-            return None
+            self._old_streak += 1
+            if self.jump_ns is None or self._old_streak < self.keep:
+                self.dropped += 1  # older than what we already used
+                return None
+            self._jump(stamp - self.last_emitted, backward=True)  # a small restart of the clock
+        self._old_streak = 0
         self.newest = stamp if self.newest is None else max(self.newest, stamp)
         buf = self.buffers[stream]
         if stamp in buf:
