@@ -32,6 +32,7 @@ def test_topics_declared_once_and_types_import():
 def test_docs_table_matches_declarations():
     doc = (ROOT / "docs" / "ros.md").read_text()
     assert itf.topic_table_markdown() in doc, "regenerate the table: python -m policy_xai.ros.interfaces"
+    assert itf.parameter_table_markdown() in doc, "regenerate the table: python -m policy_xai.ros.interfaces"
 
 
 def test_core_modules_do_not_import_rclpy():

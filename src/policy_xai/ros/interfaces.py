@@ -334,7 +334,8 @@ def parameter_table_markdown() -> str:
     rows = ["| Node | Parameter | Default | Constraints | Meaning |", "|---|---|---|---|---|"]
     for n in NODES.values():
         for k, p in n.all_params.items():
-            rows.append(f"| {n.name} | `{k}` | `{p.default!r}` | {p.constraints()} | {p.description} |")
+            cells = [p.constraints().replace("|", "\\|"), p.description.replace("|", "\\|")]
+            rows.append(f"| {n.name} | `{k}` | `{p.default!r}` | {cells[0]} | {cells[1]} |")
     return "\n".join(rows)
 
 
