@@ -2,7 +2,8 @@
 workspace (once per session), then every launch_testing test in test/launch_testing/ (test_*.py) run
 with the `launch_test` command in a shell that sourced the install's setup.bash, each in a DDS domain
 of its own. A launch test passes when `launch_test` exits 0: all its tests passed, including the
-exit codes of every launched process.
+exit codes of every launched process. Also `ros2 pkg` / `ros2 launch` of that install as a user runs
+them, stopped with Ctrl-C.
 
 Where the tooling comes from (scripts/bootstrap.sh): a sourced ROS 2 distro, else the wheels in
 ../shared/ros2-wheels beside the repository plus colcon from PyPI. Where neither exists the tests
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,28 +36,37 @@ NODE_EXECUTABLES = ("sim_node", "policy_node", "attribution_node", "visualizatio
 DOMAIN_BASE = 150 + (os.getpid() % 9) * 5
 
 
-def _tool(name: str) -> "str | None":
-    """An executable from this interpreter's environment first (the venv's bin/), then PATH."""
-    return shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+# the tools, each run by this interpreter (the venv's: the node executables colcon installs then start
+# it too, with torch and the other pip dependencies), wherever they are installed (venv or distro)
+TOOLS = {"colcon": "colcon_core.command", "launch_test": "launch_testing.launch_test", "ros2": "ros2cli.cli"}
+
+
+def tool(name: str) -> str:
+    """Shell words that run tool `name` with this interpreter: its command beside the interpreter (the
+    venv's bin/), else its entry point run by this interpreter (e.g. a distro's colcon from a venv)."""
+    exe = Path(sys.executable).parent / name
+    if os.access(exe, os.X_OK):
+        return shlex.quote(str(exe))
+    code = f"import sys; from {TOOLS[name]} import main; sys.argv[0] = {name!r}; sys.exit(main())"
+    return shlex.join([sys.executable, "-c", code])
 
 
 def _missing_tooling() -> list[str]:
-    out = [m for m in ("launch", "launch_ros", "launch_testing", "ros2launch")
-           if importlib.util.find_spec(m) is None]
-    out += [t for t in ("colcon", "launch_test", "ros2") if _tool(t) is None]
-    return out
+    # top-level names only: find_spec of a submodule imports its package (launch_testing is heavy)
+    return [m for m in ("launch", "launch_ros", "launch_testing", "ros2launch", "colcon_core", "colcon_ros", "ros2cli")
+            if importlib.util.find_spec(m) is None]
 
 
 @pytest.fixture(scope="session")
 def launch_tooling():
     missing = _missing_tooling()
+    if missing and WHEELS.is_dir():
+        pytest.fail(f"launch tooling missing ({', '.join(missing)}) although {WHEELS} exists: scripts/bootstrap.sh "
+                    f"installs it from there")
     if missing:
-        if WHEELS.is_dir() or os.environ.get("POLICY_XAI_LAUNCH_FROM") in ("distro", "wheels"):
-            pytest.fail(f"launch tooling missing: {missing}, although {WHEELS} exists (or the bootstrap found "
-                        f"launch): run `source scripts/bootstrap.sh`")
-        pytest.skip(f"launch tests NOT RUN: no ROS 2 launch tooling ({', '.join(missing)} missing; no ROS 2 "
-                    f"distro sourced and no {WHEELS})")
-    return {t: _tool(t) for t in ("colcon", "launch_test", "ros2")}
+        pytest.skip(f"launch tests NOT RUN: no ROS 2 launch tooling ({', '.join(missing)} not importable; no ROS 2 "
+                    f"distro with colcon sourced, and no {WHEELS})")
+    return {t: tool(t) for t in TOOLS}
 
 
 def _clean_env(**extra) -> dict:
@@ -105,8 +116,8 @@ def colcon_install(launch_tooling, tmp_path_factory):
         else:
             shutil.copy2(p, src / name)
     t0 = time.monotonic()
-    code, out = _run([launch_tooling["colcon"], "build", "--base-paths", "src", "--event-handlers",
-                      "console_cohesion+", "summary+"], ws, _clean_env(COLCON_HOME=str(ws / ".colcon")), 600)
+    cmd = f"{launch_tooling['colcon']} build --base-paths src --event-handlers console_cohesion+ summary+"
+    code, out = _run(["bash", "-c", cmd], ws, _clean_env(COLCON_HOME=str(ws / ".colcon")), 600)
     print(f"colcon build: {time.monotonic() - t0:.1f} s")
     assert code == 0, f"colcon build failed ({code}):\n{out}"
     install = ws / "install"
@@ -123,8 +134,8 @@ def test_colcon_install_is_a_ros_package(colcon_install, launch_tooling):
     """`ros2 pkg prefix` / `ros2 pkg executables` of the install find the package and its node executables
     (what `ros2 launch policy_xai ...` and `ros2 run` resolve)."""
     ros2 = launch_tooling["ros2"]
-    script = (f'source "{colcon_install}/setup.bash" && "{ros2}" pkg prefix policy_xai && '
-              f'"{ros2}" pkg executables policy_xai && "{ros2}" launch --show-args policy_xai robot.launch.py')
+    script = (f'source "{colcon_install}/setup.bash" && {ros2} pkg prefix policy_xai && '
+              f'{ros2} pkg executables policy_xai && {ros2} launch --show-args policy_xai robot.launch.py')
     code, out = _run(["bash", "-c", script], colcon_install.parent, _clean_env(ROS_DOMAIN_ID=str(DOMAIN_BASE)), 120)
     assert code == 0, out
     assert str(colcon_install / "policy_xai") in out
@@ -137,7 +148,7 @@ def test_ros2_launch_sim_and_ctrl_c(colcon_install, launch_tooling, tmp_path):
     """`ros2 launch policy_xai sim.launch.py` as a user starts it, stopped with Ctrl-C: SIGINT to the
     whole process group (the terminal's), after which launch sends its own SIGINT to each node. Every
     node must finish cleanly, and `ros2 launch` must exit 0."""
-    script = f'source "{colcon_install}/setup.bash" && exec "{launch_tooling["ros2"]}" launch policy_xai sim.launch.py'
+    script = f'source "{colcon_install}/setup.bash" && exec {launch_tooling["ros2"]} launch policy_xai sim.launch.py'
     env = _clean_env(ROS_DOMAIN_ID=str(DOMAIN_BASE), ROS_LOG_DIR=str(tmp_path / "ros_log"))
     p = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
@@ -170,7 +181,7 @@ def test_ros2_launch_sim_and_ctrl_c(colcon_install, launch_tooling, tmp_path):
 def test_launch_file(path, colcon_install, launch_tooling, tmp_path):
     """One launch_testing file run by `launch_test` with the colcon install's environment."""
     domain = DOMAIN_BASE + 1 + LAUNCH_TESTS.index(path)
-    script = f'source "{colcon_install}/setup.bash" && exec "{launch_tooling["launch_test"]}" "{path}"'
+    script = f'source "{colcon_install}/setup.bash" && exec {launch_tooling["launch_test"]} "{path}"'
     env = _clean_env(ROS_DOMAIN_ID=str(domain), POLICY_XAI_TEST_INSTALL=str(colcon_install),
                      POLICY_XAI_LAUNCH_TMP=str(tmp_path), ROS_LOG_DIR=str(tmp_path / "ros_log"))
     t0 = time.monotonic()
