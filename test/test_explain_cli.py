@@ -49,7 +49,7 @@ def test_explain_recording_writes_everything(recording, tmp_path):
 
 def test_explain_bad_inputs(tmp_path):
     p = run_cli("explain", "--inputs", str(tmp_path / "missing.npz"), "--out", str(tmp_path), check=False)
-    assert p.returncode == 1 and "no such recording" in p.stderr
+    assert p.returncode == 2 and "--inputs recording not found" in p.stderr  # the command line is wrong: 2
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((2, 32, 32, 3), np.uint8), configs=np.zeros((2, 20), np.float32))
     p = run_cli("explain", "--inputs", str(bad), "--out", str(tmp_path), check=False)

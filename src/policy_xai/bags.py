@@ -866,6 +866,75 @@ def importance_figure(path, times: np.ndarray, alpha: np.ndarray, joint_names: S
 
 
 # ==== output bag =================================================================================
+#: metadata.yaml custom_data key/value that marks a bag written by `analyze` (only such a bag is ever
+#: replaced by a later `analyze` into the same --out)
+ANNOTATED_MARK = ("policy_xai", "annotated bag written by policy-xai analyze")
+COMPRESSIONS = ("zstd", "lz4", "none")
+
+
+def bag_writer(path: "str | Path", compression: str = "zstd", version: int = 9):
+    """A rosbags MCAP Writer (not opened) with MCAP chunk compression, as rosbag2's MCAP storage writes
+    it: each ~1 MB chunk compressed with zstd or lz4 (readers decompress chunk by chunk; the bag stays
+    seekable). "none" writes uncompressed chunks. metadata.yaml keeps compression_mode '' (the
+    compression is inside the storage file, as with rosbag2's MCAP storage presets)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+    if compression not in COMPRESSIONS:
+        raise BagError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+    w = Writer(Path(path), version=version, storage_plugin=StoragePlugin.MCAP)
+    if compression != "none":
+        w.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    return w
+
+
+def set_chunk_compressor(w, compression: str) -> None:
+    """After `w.open()`: rosbags' MCAP writer compresses chunks with zstd only; for lz4 its chunk
+    compressor is swapped for lz4 frames (the format of MCAP's "lz4" chunks)."""
+    if compression != "lz4":
+        return
+    import lz4.frame
+
+    storage = w.storage
+    if not (hasattr(storage, "compressor") and getattr(storage, "compression", None) == "zstd"):
+        raise BagError("this rosbags version does not allow lz4 chunk compression; use zstd")
+    storage.compression, storage.compressor = "lz4", lz4.frame.compress
+
+
+def open_bag_writer(path: "str | Path", compression: str = "zstd", version: int = 9):
+    """bag_writer(...), opened, with the chunk compressor set."""
+    w = bag_writer(path, compression, version)
+    w.open()
+    try:
+        set_chunk_compressor(w, compression)
+    except BagError:
+        w.close()
+        raise
+    return w
+
+
+def is_annotated_bag(path: "str | Path") -> bool:
+    """True for a bag folder that `analyze` wrote (marked in its metadata.yaml)."""
+    meta = Path(path) / "metadata.yaml"
+    if not meta.is_file():
+        return False
+    try:
+        import yaml
+
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        return (info.get("custom_data") or {}).get(ANNOTATED_MARK[0]) == ANNOTATED_MARK[1]
+    except Exception:  # noqa: BLE001 - unreadable metadata: not ours
+        return False
+
+
+def remove_annotated_bag(path: "str | Path") -> None:
+    """Delete an earlier `analyze` output bag at `path` (nothing else: a bag without the mark raises)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not is_annotated_bag(path):
+        raise BagError(f"{path} exists and was not written by policy-xai analyze; it is left alone")
+    shutil.rmtree(path)
 def explanation_messages(ts, res, obs: Observations, spec, methods: Sequence[str], topics: dict):
     """(log time, topic, type, CDR bytes) of the attribution node's topics for every step, first method
     under the live names; further methods under <ratios topic>/<method> etc."""
@@ -908,15 +977,17 @@ def explanation_messages(ts, res, obs: Observations, spec, methods: Sequence[str
 
 def write_annotated_bag(bag: BagSource, out: "str | Path", explanation, ts, topics: dict,
                         recorded_prefix: str = "/recorded", start_ns: Optional[int] = None,
-                        end_ns: Optional[int] = None) -> dict:
-    """A new MCAP bag: every readable original message (original log times and bytes) merged in log-time
-    order with the explanation messages. Original explanation topics are renamed <prefix><name>.
-    Returns message counts per topic and the topics left out (no message definition)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
+                        end_ns: Optional[int] = None, compression: str = "zstd") -> dict:
+    """A new MCAP bag (chunks compressed with `compression`): every readable original message
+    (original log times and bytes) merged in log-time order with the explanation messages. Original
+    explanation topics are renamed <prefix><name>. Returns message counts per topic and the topics left
+    out (no message definition)."""
     out = Path(out)
     if out.exists():
         raise BagError(f"{out} exists; delete it or choose another output folder")
+    src = {Path(f).resolve() for f in bag.files} | {bag.path.resolve()}
+    if any(out.resolve() == p or out.resolve() in p.parents for p in src):
+        raise BagError(f"{out} is (or holds) the input bag {bag.path}; the input is never overwritten")
     explanation = sorted(explanation, key=lambda m: m[0])
     new_topics = {}
     for _, name, typ, _ in explanation:
@@ -924,7 +995,10 @@ def write_annotated_bag(bag: BagSource, out: "str | Path", explanation, ts, topi
     rename = {n: recorded_prefix + n for n in bag.topics if n in new_topics}
     counts: dict[str, int] = {}
     left_out = {}
-    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+    w = bag_writer(out, compression)
+    w.set_custom_data(*ANNOTATED_MARK)
+    with w:
+        set_chunk_compressor(w, compression)
         conns = {}
         for t in bag.topics.values():
             name = rename.get(t.name, t.name)
@@ -955,7 +1029,8 @@ def write_annotated_bag(bag: BagSource, out: "str | Path", explanation, ts, topi
             c = conns[topic] if kind == 0 else new_conns[topic]
             w.write(c, t, raw)
             counts[c.topic] = counts.get(c.topic, 0) + 1
-    return {"path": str(out), "counts": counts, "renamed": rename, "left_out": left_out}
+    return {"path": str(out), "counts": counts, "renamed": rename, "left_out": left_out, "compression": compression,
+            "bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
 
 
 # ==== comparing runs and methods ===============================================================

@@ -49,14 +49,33 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .commands.checks import UsageError
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        # user-facing errors (bad files, bad inputs): one clear line, no traceback
+    except UsageError as e:  # arguments that cannot work (checked before any work starts)
+        print(f"policy-xai {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        # user-facing errors (bad files, bad inputs, a full disk): one clear line, no traceback
+        print(f"policy-xai {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        # failures while running (a node exited, a weights file that does not load): the first line
+        # says what; node reports that follow it are kept
         print(f"policy-xai {args.command}: error: {e}", file=sys.stderr)
         return 1
+
+
+def _one_line(e: BaseException) -> str:
+    """The error's text on one line (node reports and library messages can span several)."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.strerror and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {e.strerror}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else "") if lines else text
 
 
 if __name__ == "__main__":

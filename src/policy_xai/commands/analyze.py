@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 
 from ..ros import interfaces as itf
+from .checks import (UsageError, domain_id, nonnegative_float, nonnegative_int, positive_float, positive_int,
+                     positive_int_list)
 
 _ATTR = itf.NODES["attribution_node"].parameters
 _POLICY = itf.NODES["policy_node"].parameters
@@ -45,11 +47,12 @@ def _explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--importance", choices=("dynamics", "uniform"), default=str(_ATTR["importance"]),
                    help="importance factors from the robot model, or 1 for every joint")
     p.add_argument("--robot", default=str(_ATTR["robot"]), help="robot model (joint kinematics and dynamics)")
-    p.add_argument("--dt", type=float, default=float(_ATTR["dt"]), help="control period for the importance factors [s]")
-    p.add_argument("--batch", type=int, default=0,
+    p.add_argument("--dt", type=positive_float, default=float(_ATTR["dt"]),
+                   help="control period for the importance factors [s]")
+    p.add_argument("--batch", type=nonnegative_int, default=0,
                    help="observations per batch (0 = auto: 32 up to 128x128 images, 8 above; measured best here)")
-    p.add_argument("--layer", type=int, default=0, help="conv layer of the Grad-CAM family")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--layer", type=nonnegative_int, default=0, help="conv layer of the Grad-CAM family")
+    p.add_argument("--threads", type=nonnegative_int, default=1,
                    help="torch threads (0 = torch's default; 1 measured 3-6x faster than 2 on this shared 2-core "
                         "machine)")
 
@@ -72,22 +75,25 @@ def register(sub) -> None:
     p.add_argument("--source", choices=("auto", "observation", "raw"), default="auto",
                    help="observation: the policy node's observation topics; raw: camera image + joint states; "
                         "auto: observation topics when present")
-    p.add_argument("--sync-tolerance", type=float, default=float(_POLICY["sync_tolerance"]),
+    p.add_argument("--sync-tolerance", type=nonnegative_float, default=float(_POLICY["sync_tolerance"]),
                    help="s between image and joint state stamps (raw source), as the policy node")
     p.add_argument("--resize", action="store_true",
                    help="resize images of another size to the policy input (cv2.INTER_AREA) instead of failing")
-    p.add_argument("--start", type=float, default=0.0, help="skip the first START s of the bag")
-    p.add_argument("--duration", type=float, default=0.0, help="analyse DURATION s (0: to the end)")
-    p.add_argument("--max-steps", type=int, default=0, help="analyse at most this many steps (0: all)")
+    p.add_argument("--start", type=nonnegative_float, default=0.0, help="skip the first START s of the bag")
+    p.add_argument("--duration", type=nonnegative_float, default=0.0, help="analyse DURATION s (0: to the end)")
+    p.add_argument("--max-steps", type=nonnegative_int, default=0, help="analyse at most this many steps (0: all)")
     p.add_argument("--normalize", choices=("frame", "video"), default="frame",
                    help="heatmap colour scale: per frame, or one scale for the whole video")
-    p.add_argument("--gap-factor", type=float, default=3.0, help="a gap is a step longer than this x the median period")
+    p.add_argument("--gap-factor", type=positive_float, default=3.0, help="a gap is a step longer than this x the median period")
     p.add_argument("--recorded-prefix", default="/recorded",
                    help="prefix for the bag's own explanation topics in the output bag")
     p.add_argument("--no-bag", action="store_true", help="do not write the output bag")
+    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd",
+                   help="MCAP chunk compression of the output bag (as rosbag2's MCAP storage; default zstd)")
     p.add_argument("--no-video", action="store_true", help="do not write heatmap videos")
     p.add_argument("--bench", action="store_true", help="only read, pair and explain; print the timing")
-    p.add_argument("--out", default="out/analyze", help="output folder")
+    p.add_argument("--out", default="out/analyze",
+                   help="output folder (never the bag's own folder: e.g. RUN/analysis for the bag RUN/bag)")
     _topic_options(p)
     p.set_defaults(func=run_analyze)
 
@@ -105,8 +111,8 @@ def register(sub) -> None:
     c.add_argument("--align", choices=("auto", "stamp", "time", "step"), default="auto",
                    help="match steps by identical stamp, by time since the first step, or by step index "
                         "(auto: stamp when at least half the stamps match, else time)")
-    c.add_argument("--tolerance", type=float, default=0.02, help="s for time alignment")
-    c.add_argument("--window", type=int, default=20, help="steps in the sliding rank-correlation window")
+    c.add_argument("--tolerance", type=nonnegative_float, default=0.02, help="s for time alignment")
+    c.add_argument("--window", type=positive_int, default=20, help="steps in the sliding rank-correlation window")
     c.add_argument("--out", default="out/compare", help="output folder")
     c.set_defaults(func=run_compare)
 
@@ -116,12 +122,12 @@ def register(sub) -> None:
         description="Writes a robot-like bag per size (spec small at 64, paper at 240 unless --policy) into a "
                     "temporary folder and times reading + pairing and the batched explanation.",
     )
-    b.add_argument("--sizes", default="64,240", help="comma-separated image sizes (64 -> spec small, 240 -> paper)")
-    b.add_argument("--steps", type=int, default=0, help="steps per bag (default 200 at 64, 48 at 240)")
+    b.add_argument("--sizes", type=positive_int_list, default="64,240", help="comma-separated image sizes (64 -> spec small, 240 -> paper)")
+    b.add_argument("--steps", type=nonnegative_int, default=0, help="steps per bag (default 200 at 64, 48 at 240)")
     b.add_argument("--method", default="dtd")
-    b.add_argument("--batch", type=int, default=0, help="0 = auto (as analyze)")
+    b.add_argument("--batch", type=nonnegative_int, default=0, help="0 = auto (as analyze)")
     b.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    b.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    b.add_argument("--threads", type=nonnegative_int, default=1, help="torch threads (0 = torch's default)")
     b.set_defaults(func=run_bench)
 
     r = sub.add_parser(
@@ -137,15 +143,15 @@ def register(sub) -> None:
     r.add_argument("--graph", choices=("auto", "replay", "explain"), default="auto")
     r.add_argument("--policy", default=str(_ATTR["spec"]), help="spec name or weights file for the nodes")
     r.add_argument("--method", default=str(_ATTR["method"]))
-    r.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    r.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor")
     r.add_argument("--loop", action="store_true")
-    r.add_argument("--start-offset", type=float, default=0.0, help="start this many s into the bag")
+    r.add_argument("--start-offset", type=nonnegative_float, default=0.0, help="start this many s into the bag")
     r.add_argument("--record", default="", help="record the live nodes' output (and the played topics) to this bag")
-    r.add_argument("--domain-id", type=int, default=None)
+    r.add_argument("--domain-id", type=domain_id, default=None)
     r.add_argument("--params-file", default=None, help="parameter file (default: the graph's)")
     r.add_argument("--no-visualization", action="store_true", help="leave out the visualisation node")
     r.add_argument("--log-dir", default="", help="node logs (default: a temporary folder)")
-    r.add_argument("--ready-timeout", type=float, default=90.0, help="s to wait for the nodes to come up")
+    r.add_argument("--ready-timeout", type=positive_float, default=90.0, help="s to wait for the nodes to come up")
     r.set_defaults(func=run_replay)
 
 
@@ -201,11 +207,14 @@ def _analyze(args, quiet: bool = False) -> dict:
     from ..attribution import CAM_METHODS
 
     methods = _methods(args.methods)
+    out = Path(args.out)
+    write_bag = not args.bench and not args.no_bag
+    if not args.bench:
+        check_analyze_out(args.bag, args.policy, out, methods, write_bag, not args.no_video)
     policy = _load(args)
     spec = policy.spec
     if not args.batch:
         args.batch = auto_batch(spec)
-    out = Path(args.out)
     topics = _topics(args)
     opts = bags.ReadOptions(topics, args.source, args.sync_tolerance, args.resize, args.robot, args.start,
                             args.duration, args.max_steps)
@@ -283,22 +292,47 @@ def _analyze(args, quiet: bool = False) -> dict:
             a = bags.series_from_result(res, obs, ratio_methods[0])
             b = bags.series_from_result(res, obs, ratio_methods[1])
             summary["methods_compared"] = bags.compare_series(a, b, out, how="stamp", stem="compare_methods")
-        if not args.no_bag:
-            if (out / "bag").exists():
-                import shutil
-
-                shutil.rmtree(out / "bag")
+        if write_bag:
+            bags.remove_annotated_bag(out / "bag")  # an earlier run's output bag (checked up front)
             msgs = list(bags.explanation_messages(ts, res, obs, spec, methods, topics))
             start = bag.start_ns + int(args.start * 1e9) if bag.start_ns is not None and args.start else None
             end = int(obs.log_times[-1]) if (args.duration or args.max_steps) else None
             summary["output_bag"] = bags.write_annotated_bag(bag, out / "bag", msgs, ts, topics, args.recorded_prefix,
-                                                             start, end)
+                                                             start, end, compression=args.compression)
         summary["files"] = sorted({str(Path(f).name) for f in files if f})
         summary["warnings"] = [str(w.message) for w in wlist]
     (out / "summary.json").write_text(json.dumps(bags.nan_to_none(summary), indent=2, default=str))
     if not quiet:
         _print_summary(summary, out)
     return summary
+
+
+def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, video: bool = True) -> None:
+    """Before any work: the bag exists, --out is creatable and writable, and nothing analyze writes is
+    the input bag, inside it or holds it (`analyze RUN/bag --out RUN` would put its bag at RUN/bag);
+    an existing <out>/bag is replaced only when an earlier `analyze` wrote it."""
+    from pathlib import Path
+
+    from .. import bags
+    from . import checks
+
+    checks.input_path(bag, "bag")
+    out = Path(out)
+    inputs = {"input bag": checks.bag_root(bag)}
+    if policy.endswith(".safetensors") or Path(policy).is_file():
+        inputs["--policy weights file"] = checks.input_file(policy, "--policy weights file")
+    writes = {name: out / name for name in ("summary.json", "ratios.csv", "ratios.parquet", "importance.csv",
+                                            "importance.parquet", "fig4_ratios.png", "fig5_curves.png",
+                                            "importance.png")}
+    if video:
+        writes.update({f"heatmap_{m}.mp4": out / f"heatmap_{m}.mp4" for m in methods})
+    if write_bag:
+        writes = {"the annotated bag": out / "bag", **writes}
+    checks.guard_outputs(inputs, out, writes)
+    if write_bag and (out / "bag").exists() and not bags.is_annotated_bag(out / "bag"):
+        raise UsageError(f"--out {out} already holds {out / 'bag'}, which analyze did not write (a recording?); "
+                         "it is left alone: choose another --out, or pass --no-bag")
+    checks.writable_dir(out)
 
 
 def _print_timing(s: dict) -> None:
@@ -357,7 +391,15 @@ def run_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .. import bags
+    from . import checks
 
+    inputs = {}
+    for label, ref in (("input A", args.a), ("input B", args.b)):
+        path = ref if Path(ref).exists() or ":" not in ref else ref.rsplit(":", 1)[0]
+        inputs[label] = checks.input_path(path, label)
+    checks.guard_outputs(inputs, args.out, {n: Path(args.out, n) for n in (
+        "compare.json", "compare.csv", "compare.parquet", "compare_curves.png", "compare_rank.png")})
+    checks.writable_dir(args.out)
     a = bags.load_ratio_series(args.a)
     b = bags.load_ratio_series(args.b)
     if a.label == b.label:
@@ -419,7 +461,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    from .checks import int_list
+
+    sizes = int_list(args.sizes, label="--sizes")
     bench(sizes, args.steps, args.method, args.batch, args.storage)
     return 0
 
@@ -432,7 +476,16 @@ def run_replay(args: argparse.Namespace) -> int:
     from .. import bags
     from ..ros.graph import graph
     from ..ros.runner import GraphRunner
+    from . import checks
 
+    checks.input_path(args.bag, "bag")
+    checks.policy_input(args.policy)
+    inputs = {"input bag": checks.bag_root(args.bag)}
+    if args.record:
+        checks.new_bag_dir(args.record, "--record", inputs)
+    if args.log_dir:
+        checks.guard_outputs(inputs, args.log_dir, out_label="--log-dir")
+        checks.writable_dir(args.log_dir, "--log-dir")
     with bags.BagSource(args.bag) as bag:
         names = list(bag.topics)
         if bag.problem is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import positive_float, positive_int, positive_int_list
+
 GOAL_RATIO_FB = 3.0  # dtd for all torques within 3x forward + one backward
 GOAL_SPEEDUP_LRP = 10.0  # dtd at least 10x faster than captum LRP over the torques
 GOAL_PAPER_MS = 60.0  # paper spec, B=1, 1 thread: dtd under 60 ms per step
@@ -44,10 +46,10 @@ def register(sub) -> None:
     )
     p.add_argument("what", choices=["attribution"], help="what to benchmark")
     p.add_argument("--specs", default="small,paper", help="comma-separated spec names or YAML files")
-    p.add_argument("--batch", default="1,64", help="comma-separated batch sizes")
+    p.add_argument("--batch", type=positive_int_list, default="1,64", help="comma-separated batch sizes")
     p.add_argument("--threads", default="1,all", help="comma-separated torch thread counts ('all' = every core)")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per row (median reported)")
-    p.add_argument("--budget", type=float, default=8.0,
+    p.add_argument("--repeat", type=positive_int, default=5, help="timed runs per row (median reported)")
+    p.add_argument("--budget", type=positive_float, default=8.0,
                    help="seconds per row: fewer repeats for rows whose single run is slow (>= 1 run)")
     p.add_argument("--methods", default=None, help="our methods to time (default: all)")
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
@@ -403,8 +405,20 @@ def run(args: argparse.Namespace) -> int:
     from ..sanity import policy_from_arg
     from ..synthetic import synthetic_observations
 
+    from . import checks
+
+    ins = {}
     if args.from_json:
-        data = json.loads(Path(args.from_json).read_text())
+        ins["--from-json file"] = checks.input_file(args.from_json, "--from-json file")
+    for opt, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path:
+            checks.writable_file(path, opt, ins)
+    if args.from_json:
+        try:
+            data = json.loads(Path(args.from_json).read_text())
+            data["results"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{args.from_json}: not a JSON file written by `bench attribution --json` ({e})") from None
         _print_all(data)
         if args.markdown:
             Path(args.markdown).write_text(markdown(data))
@@ -415,8 +429,8 @@ def run(args: argparse.Namespace) -> int:
         specs, batches, threads, repeat = ["small"], [1], [1], 1
     else:
         specs = [s.strip() for s in args.specs.split(",") if s.strip()]
-        batches = [int(b) for b in args.batch.split(",") if b.strip()]
-        threads = [ncpu if t.strip() == "all" else int(t) for t in args.threads.split(",") if t.strip()]
+        batches = checks.int_list(args.batch, "batch sizes", label="--batch")
+        threads = [ncpu if t == "all" else t for t in checks.int_list(args.threads, "thread counts", allow=("all",), label="--threads")]
         repeat = args.repeat
     threads = list(dict.fromkeys(threads))  # "1,all" on a 1-core machine: once
     methods = list(METHODS) if not args.methods else [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -469,7 +483,6 @@ def run(args: argparse.Namespace) -> int:
     _print_all(data)
     if args.json:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1))
         print(f"wrote {path}")
     if args.markdown:

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import positive_float
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main demo: live simulated pipeline + recording + offline analysis",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="reach", help="simulation task with a shipped policy (reach, reach2d, peg, door)")
     p.add_argument("--weights", default="", help="policy weights (default: the shipped models/<task>.safetensors)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of live running after start-up")
+    p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of live running after start-up")
     p.add_argument("--method", default="dtd", help="live attribution method")
     p.add_argument("--offline", action="store_true", help="no ROS: explain generated observations instead")
     p.add_argument("--no-analyze", action="store_true", help="skip the offline analysis of the recording")
-    p.add_argument("--out", default=None, help="output folder (default runs/demo-<date-time>)")
+    p.add_argument("--out", default=None, help="output folder (default runs/demo-<date-time>; must not hold live/bag "
+                                               "or analysis/bag from another command)")
+    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd",
+                   help="MCAP chunk compression of the recorded and the annotated bag (default zstd)")
     p.set_defaults(func=run)
 
 
@@ -31,16 +36,30 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from .. import bags
     from ..cli import build_parser
     from ..policy import load_policy
     from ..training import model_path
+    from . import checks
+    from .ros import check_live_args
 
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d_%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        weights = Path(args.weights) if args.weights else model_path(args.task)
-    except FileNotFoundError:
-        weights = None
+    if args.weights:
+        weights = checks.input_file(args.weights, "--weights file")
+    else:
+        try:
+            weights = model_path(args.task)
+        except FileNotFoundError:
+            weights = None
+    inputs = {"--weights file": weights}
+    checks.guard_outputs(inputs, out, {n: out / n for n in ("spec.yaml", "live", "analysis")})
+    checks.writable_dir(out)
+    if not args.offline:
+        check_live_args(out / "live", "small", str(weights or ""))
+        if not args.no_analyze and (out / "analysis" / "bag").exists() and \
+                not bags.is_annotated_bag(out / "analysis" / "bag"):
+            raise checks.UsageError(f"--out {out} already holds analysis/bag, which analyze did not write; "
+                                    "choose another --out")
     if weights is None:
         print(f"warning: no shipped policy for task {args.task!r}; using an untrained network", file=sys.stderr)
     parser = build_parser()
@@ -59,13 +78,15 @@ def run(args: argparse.Namespace) -> int:
         spec = str(spec_file)
     live = argparse.Namespace(duration=args.duration, spec=spec, weights=str(weights or ""), method=args.method,
                               task=args.task, image_size=None, params_file=None, domain_id=None,
-                              out=str(out / "live"), no_video=False)
+                              out=str(out / "live"), no_video=False, compression=args.compression,
+                              on_up=getattr(args, "on_up", None))
     rc = cmd_run(live)
     if rc or args.no_analyze:
         return rc
     print("\nanalysing the recording offline (dtd, rap, gbp) ...")
     a = parser.parse_args(["analyze", str(out / "live" / "bag"), "--policy", str(weights) if weights else spec,
-                           "--methods", "dtd,rap,gbp", "--out", str(out / "analysis")])
+                           "--methods", "dtd,rap,gbp", "--out", str(out / "analysis"),
+                           "--compression", args.compression])
     rc = a.func(a)
     print(f"\ndemo outputs in {out}/: live/ (bag, heatmap.mp4, ratios.png, summary.json) and analysis/ "
           "(fig4_ratios.png, fig5_curves.png, heatmap_*.mp4, ratios.csv/parquet, annotated bag)")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import nonnegative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,17 +22,17 @@ def register(sub) -> None:
     p.add_argument("--policy", default="small",
                    help="weights file (.safetensors) or a shipped spec name for a random network (small, paper)")
     p.add_argument("--inputs", default="synthetic", help="'synthetic' or an .npz recording (see above)")
-    p.add_argument("--steps", type=int, default=40, help="number of generated observations (synthetic inputs)")
+    p.add_argument("--steps", type=positive_int, default=40, help="number of generated observations (synthetic inputs)")
     p.add_argument("--methods", default="dtd,rap,gbp", help="comma-separated: dtd,rap,gbp,gradient,gradcam,...")
     p.add_argument("--robot", default="none",
                    help="robot model for importance factors: a shipped name (baxter_right_arm, two_link_arm), "
                         "a URDF path, or 'none' (alpha = 1)")
-    p.add_argument("--dt", type=float, default=0.05, help="control period for the importance factors [s]")
-    p.add_argument("--batch", type=int, default=16, help="observations per batch")
-    p.add_argument("--layer", type=int, default=0, help="conv layer of the Grad-CAM family")
+    p.add_argument("--dt", type=positive_float, default=0.05, help="control period for the importance factors [s]")
+    p.add_argument("--batch", type=positive_int, default=16, help="observations per batch")
+    p.add_argument("--layer", type=nonnegative_int, default=0, help="conv layer of the Grad-CAM family")
     p.add_argument("--normalize", choices=("frame", "video"), default="frame",
                    help="heatmap colour scale: per frame, or one scale for the whole video")
-    p.add_argument("--panels", type=int, default=4, help="how many Fig. 3 style panels to draw")
+    p.add_argument("--panels", type=nonnegative_int, default=4, help="how many Fig. 3 style panels to draw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="out/explain", help="output folder")
     p.set_defaults(func=run)
@@ -70,10 +72,24 @@ def run(args: argparse.Namespace) -> int:
     from ..attribution import CAM_METHODS, METHODS
     from ..live import config_feature_names
 
+    from . import checks
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
-    if bad:
+    if bad or not methods:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    out = Path(args.out)
+    inputs = {}
+    if args.inputs != "synthetic":
+        inputs["--inputs recording"] = checks.input_file(args.inputs, "--inputs recording")
+    if args.policy.endswith(".safetensors") or Path(args.policy).is_file():
+        inputs["--policy weights file"] = checks.input_file(args.policy, "--policy weights file")
+    if args.robot not in ("", "none") and Path(args.robot).is_file():
+        inputs["--robot URDF"] = args.robot
+    writes = {n: out / n for n in ("ratios.csv", "summary.json", "fig4_ratios.png", "fig5_curves.png", "heatmaps")}
+    writes.update({f"heatmap_{m}.mp4": out / f"heatmap_{m}.mp4" for m in methods})
+    checks.guard_outputs(inputs, out, writes)
+    checks.writable_dir(out)
     policy = load_policy_arg(args.policy, args.seed)
     spec = policy.spec
     times = alphas = None
@@ -92,10 +108,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: needs arrays 'images' (N,H,W,3 uint8) and 'configs' (N,D): {e}") from e
         times = data["times"] if "times" in data else None
         alphas = data["alphas"] if "alphas" in data else None
+    if len(images) == 0:
+        raise ValueError(f"{args.inputs}: the recording holds no observations")
     robot = load_robot_arg(args.robot)
     if alphas is None and robot is not None:
         alphas = alphas_for(robot, spec, np.asarray(configs, dtype=np.float64), args.dt)
-    out = Path(args.out)
     (out / "heatmaps").mkdir(parents=True, exist_ok=True)
 
     with tqdm(total=len(images), desc=f"explaining ({', '.join(methods)})", unit="step") as bar:

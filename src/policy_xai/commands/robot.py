@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import nonnegative_float, positive_float, positive_int, positive_int_list
+
 TASK_NAMES = ("reach2d", "reach", "peg", "door")
 
 
@@ -15,10 +17,10 @@ def register(sub) -> None:
                         description="Measure the simulation's physics rate, the offscreen camera's frame rate at "
                                     "several sizes and the cost of the importance factors (linearised and exact).")
     b.add_argument("--task", default="reach", choices=TASK_NAMES, help="scene to measure (default: reach)")
-    b.add_argument("--sizes", default="64,240", help="comma-separated square image sizes to render")
-    b.add_argument("--steps", type=int, default=200, help="control steps for the physics measurement")
-    b.add_argument("--frames", type=int, default=100, help="frames per image size")
-    b.add_argument("--alphas", type=int, default=2000, help="importance-factor evaluations per method")
+    b.add_argument("--sizes", type=positive_int_list, default="64,240", help="comma-separated square image sizes to render")
+    b.add_argument("--steps", type=positive_int, default=200, help="control steps for the physics measurement")
+    b.add_argument("--frames", type=positive_int, default=100, help="frames per image size")
+    b.add_argument("--alphas", type=positive_int, default=2000, help="importance-factor evaluations per method")
     b.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     b.set_defaults(func=run_bench)
 
@@ -27,9 +29,9 @@ def register(sub) -> None:
                                     "reaching tasks, with the target moved mid-episode between the training "
                                     "targets) and print the success rate. Exit status 1 if any episode fails.")
     e.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated tasks (default: all)")
-    e.add_argument("--episodes", type=int, default=1, help="episodes per condition")
-    e.add_argument("--noise", type=float, default=0.0, help="uniform start-pose noise (rad) for episodes after the first")
-    e.add_argument("--control-rate", type=float, default=20.0, help="control rate (Hz)")
+    e.add_argument("--episodes", type=positive_int, default=1, help="episodes per condition")
+    e.add_argument("--noise", type=nonnegative_float, default=0.0, help="uniform start-pose noise (rad) for episodes after the first")
+    e.add_argument("--control-rate", type=positive_float, default=20.0, help="control rate (Hz)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print the results as one JSON object")
     e.set_defaults(func=run_experts)

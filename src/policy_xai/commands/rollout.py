@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import nonnegative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -24,17 +26,17 @@ def register(sub) -> None:
     p.add_argument("--policy", default=None, help="weights file (default: the shipped model of the task)")
     p.add_argument("--methods", default="dtd,rap,gbp", help="comma-separated attribution methods")
     p.add_argument("--conditions", default="all", help="'all' or comma-separated condition indices")
-    p.add_argument("--steps", type=int, default=None, help="steps per episode (default: the task's horizon)")
+    p.add_argument("--steps", type=positive_int, default=None, help="steps per episode (default: the task's horizon)")
     p.add_argument("--change-step", type=int, default=None,
                    help="step of the target change in the Fig. 6 episode (default: a third of the episode; -1: none)")
-    p.add_argument("--change-condition", type=int, default=0, help="condition of the Fig. 6 episode")
+    p.add_argument("--change-condition", type=nonnegative_int, default=0, help="condition of the Fig. 6 episode")
     p.add_argument("--alpha", choices=("linearized", "exact", "none"), default="linearized",
                    help="importance factors from the arm's model (Pinocchio), or none (alpha = 1)")
-    p.add_argument("--batch", type=int, default=25, help="observations explained per batch")
-    p.add_argument("--panels", type=int, default=3, help="Fig. 3 panels per method per episode")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the heatmap videos")
+    p.add_argument("--batch", type=positive_int, default=25, help="observations explained per batch")
+    p.add_argument("--panels", type=nonnegative_int, default=3, help="Fig. 3 panels per method per episode")
+    p.add_argument("--fps", type=positive_float, default=10.0, help="frame rate of the heatmap videos")
     p.add_argument("--seed", type=int, default=0, help="seed of the changed target's position")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None, help="output folder (default out/rollout_<task>)")
     p.set_defaults(func=run)
 
@@ -76,10 +78,21 @@ def run(args: argparse.Namespace) -> int:
     ratio_methods = [m for m in methods if m not in CAM_METHODS]
     if not ratio_methods:
         raise ValueError("analyze-rollout needs at least one ratio method (dtd, rap, gbp, ...)")
-    path = Path(args.policy) if args.policy else model_path(args.task)
+    from . import checks
+
+    path = checks.input_file(args.policy, "--policy weights file") if args.policy else model_path(args.task)
+    out = Path(args.out or f"out/rollout_{args.task}")
+    checks.guard_outputs({"--policy weights file": path}, out, {n: out / n for n in (
+        "fig3", "fig4_ratios.png", "fig5_curves.png", "fig6_target_change.png", "ratios.csv", "summary.json")})
+    if args.conditions != "all":
+        try:
+            [int(c) for c in args.conditions.split(",")]
+        except ValueError:
+            raise checks.UsageError(f"--conditions takes 'all' or comma-separated indices, got {args.conditions!r}") \
+                from None
+    checks.writable_dir(out)
     policy = load_policy(path)
     spec = policy.spec
-    out = Path(args.out or f"out/rollout_{args.task}")
     (out / "fig3").mkdir(parents=True, exist_ok=True)
     names = config_feature_names(spec)
 

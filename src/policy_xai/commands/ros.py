@@ -14,43 +14,56 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
+
+from .checks import (UsageError, domain_id, nonnegative_float, positive_float, positive_int)
+
+COMPRESSIONS = ("zstd", "lz4", "none")
+
+
+def _compression_arg(p) -> None:
+    p.add_argument("--compression", choices=COMPRESSIONS, default="zstd",
+                   help="MCAP chunk compression of the recorded bag (as rosbag2's MCAP storage; default zstd)")
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the simulated live pipeline, record it, write video/plot/summary",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _live_args(p)
-    p.add_argument("--out", default=None, help="output folder (default runs/<date-time>)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<date-time>; must not hold a bag/ yet)")
     p.add_argument("--no-video", action="store_true", help="skip the heatmap video")
+    _compression_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("record", help="record topics to a rosbag2 MCAP (raw bytes) until Ctrl-C")
-    p.add_argument("output", help="bag folder to create")
+    p.add_argument("output", help="bag folder to create (must not exist)")
     p.add_argument("--topics", nargs="*", default=[], help="topics (default: all, also ones appearing later)")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
-    p.add_argument("--domain-id", type=int, default=None)
+    p.add_argument("--duration", type=nonnegative_float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    p.add_argument("--domain-id", type=domain_id, default=None)
+    _compression_arg(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("play", help="publish a bag's topics with their recorded timing")
     p.add_argument("bag")
     p.add_argument("--topics", nargs="*", default=None)
-    p.add_argument("--rate", type=float, default=1.0, help="speed factor (2 = twice as fast)")
+    p.add_argument("--rate", type=positive_float, default=1.0, help="speed factor (2 = twice as fast)")
     p.add_argument("--loop", action="store_true")
-    p.add_argument("--start", type=float, default=0.0, help="skip this many seconds from the bag's start")
+    p.add_argument("--start", type=nonnegative_float, default=0.0, help="skip this many seconds from the bag's start")
     p.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO")
-    p.add_argument("--domain-id", type=int, default=None)
+    p.add_argument("--domain-id", type=domain_id, default=None)
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("latency", help="live latency benchmark: observation stamp -> heatmap, p50/p99")
     p.add_argument("--configs", nargs="*", default=["small:64", "paper:240"], metavar="SPEC:SIZE")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds measured per configuration")
+    p.add_argument("--duration", type=positive_float, default=20.0, help="seconds measured per configuration")
     p.add_argument("--method", default="dtd")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--out", default=None, help="folder for bags and results (default: a temp folder)")
-    p.add_argument("--domain-id", type=int, default=None)
+    p.add_argument("--domain-id", type=domain_id, default=None)
+    _compression_arg(p)
     p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("topics", help="print the topic and parameter tables of the live pipeline")
@@ -58,16 +71,16 @@ def register(sub) -> None:
 
 
 def _live_args(p) -> None:
-    p.add_argument("--duration", type=float, default=20.0, help="seconds to run after the graph is up")
+    p.add_argument("--duration", type=positive_float, default=20.0, help="seconds to run after the graph is up")
     p.add_argument("--spec", default="small", help="policy spec (small, paper or a YAML file)")
     p.add_argument("--weights", default="", help="trained weights (.safetensors); default: untrained")
     p.add_argument("--method", default="dtd", help="attribution method")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                    help="attribution rule convolutions (bfloat16: several times faster on AMX CPUs)")
     p.add_argument("--task", default="reach", help="simulation task")
-    p.add_argument("--image-size", type=int, default=None, help="camera size (default: the spec's input size)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="camera size (default: the spec's input size)")
     p.add_argument("--params-file", default=None, help="parameter file (default config/sim.yaml)")
-    p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a random free-ish one)")
+    p.add_argument("--domain-id", type=domain_id, default=None, help="ROS_DOMAIN_ID (default: a random free-ish one)")
 
 
 def _print_tables() -> int:
@@ -85,10 +98,54 @@ def _domain(arg) -> int:
     return int(os.environ.get("ROS_DOMAIN_ID_RUN", random.randint(120, 200)))
 
 
+def check_live_args(out: Path, spec: str, weights: str = "", params_file=None, image_size=None) -> None:
+    """Before anything starts: the spec loads, the weights and parameter files exist, --out is a
+    creatable, writable folder that holds no bag/ yet and is none of the inputs."""
+    from ..resources import config_path
+    from ..spec import load_spec
+    from . import checks
+
+    load_spec(spec)
+    inputs = {}
+    if Path(spec).is_file():
+        inputs["--spec file"] = spec
+    if weights:
+        inputs["--weights file"] = checks.input_file(weights, "--weights file")
+    if params_file:
+        inputs["--params-file"] = config_path(params_file)
+    writes = {n: out / n for n in ("bag", "logs", "heatmap.mp4", "ratios.png", "summary.json")}
+    checks.guard_outputs(inputs, out, writes)
+    if (out / "bag").exists():
+        raise UsageError(f"--out {out} already holds a bag/ (an earlier run?); choose another --out")
+    if image_size is not None and image_size < 8:
+        raise UsageError(f"--image-size {image_size} is too small for a camera image")
+    checks.writable_dir(out)
+
+
+def _death(p, t0: float, phase: str) -> dict:
+    """What the summary says about a node that exited while the run went on."""
+    rc = p.returncode
+    info = {"node": p.name, "exit_code": rc, "phase": phase, "after_s": round(time.monotonic() - t0, 2),
+            "log": str(p.log_path), "last_log_lines": p.tail(15).splitlines()}
+    if rc is not None and rc < 0:
+        try:
+            info["signal"] = signal.Signals(-rc).name
+        except ValueError:
+            info["signal"] = str(-rc)
+    return info
+
+
 def live_run(out: Path, duration: float, spec: str = "small", weights: str = "", method: str = "dtd",
              task: str = "reach", image_size=None, params_file=None, domain_id=None, log=print,
-             warmup_timeout: float = 90.0, precision: str = "float32") -> dict:
-    """Start recorder + sim graph, wait until heatmaps flow, run `duration` s, stop, summarise."""
+             warmup_timeout: float = 90.0, precision: str = "float32", compression: str = "zstd",
+             on_up=None) -> dict:
+    """Start recorder + sim graph, wait until heatmaps flow, run `duration` s, stop, summarise.
+
+    A node that exits early is noted (exit code, time, last log lines) and the others keep running
+    to the end of the run (a dead recorder ends it: nothing more is recorded); what was recorded is
+    read and summarised either way. The summary's "dead_nodes" lists them. `on_up(runner)` is called
+    once the graph is up (tests use it to act on the node processes)."""
+    from .. import bags
     from ..ros import bagtools
     from ..ros.graph import NodeLaunch, graph
     from ..ros.interfaces import NODES
@@ -104,49 +161,84 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
     out.mkdir(parents=True, exist_ok=True)
     bag = out / "bag"
     if bag.exists():
-        raise FileExistsError(f"{bag} exists; choose another --out")
+        raise UsageError(f"{bag} exists; choose another --out")
     dom = _domain(domain_id)
     rec = NodeLaunch("recorder", NODES["recorder"].module, NODES["recorder"].executable, None,
-                     {"output": str(bag)})
+                     {"output": str(bag), "compression": compression})
     runner = GraphRunner([rec, *graph("sim", params_file=params_file, overrides=overrides)], domain_id=dom,
                          log_dir=out / "logs")
     log(f"starting recorder + sim graph on ROS_DOMAIN_ID={dom} (logs: {runner.log_dir})")
     t_start = time.monotonic()
-    runner.start(["recorder"])
-    time.sleep(1.0)
-    runner.start([n for n in runner.procs if n != "recorder"])
+    dead: dict = {}
+    interrupted = False
+
+    def note(phase: str) -> None:
+        for n in runner.dead():
+            if n not in dead:
+                dead[n] = d = _death(runner[n], t_start, phase)
+                log(f"warning: {n} exited during {phase} with code {d['exit_code']}"
+                    + (f" ({d['signal']})" if "signal" in d else "") + f" after {d['after_s']:.1f} s; "
+                    + ("nothing more is recorded" if n == "recorder" else "the other nodes keep running")
+                    + f" (log: {d['log']})")
+
+    nodes = [n for n in runner.procs if n != "recorder"]
+    t_run = None
     try:
-        up = _wait_for_heatmaps(runner, dom, warmup_timeout)
+        runner.start(["recorder"])
+        time.sleep(1.0)
+        runner.start(nodes)
+        try:
+            up = _wait_for_heatmaps(runner, dom, warmup_timeout, lambda: note("start-up") or bool(dead))
+        finally:
+            _close_probe(dom)
         log(f"graph up after {time.monotonic() - t_start:.1f} s (first heatmap {'seen' if up else 'NOT seen'}); "
             f"running {duration:.0f} s")
-        end = time.monotonic() + duration
+        if on_up is not None:
+            on_up(runner)
+        t_run = time.monotonic()
+        end = t_run + duration
         while time.monotonic() < end:
-            dead = runner.dead()
-            if dead:
-                raise RuntimeError(f"nodes exited early: {dead}\n{runner.report()}")
+            note("the run")
+            if "recorder" in dead or all(n in dead for n in nodes):
+                break
             time.sleep(0.2)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: stopping the graph and summarising what was recorded")
     finally:
-        runner.stop([n for n in runner.procs if n != "recorder"])
+        note("the run")
+        runner.stop(nodes)
         runner["recorder"].stop(timeout=10)
+    ran_s = time.monotonic() - t_run if t_run is not None else 0.0
+    exit_codes = {n: p.returncode for n, p in runner.procs.items()}
+    if not bag.is_dir() or not any(bag.iterdir()):
+        raise RuntimeError(f"the recorder wrote nothing to {bag}\n{runner.report()}")
     if not (bag / "metadata.yaml").is_file():
-        raise RuntimeError(f"the recorder did not close the bag {bag}\n{runner['recorder'].tail()}")
+        log(f"warning: the recorder did not close the bag {bag}; reading what it wrote")
+    with bags.BagSource(bag) as src:
+        problem = src.problem.describe(src.start_ns) if src.problem is not None else None
     run = bagtools.read_run(bag)
     summary = bagtools.summarize(run)
     summary.update({"spec": s.name, "image_size": int(size), "method": method, "precision": precision,
-                    "task": task, "duration_s": duration,
-                    "bag": str(bag), "domain_id": dom})
-    return {"run": run, "summary": summary, "bag": bag}
+                    "task": task, "duration_s": duration, "ran_s": round(ran_s, 2),
+                    "bag": str(bag), "domain_id": dom, "compression": compression,
+                    "bag_bytes": sum(p.stat().st_size for p in bag.iterdir() if p.is_file()),
+                    "dead_nodes": list(dead.values()), "exit_codes": exit_codes})
+    if problem:
+        summary["bag_problem"] = problem
+    if interrupted:
+        summary["interrupted"] = True
+    return {"run": run, "summary": summary, "bag": bag, "runner": runner}
 
 
-def _wait_for_heatmaps(runner, dom: int, timeout: float) -> bool:
-    """Poll the recorder's log-free signal: the node processes are alive and the recorder's bag grows.
+def _wait_for_heatmaps(runner, dom: int, timeout: float, stop=lambda: False) -> bool:
+    """Poll a probe subscription until the first heatmap arrives (True), the timeout passes or
+    `stop()` says so (a node died: its heatmaps may never come) (False).
     (Startup = Python + torch + MuJoCo imports in every process, ~2-10 s on 2 busy cores.)"""
     end = time.monotonic() + timeout
-    log_path = runner["visualization_node"].log_path
     while time.monotonic() < end:
-        dead = runner.dead()
-        if dead:
-            raise RuntimeError(f"nodes exited during start-up: {dead}\n{runner.report()}")
+        if stop():
+            return False
         if _probe_heatmap(dom):
             return True
         time.sleep(0.5)
@@ -193,6 +285,17 @@ def _probe_heatmap(dom: int) -> bool:
     return False
 
 
+def _close_probe(dom: int) -> None:
+    st = _probe_state.pop(dom, None)
+    if st is not None:
+        import rclpy
+
+        ctx, node, ex, _ = st
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
 def _print_summary(summary: dict, out=sys.stdout) -> None:
     r = summary["rates_hz"]
     from ..ros.interfaces import TOPIC
@@ -215,8 +318,10 @@ def cmd_run(args) -> int:
     from ..ros import bagtools
 
     out = Path(args.out or time.strftime("runs/%Y%m%d_%H%M%S"))
+    check_live_args(out, args.spec, args.weights, args.params_file, args.image_size)
     res = live_run(out, args.duration, args.spec, args.weights, args.method, args.task, args.image_size,
-                   args.params_file, args.domain_id, precision=getattr(args, "precision", "float32"))
+                   args.params_file, args.domain_id, precision=getattr(args, "precision", "float32"),
+                   compression=getattr(args, "compression", "zstd"), on_up=getattr(args, "on_up", None))
     run, summary = res["run"], res["summary"]
     if not args.no_video:
         v = bagtools.write_video(run, out / "heatmap.mp4")
@@ -225,22 +330,34 @@ def cmd_run(args) -> int:
     summary["ratio_plot"] = str(p) if p else None
     bagtools.write_summary({k: v for k, v in summary.items() if k != "nodes"}, out / "summary.json")
     _print_summary(summary)
-    print(f"wrote {out}/: bag/ (MCAP), heatmap.mp4, ratios.png, summary.json, logs/")
-    return 0
+    print(f"wrote {out}/: bag/ (MCAP, {summary['compression']} chunks, {summary['bag_bytes'] / 1e6:.1f} MB), "
+          "heatmap.mp4, ratios.png, summary.json, logs/")
+    for d in summary["dead_nodes"]:
+        print(f"error: {d['node']} exited during {d['phase']} with code {d['exit_code']}"
+              + (f" ({d['signal']})" if "signal" in d else "") + f" after {d['after_s']:.1f} s; last log lines:",
+              file=sys.stderr)
+        for line in d["last_log_lines"][-5:]:
+            print(f"    {line}", file=sys.stderr)
+    if summary["dead_nodes"]:
+        return 1
+    return 130 if summary.get("interrupted") else 0
 
 
 def cmd_record(args) -> int:
     from ..ros.graph import NodeLaunch
     from ..ros.interfaces import NODES
     from ..ros.runner import GraphRunner
+    from . import checks
 
-    params = {"output": args.output}
+    checks.new_bag_dir(args.output, "output bag")
+    params = {"output": str(Path(args.output).absolute()), "compression": args.compression}
     if args.topics:
         params["topics"] = list(args.topics)
     rec = NodeLaunch("recorder", NODES["recorder"].module, NODES["recorder"].executable, None, params)
-    runner = GraphRunner([rec], domain_id=args.domain_id, log_dir=Path(args.output).parent / "recorder_logs")
+    runner = GraphRunner([rec], domain_id=args.domain_id,
+                         log_dir=Path(args.output).absolute().parent / "recorder_logs")
     runner.start()
-    print(f"recording to {args.output} (Ctrl-C to stop)")
+    print(f"recording to {args.output} ({args.compression} chunks; Ctrl-C to stop)")
     try:
         end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
         while time.monotonic() < end and runner["recorder"].alive():
@@ -255,28 +372,60 @@ def cmd_record(args) -> int:
 
 def cmd_play(args) -> int:
     from ..ros.player import run
+    from . import checks
 
+    checks.input_path(args.bag, "bag")
     remap = {}
     for r in args.remap:
         if ":=" not in r:
-            raise ValueError(f"--remap takes FROM:=TO, got {r!r}")
+            raise UsageError(f"--remap takes FROM:=TO, got {r!r}")
         a, b = r.split(":=", 1)
         remap[a] = b
     return run(args.bag, args.topics, args.rate, args.loop, args.start, remap, args.domain_id)
 
 
+def _latency_configs(configs) -> list:
+    from ..spec import load_spec
+
+    out = []
+    for cfg in configs:
+        spec, _, size = cfg.partition(":")
+        try:
+            n = int(size) if size else None
+        except ValueError:
+            n = 0
+        if n is not None and n < 8:
+            raise UsageError(f"--configs takes SPEC:SIZE with a camera size >= 8, got {cfg!r}")
+        load_spec(spec)
+        out.append((spec, n))
+    if not out:
+        raise UsageError("--configs is empty")
+    return out
+
+
 def cmd_latency(args) -> int:
     import tempfile
 
+    from . import checks
+
+    configs = _latency_configs(args.configs)
+    if args.out:
+        for spec, size in configs:
+            if (Path(args.out) / f"{spec}_{size or 'spec'}_{args.precision}" / "bag").exists():
+                raise UsageError(f"--out {args.out} already holds {spec}_{size or 'spec'}_{args.precision}/bag; "
+                                 "choose another --out")
+        checks.writable_dir(args.out)
     base = Path(args.out or tempfile.mkdtemp(prefix="policy_xai_latency_"))
     rows = []
-    for i, cfg in enumerate(args.configs):
-        spec, _, size = cfg.partition(":")
+    for i, (spec, size) in enumerate(configs):
         res = live_run(base / f"{spec}_{size or 'spec'}_{args.precision}", args.duration, spec, "", args.method,
-                       image_size=int(size) if size else None,
-                       domain_id=(args.domain_id + i) if args.domain_id is not None else None,
-                       precision=args.precision)
+                       image_size=size, domain_id=(args.domain_id + i) if args.domain_id is not None else None,
+                       precision=args.precision, compression=args.compression)
         s = res["summary"]
+        if s["dead_nodes"]:
+            raise RuntimeError(f"{spec}:{size}: nodes exited during the measurement: "
+                               + ", ".join(f"{d['node']} (code {d['exit_code']})" for d in s["dead_nodes"])
+                               + f"; logs in {base}")
         heat = s["latency"].get("heatmap", {})
         rel = s["latency"].get("relevance_image", {})
         rows.append({"spec": s["spec"], "size": s["image_size"], "method": args.method, "precision": args.precision,

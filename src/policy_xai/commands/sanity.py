@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import nonnegative_int, positive_float, positive_int
+
 DEFAULT_METHODS = "dtd,rap,gbp,gradient,gradcam,guided_gradcam,g1gradcam,g2gradcam"
 
 
@@ -28,13 +30,13 @@ def register(sub) -> None:
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default: {DEFAULT_METHODS})")
     p.add_argument("--inputs", default="synthetic",
                    help="'synthetic' or an .npz recording with arrays images (N,H,W,3 uint8) and configs (N,D)")
-    p.add_argument("--samples", type=int, default=16, help="number of observations (the first N of a recording)")
+    p.add_argument("--samples", type=positive_int, default=16, help="number of observations (the first N of a recording)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random network, the inputs and the randomisation")
-    p.add_argument("--layer", type=int, default=0, help="conv layer of the Grad-CAM family (default 0 = first)")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--layer", type=nonnegative_int, default=0, help="conv layer of the Grad-CAM family (default 0 = first)")
+    p.add_argument("--temperature", type=positive_float, default=None,
                    help="spatial softmax temperature (default: 0.02 for a random network, stored value for a file)")
     p.add_argument("--threshold", type=float, default=0.9, help="flag a method above this mean rank correlation")
-    p.add_argument("--batch", type=int, default=16, help="observations per explain() call")
+    p.add_argument("--batch", type=positive_int, default=16, help="observations per explain() call")
     p.add_argument("--out", default="out/sanity", help="output folder")
     p.set_defaults(func=run)
 
@@ -101,6 +103,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
     if args.samples < 2:
         raise ValueError("--samples must be at least 2")
+    from . import checks
+
+    out = Path(args.out)
+    inputs = {}
+    if args.inputs != "synthetic":
+        inputs["--inputs recording"] = checks.input_file(args.inputs, "--inputs recording")
+    if args.policy.endswith(".safetensors") or Path(args.policy).is_file():
+        inputs["--policy file"] = checks.input_file(args.policy, "--policy file")
+    checks.guard_outputs(inputs, out, {n: out / n for n in ("sanity.csv", "sanity.png")})
+    checks.writable_dir(out)
     torch.manual_seed(args.seed)
     policy = policy_from_arg(args.policy, args.seed, args.temperature)
     if args.inputs == "synthetic":
@@ -125,8 +137,6 @@ def run(args: argparse.Namespace) -> int:
 
         res = run_sanity(policy, x, c, methods, seed=args.seed, layer=args.layer, batch=args.batch, progress=step)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = res.rows()
     with open(out / "sanity.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

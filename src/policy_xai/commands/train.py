@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+
 TASKS = ("reach2d", "reach", "peg", "door")
 
 
@@ -10,7 +12,7 @@ def _common(p, seed=True):
     p.add_argument("--task", default="reach", choices=TASKS, help="simulated task (default: reach)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the shuffling")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
 
 
 def register(sub) -> None:
@@ -23,8 +25,8 @@ def register(sub) -> None:
                     "pose) in MuJoCo with rendered images; save images (N,H,W,3 uint8), configs (N,D), labels (N,J "
                     "expert torques) and targets (N,3) to an .npz file, usable by `train --data` and `explain --inputs`.")
     _common(p)
-    p.add_argument("--episodes", type=int, default=d.expert_episodes)
-    p.add_argument("--region-fraction", type=float, default=d.region_fraction,
+    p.add_argument("--episodes", type=positive_int, default=d.expert_episodes)
+    p.add_argument("--region-fraction", type=fraction, default=d.region_fraction,
                    help="share of episodes with a random target in the region of the training targets")
     p.add_argument("--out", default=None, help="output .npz (default out/data/<task>.npz)")
     p.set_defaults(func=run_collect)
@@ -38,25 +40,27 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--spec", default=None, help="policy spec (default: small for reach, reach2d for reach2d)")
     p.add_argument("--data", default=None, help="start from a collected .npz instead of collecting expert episodes")
-    p.add_argument("--expert-episodes", type=int, default=d.expert_episodes)
-    p.add_argument("--dagger-iters", type=int, default=d.dagger_iters)
-    p.add_argument("--dagger-episodes", type=int, default=d.dagger_episodes)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs on the expert data")
-    p.add_argument("--dagger-epochs", type=int, default=d.dagger_epochs, help="epochs after each DAgger round")
-    p.add_argument("--head-epochs", type=int, default=d.head_epochs,
+    p.add_argument("--expert-episodes", type=positive_int, default=d.expert_episodes)
+    p.add_argument("--dagger-iters", type=nonnegative_int, default=d.dagger_iters)
+    p.add_argument("--dagger-episodes", type=positive_int, default=d.dagger_episodes)
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="epochs on the expert data")
+    p.add_argument("--dagger-epochs", type=nonnegative_int, default=d.dagger_epochs,
+                   help="epochs after each DAgger round")
+    p.add_argument("--head-epochs", type=nonnegative_int, default=d.head_epochs,
                    help="> 0: after the expert data freeze the conv layers and fit only the FC head on cached "
                         "feature points, this many epochs per DAgger round (much faster on CPU)")
-    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs,
+    p.add_argument("--finetune-epochs", type=nonnegative_int, default=d.finetune_epochs,
                    help="with --head-epochs: end-to-end epochs on all the data at the end")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--aux-weight", type=float, default=d.aux_weight, help="weight of the target-regression loss")
-    p.add_argument("--region-fraction", type=float, default=d.region_fraction,
+    p.add_argument("--lr", type=positive_float, default=d.lr)
+    p.add_argument("--aux-weight", type=nonnegative_float, default=d.aux_weight,
+                   help="weight of the target-regression loss")
+    p.add_argument("--region-fraction", type=fraction, default=d.region_fraction,
                    help="share of episodes with a random target between the training targets (0: conditions only)")
-    p.add_argument("--torque-noise", type=float, default=d.torque_noise,
+    p.add_argument("--torque-noise", type=nonnegative_float, default=d.torque_noise,
                    help="exploration noise on the executed expert torques, as a fraction of the effort limits")
-    p.add_argument("--change-fraction", type=float, default=d.change_fraction,
+    p.add_argument("--change-fraction", type=fraction, default=d.change_fraction,
                    help="share of episodes whose target moves mid-episode")
-    p.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes per target after training (0: none)")
+    p.add_argument("--eval-episodes", type=nonnegative_int, default=3, help="evaluation episodes per target after training (0: none)")
     p.add_argument("--out", default=None, help="weights file (default out/models/<task>.safetensors)")
     p.set_defaults(func=run_train)
 
@@ -68,8 +72,8 @@ def register(sub) -> None:
                     "condition's pose, the others with --noise rad of uniform noise.")
     _common(p)
     p.add_argument("--policy", default=None, help="weights file (default: the shipped model of the task)")
-    p.add_argument("--episodes", type=int, default=5, help="episodes per target")
-    p.add_argument("--noise", type=float, default=0.05, help="start-pose noise [rad] for episodes after the first")
+    p.add_argument("--episodes", type=positive_int, default=5, help="episodes per target")
+    p.add_argument("--noise", type=nonnegative_float, default=0.05, help="start-pose noise [rad] for episodes after the first")
     p.add_argument("--no-blank", action="store_true", help="skip the blanked-image evaluation")
     p.add_argument("--no-heldout", action="store_true", help="only the training conditions")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -89,9 +93,17 @@ def run_collect(args) -> int:
 
     from ..robot.sim import Simulation
     from ..training import collect
+    from . import checks
 
-    out = Path(args.out or f"out/data/{args.task}.npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = checks.writable_file(args.out or f"out/data/{args.task}.npz", "--out")
+    if out.suffix != ".npz":
+        raise checks.UsageError(f"--out {out}: collect writes an .npz file (numpy adds .npz to other names)")
+    if out.exists():
+        import zipfile
+
+        if not zipfile.is_zipfile(out):
+            raise checks.UsageError(f"--out {out} exists and is not an .npz data file; it is left alone "
+                                    "(choose another --out)")
     with Simulation(args.task, image_size=64, seed=args.seed) as sim, _bar(args.episodes, "expert episodes", "ep") as b:
         data = collect(sim, args.episodes, seed=args.seed, region_fraction=args.region_fraction, progress=b.update)
     np.savez_compressed(out, **data, times=np.arange(len(data["images"])) * sim.dt)
@@ -106,7 +118,29 @@ def run_train(args) -> int:
     import numpy as np
 
     from ..training import TrainConfig, default_spec, save_trained, train
+    from . import checks
 
+    out = Path(args.out or f"out/models/{args.task}.safetensors")
+    inputs = {}
+    if args.data:
+        inputs["--data file"] = checks.input_file(args.data, "--data file")
+    if args.spec:
+        from ..spec import load_spec
+
+        load_spec(args.spec)
+        if Path(args.spec).is_file():
+            inputs["--spec file"] = args.spec
+    checks.writable_file(out, "--out", inputs)
+    if out.exists():
+        from ..policy import PolicyLoadError, read_metadata
+
+        try:
+            ours = read_metadata(out).get("format", "").startswith("policy_xai/")
+        except PolicyLoadError:
+            ours = False
+        if not ours:
+            raise checks.UsageError(f"--out {out} exists and is not a policy weights file; it is left alone "
+                                    "(choose another --out)")
     cfg = TrainConfig(task=args.task, spec=args.spec or default_spec(args.task), seed=args.seed,
                       expert_episodes=args.expert_episodes, dagger_iters=args.dagger_iters,
                       dagger_episodes=args.dagger_episodes, epochs=args.epochs, dagger_epochs=args.dagger_epochs,
@@ -115,11 +149,14 @@ def run_train(args) -> int:
                       torque_noise=args.torque_noise, change_fraction=args.change_fraction)
     data = None
     if args.data:
-        with np.load(args.data) as z:
-            data = {k: z[k] for k in ("images", "configs", "labels", "targets")}
+        try:
+            with np.load(args.data) as z:
+                data = {k: z[k] for k in ("images", "configs", "labels", "targets")}
+        except (KeyError, ValueError, OSError) as e:
+            raise ValueError(f"{args.data}: not a collected data file with arrays images, configs, labels and "
+                             f"targets ({e})") from None
     print(f"training {cfg.spec!r} on task {cfg.task!r} (seed {cfg.seed})")
     policy, data, info = train(cfg, data=data, bar_factory=_bar)
-    out = Path(args.out or f"out/models/{args.task}.safetensors")
     save_trained(policy, out, task=cfg.task, seed=str(cfg.seed), samples=str(info["samples"]),
                 train_seconds=str(info["total_seconds"]),
                 recipe=json.dumps({k: v for k, v in vars(cfg).items()}, sort_keys=True))
@@ -161,13 +198,16 @@ def run_evaluate(args) -> int:
     from ..policy import load_policy
     from ..training import model_path
 
+    from . import checks
+
     torch.set_num_threads(max(1, args.threads))
-    path = Path(args.policy) if args.policy else model_path(args.task)
+    path = checks.input_file(args.policy, "--policy weights file") if args.policy else model_path(args.task)
+    if args.json:
+        checks.writable_file(args.json, "--json", {"--policy weights file": path})
     policy = load_policy(path)
     print(f"evaluating {path} on task {args.task!r}: {args.episodes} episodes per target, start noise {args.noise} rad")
     res = _print_eval(policy, args.task, args.episodes, args.noise, args.seed, blank=not args.no_blank,
                       heldout=not args.no_heldout)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"policy": str(path), "task": args.task, **res}, indent=2))
     return 0

@@ -25,23 +25,33 @@ def _rgb(msg) -> np.ndarray:
 
 def read_run(bag: "str | Path", decode: tuple = ("heatmap", "ratios", "diagnostics", "relevance_image", "torques")):
     """Counts and receive times per topic, plus decoded messages of the `decode` topic keys:
-    {"counts": {topic: n}, "times": {topic: [ns]}, "stamps": {topic: [ns]}, "msgs": {key: [(t, msg)]}}."""
-    from rosbags.highlevel import AnyReader
+    {"counts": {topic: n}, "times": {topic: [ns]}, "stamps": {topic: [ns]}, "msgs": {key: [(t, msg)]}}.
+    Read with policy_xai.bags.BagSource: a bag whose recorder was killed (no metadata.yaml, no MCAP
+    footer) gives what it holds; undecodable messages are counted in "undecodable"."""
+    from .. import bags
 
     names = {itf.TOPIC[k].name: k for k in decode}
     out = {"counts": defaultdict(int), "times": defaultdict(list), "stamps": defaultdict(list),
-           "msgs": defaultdict(list), "types": {}}
-    with AnyReader([Path(bag)]) as reader:
-        for c in reader.connections:
-            out["types"][c.topic] = c.msgtype
-        for conn, t, raw in reader.messages():
-            out["counts"][conn.topic] += 1
-            out["times"][conn.topic].append(t)
-            key = names.get(conn.topic)
-            if key is not None or conn.msgtype.startswith("sensor_msgs/"):
-                msg = reader.deserialize(raw, conn.msgtype)
+           "msgs": defaultdict(list), "types": {}, "undecodable": defaultdict(int)}
+    ts = bags.typestore()
+    with bags.BagSource(bag) as src:
+        bags.register_bag_types(ts, list(src.topics.values()))
+        for t in src.topics.values():
+            out["types"][t.name] = t.msgtype
+        rows = sorted(src.messages(), key=lambda m: m[1]) if src.reader != "rosbags" else src.messages()
+        for topic, t, raw in rows:
+            typ = out["types"][topic]
+            out["counts"][topic] += 1
+            out["times"][topic].append(t)
+            key = names.get(topic)
+            if key is not None or typ.startswith("sensor_msgs/"):
+                try:
+                    msg = ts.deserialize_cdr(raw, typ)
+                except Exception:  # noqa: BLE001 - an unknown type or damaged bytes: counted, not fatal
+                    out["undecodable"][topic] += 1
+                    continue
                 if hasattr(msg, "header"):
-                    out["stamps"][conn.topic].append(_stamp(msg))
+                    out["stamps"][topic].append(_stamp(msg))
                 if key is not None:
                     out["msgs"][key].append((t, msg))
     return out

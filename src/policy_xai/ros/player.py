@@ -30,8 +30,17 @@ class BagPlayer:
             raise FileNotFoundError(f"bag not found: {self.path}")
         self.rate, self.loop, self.start = float(rate), bool(loop), float(start)
         self.remap = dict(remap or {})
-        self.reader = AnyReader([self.path])
-        self.reader.open()
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise ValueError(f"{self.path} is empty: not a bag")
+        try:
+            self.reader = AnyReader([self.path])
+            self.reader.open()
+        except Exception as e:  # noqa: BLE001 - rosbags raises its own error kinds for unreadable bags
+            raise ValueError(f"{self.path}: not a readable rosbag2 bag ({e}); a bag cut off mid-write can be read "
+                             "by `policy-xai analyze`, not played") from None
+        if not self.reader.connections or not self.reader.message_count:
+            self.reader.close()
+            raise ValueError(f"{self.path}: the bag holds no messages")
         have = {c.topic: c.msgtype for c in self.reader.connections}
         if topics:
             missing = [t for t in topics if t not in have]

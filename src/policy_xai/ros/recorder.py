@@ -3,9 +3,12 @@
 Stores the bytes exactly as received (raw subscriptions; rclpy's serialize_message may append bytes
 that readers reject) with the receive time as the log time. Topics are discovered continuously, so
 nodes that start later are recorded too. SIGINT / SIGTERM stop the recording and close the bag
-(summary + metadata.yaml), so nothing received is lost.
+(summary + metadata.yaml), so nothing received is lost. MCAP chunks (~1 MB each) are compressed
+with zstd by default, as rosbag2's MCAP storage does (`compression`: zstd, lz4 or none); a bag
+killed mid-write keeps every chunk written before.
 
     python -m policy_xai.ros.recorder --ros-args -p output:=run/bag [-p topics:="['/joint_states']"]
+                                                 [-p compression:=lz4]
 """
 from __future__ import annotations
 
@@ -20,13 +23,16 @@ from . import interfaces as itf
 from .common import XaiNode, main as run_node
 
 
-def open_bag_writer(path: "str | Path"):
-    from rosbags.rosbag2 import StoragePlugin, Writer
+#: declared here when interfaces.NODES["recorder"] does not declare it
+DEFAULT_COMPRESSION = "zstd"
+
+
+def open_bag_writer(path: "str | Path", compression: str = DEFAULT_COMPRESSION):
     from rosbags.typesys import Stores, get_typestore
 
-    w = Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP)
-    w.open()
-    return w, get_typestore(Stores.ROS2_KILTED)
+    from ..bags import open_bag_writer as open_writer
+
+    return open_writer(path, compression), get_typestore(Stores.ROS2_KILTED)
 
 
 def recording_qos(publisher_infos) -> QoSProfile:
@@ -40,14 +46,20 @@ def recording_qos(publisher_infos) -> QoSProfile:
 
 
 class Recorder(XaiNode):
-    def __init__(self, output: Optional[str] = None, topics: Optional[Sequence[str]] = None):
+    def __init__(self, output: Optional[str] = None, topics: Optional[Sequence[str]] = None,
+                 compression: Optional[str] = None):
         super().__init__("recorder")
+        if not self.has_parameter("compression"):
+            from rcl_interfaces.msg import ParameterDescriptor
+
+            self.declare_parameter("compression", DEFAULT_COMPRESSION, ParameterDescriptor(dynamic_typing=True))
         out = output or str(self.p("output") or "")
         if not out:
             out = time.strftime("policy_xai_%Y%m%d_%H%M%S")
         wanted = [t for t in (topics if topics is not None else self.p("topics") or []) if t]
         self.wanted = set(wanted)
-        self.writer, self.typestore = open_bag_writer(out)
+        self.compression = str(compression or self.p("compression") or DEFAULT_COMPRESSION)
+        self.writer, self.typestore = open_bag_writer(out, self.compression)
         self.path = Path(out)
         self.lock = threading.Lock()
         self.connections: dict[str, object] = {}
@@ -58,7 +70,8 @@ class Recorder(XaiNode):
         self.closed = False
         self.discover()
         self.create_timer(float(self.p("discovery_period")), self.discover)
-        self.get_logger().info(f"recording {'all topics' if not self.wanted else sorted(self.wanted)} to {out}")
+        self.get_logger().info(f"recording {'all topics' if not self.wanted else sorted(self.wanted)} to {out} "
+                               f"({self.compression} chunks)")
 
     def discover(self) -> None:
         for name, types in self.get_topic_names_and_types():
@@ -98,6 +111,7 @@ class Recorder(XaiNode):
     def diagnostics(self):
         total = sum(self.counts.values())
         values = {"output": str(self.path), "topics": len(self.subs), "messages": total, "megabytes": self.bytes / 1e6,
+                  "compression": self.compression,
                   **{f"count{k}": v for k, v in self.counts.items()}}
         return (1 if self.skipped_types else 0), f"recorded {total} messages on {len(self.subs)} topics", values
 

@@ -73,6 +73,11 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     @property
+    def pid(self) -> Optional[int]:
+        """Process id of the running (or last) process."""
+        return None if self.proc is None else self.proc.pid
+
+    @property
     def returncode(self) -> Optional[int]:
         return None if self.proc is None else self.proc.poll()
 
