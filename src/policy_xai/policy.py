@@ -205,12 +205,7 @@ def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = 
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "spec" not in meta:
         raise PolicyLoadError(f"{path}: no policy_xai spec in the file's metadata (format {meta.get('format')!r})")
-    import json
-
-    stored_dict = json.loads(meta["spec"])
-    if "config_groups" in meta:  # files written before specs kept the group order in "spec" itself
-        stored_dict["config_groups"] = json.loads(meta["config_groups"])
-    stored = load_spec(stored_dict)
+    stored = _stored_spec(path, meta)
     if spec is not None:
         wanted = load_spec(spec)
         if wanted != stored:
@@ -228,9 +223,63 @@ def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = 
     if bad or extra:
         raise PolicyLoadError(f"{path}: tensors do not match the spec {stored.name!r}: "
                               f"missing/mis-shaped {bad}, unexpected {extra}")
+    check_tensors(path, state, stored)
     policy.load_state_dict(state)
     policy.eval()
     return policy
+
+
+def _json_kind(x) -> str:
+    return {list: "array", str: "string", type(None): "null", bool: "boolean", int: "number",
+            float: "number"}.get(type(x), type(x).__name__)
+
+
+def _stored_spec(path: Path, meta: dict) -> PolicySpec:
+    """The spec in a weights file's metadata, validated like a YAML spec (PolicyLoadError naming what is wrong)."""
+    import json
+
+    from .spec import SpecError
+
+    def parse(key: str):
+        try:
+            return json.loads(meta[key])
+        except ValueError as e:
+            raise PolicyLoadError(f"{path}: the {key!r} entry of the file's metadata is not valid JSON ({e})") from None
+
+    stored_dict = parse("spec")
+    if not isinstance(stored_dict, dict):
+        raise PolicyLoadError(f"{path}: the spec in the file's metadata must be a JSON object, got a JSON "
+                              f"{_json_kind(stored_dict)}")
+    if "config_groups" in meta:  # files written before specs kept the group order in "spec" itself
+        stored_dict["config_groups"] = parse("config_groups")
+    try:
+        return load_spec(stored_dict)
+    except SpecError as e:
+        raise PolicyLoadError(f"{path}: bad spec in the file's metadata: {e}") from None
+
+
+def check_tensors(path, state: Mapping[str, torch.Tensor], spec: PolicySpec) -> None:
+    """Every floating-point tensor finite; config_std positive; the torque_limits tensor the spec's.
+    A file failing these would load and command NaN (or unclipped) torques."""
+    bad = []
+    for k, t in state.items():
+        if t.is_floating_point():
+            n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            if n_nan or n_inf:
+                bad.append(f"{k} ({n_nan} NaN, {n_inf} inf of {t.numel()})")
+    if bad:
+        raise PolicyLoadError(f"{path}: tensors with non-finite values: {', '.join(bad)}")
+    std = state.get("config_std")
+    if std is not None and bool((std <= 0).any()):
+        idx = torch.nonzero(std <= 0).flatten().tolist()
+        raise PolicyLoadError(f"{path}: config_std must be positive (the configuration is divided by it); "
+                              f"element {', '.join(map(str, idx))} is {', '.join(f'{float(std[i]):g}' for i in idx)}")
+    lim = state.get("torque_limits")
+    if lim is not None:
+        want = torch.tensor(spec.torque_limits, dtype=lim.dtype)
+        if not torch.allclose(lim, want, rtol=1e-6, atol=0.0):
+            raise PolicyLoadError(f"{path}: the torque_limits tensor {lim.tolist()} differs from the torque_limits "
+                                  f"of the file's spec {list(spec.torque_limits)}")
 
 
 def init_policy(spec, seed: int = 0) -> VisuomotorPolicy:

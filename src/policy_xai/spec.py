@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -87,27 +88,52 @@ class PolicySpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PolicySpec":
+        if not isinstance(d, Mapping):
+            raise SpecError(f"a policy spec must be a mapping (JSON object / YAML mapping), got {type(d).__name__}")
+        field_name = "?"
+
+        def get(name, conv, *default):
+            nonlocal field_name
+            field_name = name
+            if name not in d and not default:
+                raise SpecError(f"policy spec is missing the field {name!r}")
+            return conv(d.get(name, *default))
+
         try:
-            img = d["image"]
-            conv = tuple(ConvSpec(int(c["channels"]), int(c["kernel"]), int(c.get("stride", 1))) for c in d["conv"])
-            groups = d["config_groups"]
-            groups = tuple((str(k), int(v)) for k, v in (groups.items() if isinstance(groups, Mapping) else groups))
+            img = get("image", _mapping)
+            field_name = "image"
+            image = (_int(img.get("channels", 3)), _int(img["height"]), _int(img["width"]))
+            convs = []
+            for i, c in enumerate(get("conv", _list)):
+                field_name = f"conv[{i}]"
+                c = _mapping(c)
+                layer = []
+                for key, default in (("channels", None), ("kernel", None), ("stride", 1)):
+                    field_name = f"conv[{i}].{key}"
+                    layer.append(_int(c[key] if default is None else c.get(key, default)))
+                convs.append(ConvSpec(*layer))
+            conv = tuple(convs)
+            groups = get("config_groups", lambda g: tuple(
+                (str(k), _int(v)) for k, v in (g.items() if isinstance(g, Mapping) else _list(g))))
             spec = cls(
                 name=str(d.get("name", "custom")),
-                image_channels=int(img.get("channels", 3)),
-                image_height=int(img["height"]),
-                image_width=int(img["width"]),
+                image_channels=image[0],
+                image_height=image[1],
+                image_width=image[2],
                 conv=conv,
-                feature_points=int(d.get("feature_points", conv[-1].channels if conv else 0)),
+                feature_points=get("feature_points", _int, conv[-1].channels if conv else 0),
                 config_groups=groups,
-                hidden=tuple(int(h) for h in d["hidden"]),
-                joint_names=tuple(str(j) for j in d["joint_names"]),
-                torque_limits=tuple(float(t) for t in d["torque_limits"]),
-                softmax_temperature=float(d.get("softmax_temperature", 1.0)),
-                extra=dict(d.get("extra", {})),
+                hidden=get("hidden", lambda h: tuple(_int(x) for x in _list(h))),
+                joint_names=get("joint_names", lambda j: tuple(str(x) for x in _list(j))),
+                torque_limits=get("torque_limits", lambda t: tuple(_float(x) for x in _list(t))),
+                softmax_temperature=get("softmax_temperature", _float, 1.0),
+                extra=get("extra", lambda e: dict(_mapping(e)), {}),
             )
-        except (KeyError, TypeError, AttributeError, IndexError) as e:
-            raise SpecError(f"policy spec is missing or has a malformed field: {e!r}") from e
+        except SpecError:
+            raise
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError, OverflowError) as e:
+            raise SpecError(f"policy spec field {field_name!r} is missing a part or malformed: "
+                            f"{type(e).__name__}: {e}") from e
         spec.validate()
         return spec
 
@@ -134,14 +160,50 @@ class PolicySpec:
             raise SpecError("configuration groups must be unique")
         if not self.joint_names:
             raise SpecError("spec needs at least one joint")
+        if any(h < 1 for h in self.hidden):
+            raise SpecError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
+        if min(self.image_channels, self.image_height, self.image_width) < 1:
+            raise SpecError("image channels, height and width must be positive")
         if len(self.torque_limits) != len(self.joint_names):
             raise SpecError(
                 f"{len(self.torque_limits)} torque limits for {len(self.joint_names)} joints"
             )
-        if any(t <= 0 for t in self.torque_limits):
-            raise SpecError("torque limits must be positive")
-        if self.softmax_temperature <= 0:
-            raise SpecError("softmax_temperature must be positive")
+        bad = [f"{j} has {t}" for j, t in zip(self.joint_names, self.torque_limits) if not (math.isfinite(t) and t > 0)]
+        if bad:
+            raise SpecError(f"torque_limits must be finite and positive (torque limits): {', '.join(bad)}")
+        if not (math.isfinite(self.softmax_temperature) and self.softmax_temperature > 0):
+            raise SpecError(f"softmax_temperature must be finite and positive, got {self.softmax_temperature}")
+
+
+def _int(v) -> int:
+    """An integer field: ints, integral floats and digit strings; not NaN/inf, bools or 3.5."""
+    if isinstance(v, bool):
+        raise ValueError(f"expected an integer, got {v!r}")
+    if isinstance(v, float):
+        if not math.isfinite(v) or v != int(v):
+            raise ValueError(f"expected an integer, got {v!r}")
+        return int(v)
+    if isinstance(v, (int, str)):
+        return int(v)
+    raise TypeError(f"expected an integer, got {type(v).__name__} {v!r}")
+
+
+def _float(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError(f"expected a number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def _list(v) -> list:
+    if isinstance(v, (str, bytes, Mapping)) or not hasattr(v, "__iter__"):
+        raise TypeError(f"expected a list, got {type(v).__name__} {v!r}")
+    return list(v)
+
+
+def _mapping(v) -> Mapping:
+    if not isinstance(v, Mapping):
+        raise TypeError(f"expected a mapping, got {type(v).__name__} {v!r}")
+    return v
 
 
 def load_spec(source: "str | Path | Mapping[str, Any] | PolicySpec") -> PolicySpec:
@@ -150,6 +212,9 @@ def load_spec(source: "str | Path | Mapping[str, Any] | PolicySpec") -> PolicySp
         return source
     if isinstance(source, Mapping):
         return PolicySpec.from_dict(source)
+    if not isinstance(source, (str, Path)):
+        raise SpecError(f"a policy spec must be a mapping, a PolicySpec, a YAML file or a shipped name, "
+                        f"got {type(source).__name__}")
     from .resources import config_path
 
     path = config_path(str(source))
