@@ -208,6 +208,45 @@ def test_time_gaps_are_found(tmp_path):
     assert len(t) == 13 and np.isnan(v[6]).all()
 
 
+def test_stamps_going_backwards_are_counted_and_make_no_fake_gap(tmp_path, capsys):
+    """Steps 10-13 logged after step 14 (a burst that arrived late): the stamps go backwards once on
+    each topic; the late steps are not paired (as the live policy node would not pair them), and the
+    hole they leave in the paired steps is no time gap of the recording."""
+    order = list(range(10)) + [14, 10, 11, 12, 13] + list(range(15, 20))
+    bag = bags.write_synthetic_bag(tmp_path / "late", SPEC, 20, step_order=order)
+    with bags.BagSource(bag) as b:
+        obs = bags.read_observations(b, SPEC, opts())
+    assert obs.backwards == {"/camera/image_raw": 1, "/joint_states": 1}
+    assert obs.largest_backward_ns == 4 * 50_000_000
+    assert len(obs) == 16 and sorted(obs.late_stamps) == [int(obs.stamps[0]) + k * 50_000_000 for k in (10, 11, 12, 13)]
+    g = bags.find_gaps(obs.stamps, 3.0, obs.backwards, obs.late_stamps, obs.largest_backward_ns)
+    assert g["backwards"] == 1 and g["backwards_per_topic"] == obs.backwards
+    assert g["largest_backward_s"] == pytest.approx(0.2)
+    assert g["gaps"] == []  # not a gap of the recording ...
+    assert len(g["out_of_order"]) == 1 and g["out_of_order"][0]["late_observations"] == 4  # ... but late steps
+    assert g["out_of_order"][0]["after_step"] == 9
+    # the same through `policy-xai analyze`
+    from policy_xai.cli import main
+
+    assert main(["analyze", str(bag), "--out", str(tmp_path / "o"), "--no-video", "--no-bag"]) == 0
+    out = capsys.readouterr().out
+    assert "stamps going backwards: 1 (/camera/image_raw 1, /joint_states 1; largest 0.200 s)" in out
+    assert "time gaps: 0" in out and "4 observations arrived late" in out
+
+
+def test_a_clock_restart_restarts_the_pairing_and_is_counted(tmp_path):
+    """Simulated time restarting with a new episode (stamps jump back 1.45 s > the policy node's
+    time_jump): both episodes are paired, as the live node pairs them, and the jump is counted."""
+    order = list(range(30)) + list(range(30))
+    bag = bags.write_synthetic_bag(tmp_path / "restart", SPEC, 60, step_order=order)
+    with bags.BagSource(bag) as b:
+        obs = bags.read_observations(b, SPEC, opts())
+    assert len(obs) == 60 and obs.backwards == {"/camera/image_raw": 1, "/joint_states": 1}
+    g = bags.find_gaps(obs.stamps, 3.0, obs.backwards, obs.late_stamps, obs.largest_backward_ns)
+    assert g["backwards"] == 1 and g["gaps"] == [] and g["out_of_order"] == []
+    assert g["largest_backward_s"] == pytest.approx(1.45)
+
+
 def test_replay_plan_picks_the_graph():
     T = bags.default_topics()
     assert bags.replay_plan([T["image"], T["joint_states"], "/rosout"])["graph"] == "explain"

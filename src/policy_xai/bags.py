@@ -428,6 +428,12 @@ class Observations:
     skipped: dict = field(default_factory=dict)  # reason -> count of messages that could not be used
     resized: int = 0
     original_size: Optional[tuple] = None
+    #: observation topic -> how often its header stamps went backwards (log-time order)
+    backwards: dict = field(default_factory=dict)
+    largest_backward_ns: int = 0
+    #: stamps of observation messages that arrived after a newer pair was used, not paired (as live)
+    late_stamps: list = field(default_factory=list)
+    jumps: int = 0  # pairing restarts at time jumps (clock restart, looped recording)
 
     def __len__(self) -> int:
         return int(len(self.stamps))
@@ -457,6 +463,8 @@ class ReadOptions:
     start: float = 0.0  # s after the bag's first message
     duration: float = 0.0  # s; 0 = to the end
     max_steps: int = 0  # 0 = all
+    #: s: a stamp this far behind the last pair (or ahead) restarts the pairing, as in the live nodes
+    time_jump: float = float(itf.NODES["policy_node"].parameters.get("time_jump", 1.0))
 
 
 def choose_source(bag: BagSource, opts: ReadOptions) -> str:
@@ -520,9 +528,13 @@ def read_observations(bag: BagSource, spec, opts: ReadOptions, live: Optional[Li
         if any(g.startswith("ee_") for g in spec.group_names):
             robot = lv.RobotAdapter(spec, opts.robot)
         builder = lv.ConfigBuilder(spec, robot.ee if robot else None)
-        sync = lv.StampSync(["image", "joints"], int(opts.sync_tolerance * 1e9), keep=10)
+        sync = lv.StampSync(["image", "joints"], int(opts.sync_tolerance * 1e9), keep=10,
+                            jump_ns=int(opts.time_jump * 1e9) if opts.time_jump else None)
     else:
-        sync = lv.StampSync(["image", "config"], 0, keep=20)
+        sync = lv.StampSync(["image", "config"], 0, keep=20,
+                            jump_ns=int(opts.time_jump * 1e9) if opts.time_jump else None)
+    last_stamp: dict = {}
+    late: set = set()
     H, W = spec.image_height, spec.image_width
     out = Observations(source, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, H, W, 3), np.uint8),
                        np.zeros((0, spec.config_dim)), [], {})
@@ -558,6 +570,12 @@ def read_observations(bag: BagSource, spec, opts: ReadOptions, live: Optional[Li
             skip(f"{topic}: undecodable message ({type(e).__name__}: {e})")
             continue
         stamp = stamp_ns(msg)
+        if role != "torques":  # stamps going backwards on an observation topic (log-time order)
+            prev = last_stamp.get(topic)
+            if prev is not None and stamp < prev:
+                out.backwards[topic] = out.backwards.get(topic, 0) + 1
+                out.largest_backward_ns = max(out.largest_backward_ns, prev - stamp)
+            last_stamp[topic] = stamp
         try:
             if role == "image":
                 rgb, frame = image_from_msg(msg, typ)
@@ -592,7 +610,11 @@ def read_observations(bag: BagSource, spec, opts: ReadOptions, live: Optional[Li
         except (ConversionError, ValueError) as e:
             skip(f"{topic}: {e}")
             continue
+        stale = sync.last_emitted is not None and stamp <= sync.last_emitted - sync.tolerance_ns
+        jumps = sync.jumps_backward
         got = sync.add(role, stamp, item)
+        if stale and sync.jumps_backward == jumps:
+            late.add(stamp)  # older than a pair already used: dropped, as the live node drops it
         if got is None:
             continue
         rgb, frame = got["image"]
@@ -602,6 +624,8 @@ def read_observations(bag: BagSource, spec, opts: ReadOptions, live: Optional[Li
         configs.append(got["config"] if source == "observation" else got["joints"])
         frames.append(frame)
     out.unpaired = sync.dropped
+    out.jumps = sync.jumps_backward + sync.jumps_forward
+    out.late_stamps = sorted(late - set(stamps))
     if stamps:
         out.stamps = np.asarray(stamps, np.int64)
         out.log_times = np.asarray(logs, np.int64)
@@ -676,17 +700,44 @@ def explain_observations(policy, obs: Observations, methods: Sequence[str], alph
     return res
 
 
-def find_gaps(stamps: np.ndarray, factor: float = 3.0) -> dict:
-    """Time gaps (> factor x the median period) and stamps going backwards between observations."""
+def find_gaps(stamps: np.ndarray, factor: float = 3.0, backwards: Optional[dict] = None,
+              late_stamps: Sequence[int] = (), largest_backward_ns: int = 0) -> dict:
+    """Time gaps between the paired observations and stamps going backwards.
+
+    A gap is a step longer than `factor` x the median period. A gap that holds stamps of observations
+    which are in the bag but arrived late (`late_stamps`, Observations.late_stamps: their stamps went
+    backwards, so they were not paired) is no gap of the recording: it is listed under "out_of_order"
+    instead. `backwards`: topic -> how often the stamps went backwards on it (Observations.backwards);
+    "backwards" is the most on one topic. Without it, backward steps between paired stamps count."""
+    stamps = np.asarray(stamps, np.int64)
+    per_topic = dict(backwards or {})
+    res = {"median_period_s": float("nan"), "gaps": [], "out_of_order": [],
+           "backwards": max(per_topic.values(), default=0), "backwards_per_topic": per_topic,
+           "largest_backward_s": largest_backward_ns * 1e-9, "late_unpaired": len(late_stamps)}
+    if len(stamps) < 2:
+        return res
+    d = np.diff(stamps) * 1e-9
+    if backwards is None:
+        res["backwards"] = int(np.sum(d < 0))
+        if np.any(d < 0):
+            res["largest_backward_s"] = float(-d.min())
     if len(stamps) < 3:
-        return {"median_period_s": float("nan"), "gaps": [], "backwards": 0}
-    d = np.diff(stamps.astype(np.int64)) * 1e-9
+        return res
     pos = d[d > 0]
     med = float(np.median(pos)) if len(pos) else float("nan")
+    res["median_period_s"] = med
+    if med != med:
+        return res
     t = (stamps - stamps[0]) * 1e-9
-    gaps = [{"after_step": int(i), "from_s": float(t[i]), "to_s": float(t[i + 1]), "length_s": float(d[i])}
-            for i in np.nonzero(d > factor * med)[0]] if med == med else []
-    return {"median_period_s": med, "gaps": gaps, "backwards": int(np.sum(d < 0))}
+    late = np.asarray(sorted(late_stamps), np.int64)
+    for i in np.nonzero(d > factor * med)[0]:
+        g = {"after_step": int(i), "from_s": float(t[i]), "to_s": float(t[i + 1]), "length_s": float(d[i])}
+        n = int(np.sum((late > stamps[i]) & (late < stamps[i + 1])))
+        if n:
+            res["out_of_order"].append({**g, "late_observations": n})
+        else:
+            res["gaps"].append(g)
+    return res
 
 
 def compare_live(res, obs: Observations, live: LiveExplanations, method: str, spec) -> dict:
@@ -1223,10 +1274,13 @@ def write_synthetic_bag(path: "str | Path", spec, steps: int = 40, storage: str 
                         seed: int = 0, image_size: Optional[tuple] = None, encoding: str = "rgb8",
                         start_ns: int = 1_700_000_000_000_000_000, gap_after: Optional[int] = None,
                         gap_s: float = 1.0, joint_names: Optional[Sequence[str]] = None,
-                        extra_joints: Sequence[str] = ("head_pan",)) -> Path:
+                        extra_joints: Sequence[str] = ("head_pan",),
+                        step_order: Optional[Sequence[int]] = None) -> Path:
     """A robot-like recording written with rosbags: /camera/image_raw (moving blob images from
     policy_xai.synthetic) and /joint_states (the policy's joints plus `extra_joints`, another order)
-    with the same stamps, logged in arrival order (joint state first). For tests and benchmarks."""
+    with the same stamps, logged in arrival order (joint state first). For tests and benchmarks.
+    `step_order[k]`: the stamp (in periods after the start) of the k-th logged step, for stamps out
+    of order or restarting (log times keep increasing one period per step)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from .synthetic import synthetic_observations
@@ -1251,10 +1305,13 @@ def write_synthetic_bag(path: "str | Path", spec, steps: int = 40, storage: str 
         ci = w.add_connection(itf.topic_name("image"), "sensor_msgs/msg/Image", typestore=ts)
         cj = w.add_connection(itf.topic_name("joint_states"), JOINT_TYPE, typestore=ts)
         t = start_ns
+        if step_order is not None and len(step_order) != steps:
+            raise ValueError(f"step_order has {len(step_order)} entries for {steps} steps")
         for i in range(steps):
             if gap_after is not None and i == gap_after + 1:
                 t += int(gap_s * 1e9)
-            hdr = Header(stamp=Time(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000), frame_id="camera")
+            st = t if step_order is None else start_ns + int(step_order[i]) * period
+            hdr = Header(stamp=Time(sec=st // 1_000_000_000, nanosec=st % 1_000_000_000), frame_id="camera")
             im = images[i]
             if encoding == "bgr8":
                 im = im[:, :, ::-1]

@@ -84,6 +84,9 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=nonnegative_int, default=0, help="analyse at most this many steps (0: all)")
     p.add_argument("--normalize", choices=("frame", "video"), default="frame",
                    help="heatmap colour scale: per frame, or one scale for the whole video")
+    p.add_argument("--time-jump", type=nonnegative_float, default=float(_POLICY.get("time_jump", 1.0)),
+                   help="s: a stamp this far behind the last pair (or ahead) restarts the pairing, as the policy "
+                        "node's time_jump (0: never; late stamps are then dropped)")
     p.add_argument("--gap-factor", type=positive_float, default=3.0, help="a gap is a step longer than this x the median period")
     p.add_argument("--recorded-prefix", default="/recorded",
                    help="prefix for the bag's own explanation topics in the output bag")
@@ -217,7 +220,7 @@ def _analyze(args, quiet: bool = False) -> dict:
         args.batch = auto_batch(spec)
     topics = _topics(args)
     opts = bags.ReadOptions(topics, args.source, args.sync_tolerance, args.resize, args.robot, args.start,
-                            args.duration, args.max_steps)
+                            args.duration, args.max_steps, getattr(args, "time_jump", bags.ReadOptions.time_jump))
     timing = bags.Timing()
     caught = []
     with warnings.catch_warnings(record=True) as wlist, bags.BagSource(args.bag) as bag:
@@ -247,7 +250,9 @@ def _analyze(args, quiet: bool = False) -> dict:
                        "explain_s": round(timing.explain_s, 3), "steps_per_s": round(timing.steps_per_s, 2),
                        "batch": args.batch, "methods_per_step": len(methods)},
             "time_span_s": float((obs.stamps[-1] - obs.stamps[0]) * 1e-9),
-            "gaps": bags.find_gaps(obs.stamps, args.gap_factor),
+            "gaps": bags.find_gaps(obs.stamps, args.gap_factor, obs.backwards, obs.late_stamps,
+                                   obs.largest_backward_ns),
+            "pairing_restarts": obs.jumps,
         }
         if bag.problem is not None:
             summary["truncated"] = bag.problem.describe(bag.start_ns)
@@ -351,10 +356,21 @@ def _print_summary(s: dict, out) -> None:
     if s["skipped_messages"]:
         print("  skipped: " + "; ".join(f"{k} ({n}x)" for k, n in s["skipped_messages"].items()))
     gaps = s["gaps"]
-    if gaps["gaps"] or gaps["backwards"]:
+    if gaps["gaps"] or gaps["backwards"] or gaps.get("out_of_order"):
         g = gaps["gaps"]
-        print(f"  time gaps: {len(g)} (longest {max((x['length_s'] for x in g), default=0):.2f} s, median period "
-              f"{gaps['median_period_s'] * 1e3:.1f} ms); stamps going backwards: {gaps['backwards']}")
+        back = f"stamps going backwards: {gaps['backwards']}"
+        if gaps["backwards"]:
+            per = ", ".join(f"{t} {n}" for t, n in sorted(gaps.get("backwards_per_topic", {}).items()))
+            back += f" ({per + '; ' if per else ''}largest {gaps.get('largest_backward_s', 0.0):.3f} s)"
+        longest = f"longest {max(x['length_s'] for x in g):.2f} s, " if g else ""
+        print(f"  time gaps: {len(g)} ({longest}median period {gaps['median_period_s'] * 1e3:.1f} ms); {back}")
+        late = gaps.get("late_unpaired", 0)
+        if late:
+            print(f"  {late} observations arrived late (stamped before a step already paired) and were not paired, "
+                  f"as the live policy node would not pair them; the {len(gaps['out_of_order'])} hole(s) they leave "
+                  "are not counted as time gaps")
+        if s.get("pairing_restarts"):
+            print(f"  pairing restarted {s['pairing_restarts']} time(s) at a time jump (> --time-jump)")
     for m, st in s.get("ratios_mean_std", {}).items():
         img, cfg = st["image:configuration"]
         groups = "  ".join(f"{g} {v[0]:.2f}±{v[1]:.2f}" for g, v in st.items() if ":" not in g)
