@@ -33,7 +33,7 @@ WHEELS = ROOT.parent / "shared" / "ros2-wheels"
 PACKAGE_FILES = ("package.xml", "setup.py", "setup.cfg", "resource", "src", "launch", "config", "urdf", "models")
 NODE_EXECUTABLES = ("sim_node", "policy_node", "attribution_node", "visualization_node", "policy_xai_recorder")
 # this file's DDS domains: 150-199 (other tests of the suite use 60-140)
-DOMAIN_BASE = 150 + (os.getpid() % 9) * 5
+DOMAIN_BASE = 150 + (os.getpid() % 10) * 5
 
 
 # the tools, each run by this interpreter (the venv's: the node executables colcon installs then start

@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 
 NAME = "policy_xai_launch_probe"
+GO_TOPIC = "/policy_xai_launch_test/go"  # std_msgs/Empty, latched: "the probe is listening" (play_when_ready.py)
 
 
 def install_prefix() -> str:
@@ -63,6 +64,7 @@ class Probe:
         self.executor.add_node(self.node)
         self.lock = threading.Lock()
         self.msgs = defaultdict(list)
+        self.subs = {}
         for key in keys:
             t = itf.TOPIC[key]
 
@@ -70,7 +72,9 @@ class Probe:
                 with self.lock:
                     self.msgs[key].append(msg)
 
-            self.node.create_subscription(itf.message_class(t.type), t.name, keep, qos(t.qos, depth))
+            self.subs[key] = self.node.create_subscription(itf.message_class(t.type), t.name, keep,
+                                                           qos(t.qos, depth))
+        self._go = None
         self._stop = False
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
@@ -120,6 +124,29 @@ class Probe:
                 return st
             time.sleep(0.1)
         raise AssertionError(f"/diagnostics of {node_name}: the newest status within {timeout} s was {st}")
+
+    def matched(self) -> dict:
+        """Publishers each subscription has matched, as DDS sees it from this (the reader's) side."""
+        return {k: s.get_publisher_count() for k, s in self.subs.items()}
+
+    def wait_matched(self, keys, timeout: float = 120.0) -> None:
+        """Until the subscriptions on `keys` have each matched a publisher: from then on this process
+        receives what the launched nodes publish there."""
+        end = time.monotonic() + timeout
+        while not all(self.matched()[k] > 0 for k in keys):
+            if time.monotonic() > end:
+                raise AssertionError(f"publishers matched per subscription after {timeout} s: {self.matched()}")
+            time.sleep(0.1)
+
+    def go(self) -> None:
+        """Tell play_when_ready.py (--go) that this probe is listening: a latched std_msgs/Empty."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import Empty
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._go = self.node.create_publisher(Empty, GO_TOPIC, latched)
+        self._go.publish(Empty())
 
     def close(self) -> None:
         self._stop = True

@@ -3,11 +3,12 @@
 Started by test_replay_launch.py as a launch process next to replay.launch.py's nodes.
 
     python play_when_ready.py BAG --nodes attribution_node visualization_node \
-        [--listener NAME --outputs /policy_xai/relevance/ratios ...]
+        [--go TOPIC] [--listener NAME --outputs /policy_xai/relevance/ratios ...]
 
---listener / --outputs: first wait until node NAME (the test's probe) subscribes to each output topic
-and the nodes publishing it have matched every subscription (their matched<topic> counts on
-/diagnostics), so that the explanations of the first messages are not lost to the listener.
+--go: first wait for the test's probe to say (a latched std_msgs/Empty on TOPIC) that its subscriptions
+have matched the nodes' publishers (the reader's side); --listener / --outputs: then wait until the
+nodes publishing each output topic have matched every subscription, NAME's included (the writers' side:
+their matched<topic> counts on /diagnostics). Both, so that no explanation is lost to the listener.
 The domain is $ROS_DOMAIN_ID. Exit code 0 when every message was published.
 """
 from __future__ import annotations
@@ -16,6 +17,34 @@ import argparse
 import os
 import sys
 import time
+
+
+def wait_for_go(topic: str, domain: int, timeout: float) -> None:
+    """Until a (latched) std_msgs/Empty arrives on `topic`: the test's probe is listening."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Empty
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("play_when_ready_go", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    got = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(Empty, topic, got.append, latched)
+    end = time.monotonic() + timeout
+    try:
+        while not got:
+            ex.spin_once(timeout_sec=0.2)
+            if time.monotonic() > end:
+                raise RuntimeError(f"no go on {topic} after {timeout} s")
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
 
 
 def wait_for_listener(listener: str, outputs, nodes, domain: int, timeout: float) -> None:
@@ -67,6 +96,7 @@ def main() -> int:
     ap.add_argument("--graph", default="auto", help="which topics to play: as bags.replay_plan for this graph")
     ap.add_argument("--listener", default="", help="a node that must be subscribed to --outputs first")
     ap.add_argument("--outputs", nargs="*", default=[], help="topics the listener must get from the nodes")
+    ap.add_argument("--go", default="", help="first wait for a latched std_msgs/Empty on this topic")
     ap.add_argument("--ready-timeout", type=float, default=120.0)
     args = ap.parse_args()
 
@@ -80,6 +110,8 @@ def main() -> int:
     print(f"play_when_ready: {args.bag} -> graph {plan['graph']!r}, topics {plan['topics']}, "
           f"waiting for {args.nodes} on domain {domain}", flush=True)
     t0 = time.monotonic()
+    if args.go:
+        wait_for_go(args.go, domain, args.ready_timeout)
     if args.listener and args.outputs:
         wait_for_listener(args.listener, args.outputs, args.nodes, domain, args.ready_timeout)
     n = play_into(args.bag, plan["topics"], args.nodes, domain,

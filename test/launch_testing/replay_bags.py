@@ -13,15 +13,19 @@ Not a test file (no `test_` prefix).
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-import numpy as np
 
-START_NS = 1_750_000_000_000_000_000
+def start_stamp() -> int:
+    """This run's first stamp (now, whole seconds): a bag played by another test session on the same
+    DDS domain would show up with other stamps."""
+    return int(time.time()) * 1_000_000_000
 
 
 def decision_bag(path, weights, steps: int = 40, rate: float = 20.0, seed: int = 5) -> tuple[Path, list[int]]:
     """(bag path, stamps) of a recording of the policy's decisions."""
+    start = start_stamp()
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -44,7 +48,7 @@ def decision_bag(path, weights, steps: int = 40, rate: float = 20.0, seed: int =
         conns = {k: w.add_connection(itf.topic_name(k), itf.TOPIC[k].type, typestore=ts)
                  for k in ("obs_image", "obs_config", "torques")}
         for i in range(steps):
-            stamp = START_NS + i * period
+            stamp = start + i * period
             q, v = configs[i, sl["joint_position"]], configs[i, sl["joint_velocity"]]
             config = builder.build(q, v)
             tau = policy.act(images[i], config)
@@ -63,5 +67,6 @@ def robot_bag(path, weights, steps: int = 40) -> tuple[Path, list[int]]:
     from policy_xai.policy import load_policy
 
     spec = load_policy(str(weights)).spec
-    path = bags.write_synthetic_bag(path, spec, steps, "mcap", start_ns=START_NS)
-    return Path(path), [START_NS + i * int(1e9 / 20.0) for i in range(steps)]
+    start = start_stamp()
+    path = bags.write_synthetic_bag(path, spec, steps, "mcap", start_ns=start)
+    return Path(path), [start + i * int(1e9 / 20.0) for i in range(steps)]

@@ -8,8 +8,8 @@
   goes through the policy node as well.
 
 The bag is played by play_when_ready.py (the project's play_into: it starts publishing once the nodes
-are up and matched, and the nodes' publishers have matched this test's probe) as a process of the same
-launch, so every recorded step must be explained. Every process must exit
+are up and matched; before that, it waits until this test's probe and the nodes' publishers have
+matched each other) as a process of the same launch. Every process must exit
 with code 0. Run by test/test_launch.py with the `launch_test` command against a colcon install.
 """
 import os
@@ -49,7 +49,8 @@ def generate_test_description(graph):
     make = replay_bags.decision_bag if graph == "replay" else replay_bags.robot_bag
     bag, stamps = make(os.path.join(tmp, "bag"), WEIGHTS, STEPS)
     player = ExecuteProcess(cmd=[sys.executable, os.path.join(HERE, "play_when_ready.py"), str(bag), "--graph", graph,
-                                 "--nodes", *GRAPH_NODES[graph], "--listener", launch_probe.NAME,
+                                 "--nodes", *GRAPH_NODES[graph], "--go", launch_probe.GO_TOPIC,
+                                 "--listener", launch_probe.NAME,
                                  "--outputs", *(topic_name(k) for k in OUTPUTS)],
                             name="play_when_ready", output="screen")
     path = os.path.join(get_package_share_directory("policy_xai"), "launch", "replay.launch.py")
@@ -71,6 +72,8 @@ class TestReplay(unittest.TestCase):
         cls.probe.close()
 
     def test_bag_explained(self, proc_info, player, stamps, graph):
+        self.probe.wait_matched(OUTPUTS)
+        self.probe.go()  # the player starts now
         proc_info.assertWaitForShutdown(process=player, timeout=180)
         launch_probe.check_installed_from(self, proc_info)
         names = " ".join(p.process_details["name"] for p in proc_info.processes() if p.process_details)
@@ -80,8 +83,8 @@ class TestReplay(unittest.TestCase):
             ratios = self.probe.wait_for("ratios", STEPS // 2, timeout=30, pred=lambda m: stamp_ns(m) in recorded)
         except AssertionError as e:
             got = sorted(stamps.index(stamp_ns(m)) for m in self.probe.get("ratios") if stamp_ns(m) in recorded)
-            raise AssertionError(f"{e}; steps explained: {got}; attribution_node: "
-                                 f"{self.probe.status('attribution_node')}") from None
+            raise AssertionError(f"{e}; steps explained: {got}; publishers matched: {self.probe.matched()}; "
+                                 f"attribution_node: {self.probe.status('attribution_node')}") from None
         for msg in ratios:
             self.assertEqual(msg.name[0], "image")
             self.assertAlmostEqual(sum(msg.position), 1.0, places=4)
