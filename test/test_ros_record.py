@@ -125,3 +125,45 @@ class AnyStamps:
 
     def __exit__(self, *exc):
         self.reader.close()
+
+
+def test_run_keeps_the_graph_going_when_a_node_dies_and_says_so(tmp_path, capsys):
+    """`policy-xai run`: the visualisation node is killed (SIGKILL) mid-run. The other nodes keep
+    running and recording, the summary is written and names the dead node, its exit code and its last
+    log lines, and the command ends with a non-zero exit code."""
+    import json
+    import os
+    import threading
+
+    from policy_xai.cli import build_parser
+    from policy_xai.ros import bagtools
+
+    out = tmp_path / "run"
+    dom = 200 + (os.getpid() % 15) * 2  # (this helper's DDS tests use domains 200-230)
+    args = build_parser().parse_args(["run", "--duration", "8", "--out", str(out), "--domain-id", str(dom),
+                                      "--no-video"])
+    killed = {}
+
+    def on_up(runner):
+        def kill():
+            killed["t"] = time.time_ns()
+            runner["visualization_node"].kill()
+
+        threading.Timer(2.0, kill).start()
+
+    args.on_up = on_up
+    rc = args.func(args)
+    err = capsys.readouterr().err
+    assert rc == 1 and "error: visualization_node exited during the run with code -9 (SIGKILL)" in err
+    s = json.loads((out / "summary.json").read_text())
+    (dead,) = s["dead_nodes"]
+    assert dead["node"] == "visualization_node" and dead["exit_code"] == -9 and dead["signal"] == "SIGKILL"
+    assert dead["phase"] == "the run" and dead["last_log_lines"] and dead["log"].endswith("visualization_node.log")
+    assert s["ran_s"] >= 7.5  # the run went on to its end
+    assert all(s["exit_codes"][n] == 0 for n in ("recorder", "sim_node", "policy_node", "attribution_node")), s
+    run = bagtools.read_run(out / "bag")
+    t_kill = killed["t"]
+    late_relevance = [t for t in run["times"]["/policy_xai/relevance/image"] if t > t_kill + 2e9]
+    late_heatmaps = [t for t in run["times"]["/policy_xai/heatmap"] if t > t_kill + 1e9]
+    assert len(late_relevance) > 40 and not late_heatmaps  # explained on, no more heatmaps
+    assert (out / "ratios.png").is_file()
