@@ -126,7 +126,7 @@ def _death(p, t0: float, phase: str) -> dict:
     """What the summary says about a node that exited while the run went on."""
     rc = p.returncode
     info = {"node": p.name, "exit_code": rc, "phase": phase, "after_s": round(time.monotonic() - t0, 2),
-            "log": str(p.log_path), "last_log_lines": p.tail(15).splitlines()}
+            "log": str(p.log_path), "last_log_lines": [ln for ln in p.tail(15).splitlines() if ln.strip()]}
     if rc is not None and rc < 0:
         try:
             info["signal"] = signal.Signals(-rc).name
