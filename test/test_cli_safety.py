@@ -218,3 +218,21 @@ def test_missing_empty_and_cut_inputs_give_one_line(tmp_path, capsys):
     for argv, what in cases:
         rc, err = cli(capsys, *argv)
         assert rc in (1, 2) and what in error_line(err), (argv, err)
+
+
+def test_a_read_only_file_system_is_refused_up_front(tmp_path):
+    """A real read-only mount (tmpfs, ro) in a private mount namespace of the child process."""
+    import shutil
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    bag = bags.write_synthetic_bag(tmp_path / "bag", load_spec("small"), 4)
+    py = f"{sys.executable} -m policy_xai.cli"
+    script = " ; ".join([f"mount -t tmpfs -o ro none {ro} || exit 99",
+                         f"{py} analyze {bag} --out {ro}/x; echo rc=$?",
+                         f"{py} record {ro}/bag; echo rc=$?",
+                         f"{py} collect --out {ro}/d.npz; echo rc=$?"])
+    p = subprocess.run([shutil.which("unshare"), "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr  # (99: no mount namespace for the test here)
+    assert p.stdout.split() == ["rc=2"] * 3, p.stdout + p.stderr
+    assert p.stderr.count("(Read-only file system)") == 3 and "Traceback" not in p.stderr

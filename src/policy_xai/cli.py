@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 COMMANDS = [
     "policy_xai.commands.demo",
@@ -51,6 +53,11 @@ def main(argv=None) -> int:
         return 2
     from .commands.checks import UsageError
 
+    def on_term(signum, frame):  # `kill PID`: stop like Ctrl-C, so node processes and bags are closed
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_term) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -67,6 +74,9 @@ def main(argv=None) -> int:
         # says what; node reports that follow it are kept
         print(f"policy-xai {args.command}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 def _one_line(e: BaseException) -> str:

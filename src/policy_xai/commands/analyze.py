@@ -213,8 +213,12 @@ def _analyze(args, quiet: bool = False) -> dict:
     out = Path(args.out)
     write_bag = not args.bench and not args.no_bag
     if not args.bench:
-        check_analyze_out(args.bag, args.policy, out, methods, write_bag, not args.no_video)
+        check_analyze_out(args.bag, args.policy, out, methods, write_bag, not args.no_video, create=False)
     policy = _load(args)
+    if not args.bench:
+        from .checks import writable_dir
+
+        writable_dir(out)
     spec = policy.spec
     if not args.batch:
         args.batch = auto_batch(spec)
@@ -312,7 +316,8 @@ def _analyze(args, quiet: bool = False) -> dict:
     return summary
 
 
-def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, video: bool = True) -> None:
+def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, video: bool = True,
+                      create: bool = True) -> None:
     """Before any work: the bag exists, --out is creatable and writable, and nothing analyze writes is
     the input bag, inside it or holds it (`analyze RUN/bag --out RUN` would put its bag at RUN/bag);
     an existing <out>/bag is replaced only when an earlier `analyze` wrote it."""
@@ -337,7 +342,8 @@ def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, vi
     if write_bag and (out / "bag").exists() and not bags.is_annotated_bag(out / "bag"):
         raise UsageError(f"--out {out} already holds {out / 'bag'}, which analyze did not write (a recording?); "
                          "it is left alone: choose another --out, or pass --no-bag")
-    checks.writable_dir(out)
+    if create:
+        checks.writable_dir(out)
 
 
 def _print_timing(s: dict) -> None:
@@ -415,9 +421,9 @@ def run_compare(args: argparse.Namespace) -> int:
         inputs[label] = checks.input_path(path, label)
     checks.guard_outputs(inputs, args.out, {n: Path(args.out, n) for n in (
         "compare.json", "compare.csv", "compare.parquet", "compare_curves.png", "compare_rank.png")})
-    checks.writable_dir(args.out)
     a = bags.load_ratio_series(args.a)
     b = bags.load_ratio_series(args.b)
+    checks.writable_dir(args.out)
     if a.label == b.label:
         a.label, b.label = f"A {a.label}", f"B {b.label}"
     res = bags.compare_series(a, b, args.out, args.align, args.window, args.tolerance)

@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     writes = {n: out / n for n in ("ratios.csv", "summary.json", "fig4_ratios.png", "fig5_curves.png", "heatmaps")}
     writes.update({f"heatmap_{m}.mp4": out / f"heatmap_{m}.mp4" for m in methods})
     checks.guard_outputs(inputs, out, writes)
-    checks.writable_dir(out)
     policy = load_policy_arg(args.policy, args.seed)
+    checks.writable_dir(out)
     spec = policy.spec
     times = alphas = None
     if args.inputs == "synthetic":

@@ -112,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if args.policy.endswith(".safetensors") or Path(args.policy).is_file():
         inputs["--policy file"] = checks.input_file(args.policy, "--policy file")
     checks.guard_outputs(inputs, out, {n: out / n for n in ("sanity.csv", "sanity.png")})
-    checks.writable_dir(out)
     torch.manual_seed(args.seed)
     policy = policy_from_arg(args.policy, args.seed, args.temperature)
+    checks.writable_dir(out)
     if args.inputs == "synthetic":
         from ..synthetic import synthetic_observations
 
