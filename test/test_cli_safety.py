@@ -130,11 +130,13 @@ def test_outputs_that_cannot_be_written_are_refused_up_front(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     bag = bags.write_synthetic_bag(tmp_path / "bag", load_spec("small"), 4)
+    table = bags.write_table([{"step": i, "stamp_ns": i, "time": 0.05 * i, "method": "dtd", "image": 0.5}
+                              for i in range(4)], tmp_path / "bag" / "ratios")[0]  # a ratio table to compare
     for bad, why in ((a_file / "x", "is a file, not a folder"), (Path("/proc/policy_xai_test/x"), "cannot create")):
         cases = [
             ("analyze", bag, "--out", bad), ("explain", "--out", bad), ("sanity", "--out", bad),
             ("run", "--out", bad), ("demo", "--out", bad), ("latency", "--out", bad),
-            ("analyze-rollout", "--out", bad), ("compare", bag, bag, "--out", bad),
+            ("analyze-rollout", "--out", bad), ("compare", table, table, "--out", bad),
             ("collect", "--out", bad / "d.npz"), ("train", "--out", bad / "w.safetensors"),
             ("evaluate", "--json", bad / "e.json"), ("bench", "attribution", "--quick", "--json", bad / "b.json"),
             ("record", bad / "bag"), ("replay", bag, "--record", bad / "bag"), ("replay", bag, "--log-dir", bad),
