@@ -83,6 +83,11 @@ def test_analyze_replaces_only_its_own_output_bag(run_dir, capsys):
     rc, err = cli(capsys, "analyze", out / "bag", "--out", run_dir, "--no-video")
     assert rc == 2 and "which analyze did not write" in error_line(err)
     assert snapshot(run_dir / "bag") == before
+    # nor is the run's summary.json replaced when no bag is written
+    (run_dir / "summary.json").write_text('{"rates_hz": {}}')
+    rc, err = cli(capsys, "analyze", out / "bag", "--out", run_dir, "--no-video", "--no-bag")
+    assert rc == 2 and "summary.json of a `policy-xai run`" in error_line(err)
+    assert (run_dir / "summary.json").read_text() == '{"rates_hz": {}}'
 
 
 def test_every_command_refuses_outputs_that_are_inputs(run_dir, tmp_path, capsys):

@@ -342,6 +342,16 @@ def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, vi
     if write_bag and (out / "bag").exists() and not bags.is_annotated_bag(out / "bag"):
         raise UsageError(f"--out {out} already holds {out / 'bag'}, which analyze did not write (a recording?); "
                          "it is left alone: choose another --out, or pass --no-bag")
+    if (out / "summary.json").is_file():  # a `run` folder (RUN/summary.json next to RUN/bag): not ours to replace
+        import json
+
+        try:
+            other = json.loads((out / "summary.json").read_text())
+        except ValueError:
+            other = {}
+        if isinstance(other, dict) and "rates_hz" in other:
+            raise UsageError(f"--out {out} holds the summary.json of a `policy-xai run`; write the analysis "
+                             f"elsewhere (e.g. {out / 'analysis'})")
     if create:
         checks.writable_dir(out)
 
