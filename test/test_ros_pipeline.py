@@ -96,6 +96,11 @@ def test_explanations_match_stamps_names_and_ratios(live):
     assert values["torque_mismatches"] == "0", values
     assert int(values["explained"]) > 0
     # publisher-side matched subscriptions: the probe and the visualisation node listen to the ratios
+    # (matching completes on each side on its own time: wait for it, a few diagnostics at most)
+    deadline = time.monotonic() + 10
+    while int(values.get("matched/policy_xai/relevance/ratios", 0)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        values = probe.diagnostics("attribution_node")[2]
     assert int(values["matched/policy_xai/relevance/ratios"]) >= 2, values
 
 

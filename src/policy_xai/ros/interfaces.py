@@ -77,6 +77,8 @@ TOPICS: tuple[Topic, ...] = (
           "visualization_node", "per-joint spheres (size/colour = configuration relevance) and ratio text"),
     Topic("ratio_plot", "/policy_xai/ratio_plot", "sensor_msgs/msg/Image", SENSOR_DATA,
           "visualization_node", "rolling plot of the ratios over time (rgb8, low rate)"),
+    Topic("robot_description", "/robot_description", "std_msgs/msg/String", LATCHED, "robot_state_publisher",
+          "the arm's URDF (sim.launch.py robot_state_publisher:=true), for rviz's RobotModel"),
     # ---- health ----------------------------------------------------------------------------------
     Topic("diagnostics", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE, "every node",
           "rates, latency, drops, errors per node"),
