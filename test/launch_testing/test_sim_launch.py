@@ -73,6 +73,16 @@ class TestSimGraph(unittest.TestCase):
         self.assertGreaterEqual(heat.width, 64)
         self.assertEqual(len(heat.data), heat.step * heat.height)
 
+    def test_the_shipped_trained_policy_is_the_default(self):
+        """sim.launch.py without weights:= runs models/reach.safetensors (it ran untrained weights, whose
+        image ratio is ~0.01, where the trained reach policy gives ~0.8)."""
+        level, message, values = self.probe.wait_for_status(
+            "policy_node", lambda level, msg, values: "untrained" in values)
+        self.assertEqual(values["untrained"], "False", values)
+        ratios = self.probe.wait_for("ratios", 10)
+        image = [m.position[list(m.name).index("image")] for m in ratios[-10:]]
+        self.assertGreater(sum(image) / len(image), 0.3, image)
+
     def test_every_node_reports_on_diagnostics(self):
         for n in NODES:
             self.probe.wait_for_status(n, lambda level, msg, values: True, timeout=60)

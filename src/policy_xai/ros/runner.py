@@ -54,6 +54,12 @@ class NodeProcess:
         return self.log_dir / f"{self.name}.log"
 
     def command(self) -> list[str]:
+        """Through policy_xai.ros.entry (signals handled before the heavy imports), as the console
+        scripts that ros2 launch starts; other modules directly."""
+        from .entry import MODULES
+
+        if MODULES.get(self.launch.name) == self.launch.module:
+            return [self.python, "-m", "policy_xai.ros.entry", self.launch.name, *self.launch.ros_args()]
         return [self.python, "-m", self.launch.module, *self.launch.ros_args()]
 
     def start(self) -> "NodeProcess":
