@@ -65,10 +65,9 @@ def wait_for_listener(listener: str, outputs, nodes, domain: int, timeout: float
     matched: dict = {}
 
     def on_diag(msg):
-        for st in msg.status:
-            counts = {kv.key[len("matched"):]: kv.value for kv in st.values if kv.key.startswith("matched/")}
-            if counts:
-                matched[st.name.split("/")[-1]] = counts
+        from policy_xai.ros.convert import matched_counts
+
+        matched.update(matched_counts(msg))
 
     node.create_subscription(DiagnosticArray, itf.topic_name("diagnostics"), on_diag, qos(itf.RELIABLE, 50))
     end = time.monotonic() + timeout

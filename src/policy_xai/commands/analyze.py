@@ -581,10 +581,9 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
         matched: dict = {}  # node name -> {topic: matched subscriptions}, from the nodes' /diagnostics
 
         def on_diag(msg):
-            for st in msg.status:
-                counts = {kv.key[len("matched"):]: kv.value for kv in st.values if kv.key.startswith("matched/")}
-                if counts:
-                    matched[st.name.split("/")[-1]] = counts
+            from ..ros.convert import matched_counts
+
+            matched.update(matched_counts(msg))
 
         from diagnostic_msgs.msg import DiagnosticArray
 

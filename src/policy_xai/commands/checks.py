@@ -144,6 +144,17 @@ def _within(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
+def policy_and_recording(inputs_arg: str, policy_arg: str, policy_label: str = "--policy file") -> dict:
+    """The input files of a command with `--inputs RECORDING|synthetic` and `--policy SPEC|FILE`
+    (label -> path) for guard_outputs; each must exist and hold something."""
+    inputs = {}
+    if inputs_arg != "synthetic":
+        inputs["--inputs recording"] = input_file(inputs_arg, "--inputs recording")
+    if policy_arg.endswith(".safetensors") or Path(policy_arg).is_file():
+        inputs[policy_label] = input_file(policy_arg, policy_label)
+    return inputs
+
+
 def guard_outputs(inputs: Mapping[str, "str | Path | None"], out_dir: "str | Path | None" = None,
                   writes: Mapping[str, "str | Path"] = None, out_label: str = "--out") -> None:
     """Refuse outputs that would delete, overwrite or write into an input.
@@ -199,24 +210,27 @@ def writable_dir(path, label: str = "--out") -> Path:
     return p
 
 
-def writable_file(path, label: str, inputs: Optional[Mapping[str, "str | Path | None"]] = None) -> Path:
-    """An output file: not an input, not a folder, its folder created and writable."""
+def _new_output(path, label: str, inputs, what: str) -> Path:
+    """An output path that is not an input nor inside one, its parent folder created and writable."""
     p = Path(path)
     if inputs:
-        guard_outputs(inputs, writes={"its output": p}, out_label=label)
-    if p.is_dir():
-        raise UsageError(f"{label} {path} is a folder, not a file")
+        guard_outputs(inputs, writes={what: p}, out_label=label)
     _make_dir(p.absolute().parent, lambda why: f"{label} {path}: {why}")
     return p
+
+
+def writable_file(path, label: str, inputs: Optional[Mapping[str, "str | Path | None"]] = None) -> Path:
+    """An output file: not an input, not a folder, its folder created and writable."""
+    if Path(path).is_dir():
+        raise UsageError(f"{label} {path} is a folder, not a file")
+    return _new_output(path, label, inputs, "its output")
 
 
 def new_bag_dir(path, label: str, inputs: Optional[Mapping[str, "str | Path | None"]] = None) -> Path:
     """A bag folder a writer will create: must not exist, not be an input or inside one; its parent
     folder is created and writable."""
-    p = Path(path)
     if inputs:
-        guard_outputs(inputs, writes={"the bag": p}, out_label=label)
-    if p.exists():
+        guard_outputs(inputs, writes={"the bag": Path(path)}, out_label=label)
+    if Path(path).exists():
         raise UsageError(f"{label} {path} exists; a bag is written into a new folder (choose another name)")
-    _make_dir(p.absolute().parent, lambda why: f"{label} {path}: {why}")
-    return p
+    return _new_output(path, label, None, "the bag")

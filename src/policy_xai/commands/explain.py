@@ -79,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if bad or not methods:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
     out = Path(args.out)
-    inputs = {}
-    if args.inputs != "synthetic":
-        inputs["--inputs recording"] = checks.input_file(args.inputs, "--inputs recording")
-    if args.policy.endswith(".safetensors") or Path(args.policy).is_file():
-        inputs["--policy weights file"] = checks.input_file(args.policy, "--policy weights file")
+    inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy weights file")
     if args.robot not in ("", "none") and Path(args.robot).is_file():
         inputs["--robot URDF"] = args.robot
     writes = {n: out / n for n in ("ratios.csv", "summary.json", "fig4_ratios.png", "fig5_curves.png", "heatmaps")}

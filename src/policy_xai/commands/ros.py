@@ -296,7 +296,8 @@ def _close_probe(dom: int) -> None:
         rclpy.try_shutdown(context=ctx)
 
 
-def _print_summary(summary: dict, out=sys.stdout) -> None:
+def _print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up per call: the stream may be replaced (pytest capture, redirection)
     r = summary["rates_hz"]
     from ..ros.interfaces import TOPIC
 

@@ -106,11 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from . import checks
 
     out = Path(args.out)
-    inputs = {}
-    if args.inputs != "synthetic":
-        inputs["--inputs recording"] = checks.input_file(args.inputs, "--inputs recording")
-    if args.policy.endswith(".safetensors") or Path(args.policy).is_file():
-        inputs["--policy file"] = checks.input_file(args.policy, "--policy file")
+    inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy file")
     checks.guard_outputs(inputs, out, {n: out / n for n in ("sanity.csv", "sanity.png")})
     torch.manual_seed(args.seed)
     policy = policy_from_arg(args.policy, args.seed, args.temperature)

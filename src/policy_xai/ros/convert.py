@@ -191,6 +191,17 @@ def float_array_msg(values):
     return msg
 
 
+def matched_counts(diagnostic_array) -> dict[str, dict[str, str]]:
+    """node name -> {topic: matched subscriptions} from a DiagnosticArray of policy_xai nodes (the
+    `matched<topic>` values every node publishes)."""
+    out = {}
+    for st in diagnostic_array.status:
+        counts = {kv.key[len("matched"):]: kv.value for kv in st.values if kv.key.startswith("matched/")}
+        if counts:
+            out[st.name.split("/")[-1]] = counts
+    return out
+
+
 def mapping_to_key_values(d: Mapping[str, object]):
     from diagnostic_msgs.msg import KeyValue
 
