@@ -170,3 +170,13 @@ def error_lines(text: str, word: str) -> list:
     """Lines of `text` that report an error (error / fatal / refus...) and name `word`."""
     pat = re.compile(r"(error|fatal|refus)", re.IGNORECASE)
     return [line for line in text.splitlines() if pat.search(line) and word in line]
+
+
+def check_ratios_explain_decisions(test, probe, n: int = 3) -> None:
+    """The ratios start with 'image', sum to 1 and carry the stamp of a published decision."""
+    ratios = probe.wait_for("ratios", n)
+    decided = {stamp_ns(m) for m in probe.get("torques")}
+    for msg in ratios:
+        test.assertEqual(msg.name[0], "image")
+        test.assertAlmostEqual(sum(msg.position), 1.0, places=4)
+    test.assertIn(stamp_ns(ratios[-1]), decided)

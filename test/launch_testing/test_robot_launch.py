@@ -26,7 +26,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from fake_baxter import RIGHT_ARM  # noqa: E402
-from launch_probe import Probe, check_installed_from, output_of, stamp_ns  # noqa: E402
+from launch_probe import check_ratios_explain_decisions, Probe, check_installed_from, output_of, stamp_ns  # noqa: E402
 
 REPO = Path(HERE).parents[1]
 WEIGHTS = str(REPO / "models" / "reach.safetensors")
@@ -77,12 +77,7 @@ class TestRobotGraph(unittest.TestCase):
         self.assertEqual(list(cfg.name[:7]), [f"joint_position/{n}" for n in RIGHT_ARM])
 
     def test_decisions_are_explained(self):
-        ratios = self.probe.wait_for("ratios", 3)
-        decided = {stamp_ns(m) for m in self.probe.get("torques")}
-        for msg in ratios:
-            self.assertEqual(msg.name[0], "image")
-            self.assertAlmostEqual(sum(msg.position), 1.0, places=4)
-        self.assertIn(stamp_ns(ratios[-1]), decided)
+        check_ratios_explain_decisions(self, self.probe)
         rel = self.probe.wait_for("relevance_image", 1)[-1]
         self.assertEqual((rel.encoding, rel.width, rel.height), ("32FC1", 64, 64))
 

@@ -20,7 +20,7 @@ from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from launch_probe import Probe, check_installed_from, stamp_ns  # noqa: E402
+from launch_probe import check_ratios_explain_decisions, Probe, check_installed_from, stamp_ns  # noqa: E402
 
 NODES = ("sim_node", "policy_node", "attribution_node", "visualization_node")
 
@@ -58,12 +58,7 @@ class TestSimGraph(unittest.TestCase):
         self.assertTrue(all(math.isfinite(x) for x in tau.effort))
 
     def test_ratios_sum_to_one_with_the_decision_stamp(self):
-        ratios = self.probe.wait_for("ratios", 3)
-        decided = {stamp_ns(m) for m in self.probe.get("torques")}
-        for msg in ratios:
-            self.assertEqual(msg.name[0], "image")
-            self.assertAlmostEqual(sum(msg.position), 1.0, places=4)
-        self.assertIn(stamp_ns(ratios[-1]), decided)
+        check_ratios_explain_decisions(self, self.probe)
 
     def test_relevance_and_heatmap_images(self):
         rel = self.probe.wait_for("relevance_image", 1)[-1]
