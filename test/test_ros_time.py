@@ -97,7 +97,9 @@ def test_malformed_command_zeroes_the_torque_at_once(tmp_path):
         pub.publish(cv.float_array_msg(np.full(3, 3.0)))  # wrong joint count
         t = time.time_ns()
         probe.clear("joint_states")
-        got = probe.wait_for("joint_states", 4, timeout=5)
+        # wait until at least three states stamped later than two control steps after it arrived
+        probe.wait_for("joint_states", 3, timeout=5, pred=lambda m: stamp(m) > t + 150_000_000)
+        got = probe.get("joint_states")
     finally:
         runner.stop()
         probe.close()
