@@ -5,6 +5,8 @@
     obs = sim.step(torques)                 # holds the torques for one control period (1/control_rate)
     obs.clipped, obs.torque_applied         # the clipping report of that step
     sim.set_target(xyz); sim.success(); sim.close()
+    sim.render_segmentation()               # (H, W) int32 geom id per pixel of render()'s image, -1: none
+    sim.object_masks()                      # {task object name: (H, W) bool, ..., "background": ...}
 
 The MuJoCo model is generated from the task's URDF (`policy_xai.robot.mjcf`); `sim.model` is the
 Pinocchio `RobotModel` of the same file (importance factors, experts). Rendering picks MUJOCO_GL=egl
@@ -16,13 +18,14 @@ import ctypes.util
 import math
 import os
 import sys
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import (JointCountError, NonFiniteTorqueError, RenderingUnavailableError, RobotInputError,
                      UnknownTaskError)
-from .tasks import Task, get_task
+from .tasks import ARM, Task, get_task
 
 MIN_IMAGE, MAX_IMAGE = 16, 512
 
@@ -140,6 +143,12 @@ class Simulation:
         self._cam = self._m.camera(camera).id if camera in [self._m.camera(i).name for i in range(self._m.ncam)] else None
         if self._cam is None:
             raise RobotInputError(f"no camera {camera!r} in task {self.task.name!r}")
+        self.object_geoms = self._resolve_objects(scene)
+        self._object_luts = {}
+        for name, ids in self.object_geoms.items():
+            lut = np.zeros(self._m.ngeom + 1, bool)   # the last entry: no geom (-1)
+            lut[list(ids)] = True
+            self._object_luts[name] = lut
         self._render = bool(render)
         self._renderer = None
         self._rng = np.random.default_rng(seed)
@@ -148,6 +157,33 @@ class Simulation:
         self.condition = None
         self.steps = 0
         self.reset(0)
+
+    def _resolve_objects(self, scene) -> dict:
+        """task.objects -> {name: tuple of geom ids}. A pattern matching no geom is an error of the task."""
+        m, task = self._m, self.task
+        names = [m.geom(i).name for i in range(m.ngeom)]
+        root = m.body(self.description.root).id
+        ee_added = {g.get("name") for g in ET.fromstring(f"<x>{scene.ee_xml}</x>").iter("geom")}
+        arm = tuple(i for i in range(m.ngeom) if m.body_rootid[m.geom_bodyid[i]] == root and names[i] not in ee_added)
+        if task.objects and task.main_object not in task.objects:
+            raise ValueError(f"task {task.name!r}: main_object {task.main_object!r} is not one of its objects")
+        out = {}
+        for obj, patterns in task.objects.items():
+            if obj == "background":
+                raise ValueError(f"task {task.name!r}: 'background' is reserved, not an object name")
+            ids: set = set()
+            for pat in patterns:
+                if pat == ARM:
+                    hit = arm
+                elif pat.endswith("*"):
+                    hit = [i for i, nm in enumerate(names) if nm.startswith(pat[:-1])]
+                else:
+                    hit = [i for i, nm in enumerate(names) if nm == pat]
+                if not hit:
+                    raise ValueError(f"task {task.name!r}: object {obj!r} pattern {pat!r} matches no geom")
+                ids.update(hit)
+            out[obj] = tuple(sorted(ids))
+        return out
 
     # ---- properties -----------------------------------------------------------------------
     @property
@@ -257,8 +293,8 @@ class Simulation:
         return out
 
     # ---- rendering ------------------------------------------------------------------------
-    def render(self, camera: str | None = None) -> np.ndarray:
-        """The camera image, (H, W, 3) uint8 RGB."""
+    def _scene_renderer(self, camera: str | None):
+        """The (lazily created) renderer with the scene of the current state from `camera`."""
         if self._renderer is None:
             backend = os.environ.get("MUJOCO_GL", "")
             try:
@@ -267,7 +303,32 @@ class Simulation:
                 raise RenderingUnavailableError(_gl_help(backend, e)) from e
         cam = self._cam if camera is None else self._m.camera(camera).id
         self._renderer.update_scene(self._d, camera=cam)
-        return self._renderer.render()
+        return self._renderer
+
+    def render(self, camera: str | None = None) -> np.ndarray:
+        """The camera image, (H, W, 3) uint8 RGB."""
+        return self._scene_renderer(camera).render()
+
+    def render_segmentation(self, camera: str | None = None) -> np.ndarray:
+        """(H, W) int32: the geom id seen at each pixel of `render(camera)`'s image (same camera, size and
+        state, pixel for pixel), -1 where no geom is (background). For measurements only."""
+        r = self._scene_renderer(camera)
+        r.enable_segmentation_rendering()
+        try:
+            seg = r.render()          # (H, W, 2): object id, object type
+        finally:
+            r.disable_segmentation_rendering()
+        return np.where(seg[..., 1] == int(self._mj.mjtObj.mjOBJ_GEOM), seg[..., 0], -1).astype(np.int32)
+
+    def object_masks(self, camera: str | None = None) -> dict:
+        """{name: (H, W) bool} for every object of `task.objects` (all False when it is out of view) and
+        "background" (no geom). A measurement tool (e.g. of explanation faithfulness): no policy or
+        attribution method sees it."""
+        seg = self.render_segmentation(camera)
+        idx = np.where(seg < 0, self._m.ngeom, seg)
+        masks = {name: lut[idx] for name, lut in self._object_luts.items()}
+        masks["background"] = seg < 0
+        return masks
 
     # ---- state (for tests, the ROS node, rollbacks) ---------------------------------------
     def get_state(self) -> dict:

@@ -45,10 +45,20 @@ class Task:
     # optional: (sim) -> dict of task measurements (e.g. insertion depth, door angle)
     measure: Callable | None = None
     extra: dict = field(default_factory=dict)
+    # the scene's objects for segmentation masks (`Simulation.object_masks`; a measurement tool for
+    # explanation faithfulness, never an input of a policy or an attribution method): name -> geom-name
+    # patterns, each an exact geom name, a prefix ending in '*', or ARM (every geom generated from the URDF)
+    objects: dict = field(default_factory=dict)
+    main_object: str = "target"   # the object that differs between conditions (the target, the hole, the door)
 
     @property
     def targets(self) -> np.ndarray:
         return np.array([c.target for c in self.conditions], float)
+
+
+#: geom pattern: every geom of the arm's bodies generated from the URDF (robot/mjcf.py `arm_bodies`),
+#: without the geoms a task adds to the end-effector (Scene.ee_xml: the held peg, the hook)
+ARM = "@arm"
 
 
 def between_targets(task: Task, i: int | None = None, j: int | None = None, fraction: float = 0.5) -> np.ndarray:
@@ -227,6 +237,7 @@ def _make_tasks() -> dict:
          Condition((0.0, 1.2), (0.05, 0.3, 0.03), "far-left"),
          Condition((0.0, 1.2), (0.05, -0.3, 0.03), "far-right")],
         success_tolerance=0.02, horizon=60, scene=_reach2d_scene,
+        objects={"target": ("target",), "table": ("table",), "arm": (ARM,)},
         description="2-DoF planar arm reaching one of 4 targets; the target is only in the image")
     z = TABLE_TOP + 0.035
     tasks["reach"] = Task(
@@ -236,6 +247,7 @@ def _make_tasks() -> dict:
          Condition(BAXTER_START, (0.76, -0.30, z), "far-left"),
          Condition(BAXTER_START, (0.76, -0.58, z), "far-right")],
         success_tolerance=0.05, horizon=100, scene=_reach_scene, gravity_compensation=True,
+        objects={"target": ("target",), "table": ("table", "table_leg"), "floor": ("floor",), "arm": (ARM,)},
         description="Baxter right arm reaching a block on a table (4 blocks); the block is only in the image")
     # peg and door: one start pose (as in reach); the hole / the door is at one of 4 places, visible
     # only in the image (the block and the door are parts of the moving target body)
@@ -246,7 +258,10 @@ def _make_tasks() -> dict:
          Condition(BAXTER_START, (0.74, -0.32, TABLE_TOP), "far-left"),
          Condition(BAXTER_START, (0.74, -0.56, TABLE_TOP), "far-right")],
         success_tolerance=0.02, horizon=140, scene=_peg_scene, gravity_compensation=True,
-        success=_peg_success, measure=_peg_measure,
+        success=_peg_success, measure=_peg_measure, main_object="hole_block",
+        # the 4 mm "target" sphere marks the hole's goal point: part of the block
+        objects={"hole_block": ("hole_wall*", "target"), "peg": ("peg",), "table": ("table", "table_leg"),
+                 "floor": ("floor",), "arm": (ARM,)},
         description="peg held in the gripper, inserted into a hole in a block on the table; the block is at one "
                     "of 4 places (only in the image)")
     handles = [tuple(np.round(np.add(h, HANDLE_OFFSET), 4)) for h in
@@ -258,7 +273,12 @@ def _make_tasks() -> dict:
          Condition(BAXTER_START, handles[2], "far-left"),
          Condition(BAXTER_START, handles[3], "far-right")],
         success_tolerance=0.03, horizon=160, scene=_door_scene, gravity_compensation=True,
-        success=_door_success, measure=_door_measure,
+        success=_door_success, measure=_door_measure, main_object="door",
+        # (the door's "target" sphere is transparent: never rendered, in no object)
+        objects={"door": ("door_panel", "handle_bar", "handle_post_a", "handle_post_b", "door_frame"),
+                 "panel": ("door_panel",), "handle": ("handle_bar", "handle_post_a", "handle_post_b"),
+                 "frame": ("door_frame",), "hook": ("hook_shaft",), "table": ("table", "table_leg"),
+                 "floor": ("floor",), "arm": (ARM,)},
         description="door opening with a hook on the gripper; the door (target: its handle) is at one of 4 "
                     "places (only in the image)")
     return tasks
