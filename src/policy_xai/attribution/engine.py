@@ -33,6 +33,9 @@ gradcam / g1gradcam  Grad-CAM on a chosen conv layer (default: the first): ReLU(
      A_c), upsampled to the image; g1gradcam takes dA from the guided (GBP) backward pass. On the
      last conv layer plain Grad-CAM vanishes: the spatial softmax's gradient sums to zero per map.
 guided_gradcam / g2gradcam  (g1)gradcam x the channel-summed guided gradient of the image.
+ig / ig_median  integrated gradients (path.py) from a reference observation: the image blurred
+     (sigma = max(H, W) / 16) or painted its median colour, the configuration at its training mean;
+     8 path points. Relevance adds up to sum_j alpha_j |tau_j(x) - tau_j(x0)| (completeness).
 
 Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread
 over the pixels of its feature map in proportion to the softmax attention p_kq (sum_q p_kq = 1), so
@@ -56,7 +59,9 @@ from .explanation import IMAGE, Explanation
 RELEVANCE_METHODS = ("dtd", "rap")
 GRADIENT_METHODS = ("gbp", "gradient")
 CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
-METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS
+#: path methods (path.py): method -> reference image; relevance relative to a reference observation
+PATH_METHODS = {"ig": "blur", "ig_median": "median"}
+METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS)
 
 EPS = 1e-12
 _CL = torch.channels_last
@@ -423,6 +428,9 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     pj_img = pj_cfg = None
     extras = {}
 
+    if method in PATH_METHODS:
+        return _explain_path(policy, image, config, method, a, per_joint, spec, fp)
+
     if method in RELEVANCE_METHODS:
         if per_joint:
             R_out = _onehot_out(cache, a, range(J), signed=False)
@@ -511,3 +519,24 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     if need_cam:
         extras["layer"] = li
     return Explanation(method, img_acc, cfg_acc, pts_acc, tau, a, ratios, spec.group_names, fp, pj_img, pj_cfg, extras)
+
+
+def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Explanation:
+    from .path import DEFAULT_STEPS, integrated_gradients, path_sigma
+
+    B, J = a.shape
+    H, W = spec.image_height, spec.image_width
+    kw = dict(steps=DEFAULT_STEPS, baseline=PATH_METHODS[method], sigma=path_sigma(H, W))
+    ig = integrated_gradients(policy, image, config, a, **kw)
+    tau, tau0 = ig.torques, ig.reference_torques
+    pj_img = pj_cfg = None
+    if per_joint:  # one path integral per joint (alpha one-hot); they add up to the amortised one
+        parts = [integrated_gradients(policy, image, config, a * F.one_hot(torch.tensor(j), J).to(a.dtype), **kw)
+                 for j in range(J)]
+        pj_img = torch.stack([p.image.sum(1) for p in parts], dim=1)
+        pj_cfg = torch.stack([p.config for p in parts], dim=1)
+    ratios = _ratios(ig.image.abs().flatten(1).sum(1), ig.config.abs(), spec)
+    extras = {"reference_torques": tau0, "output_relevance": (a * (tau - tau0).abs()).sum(1),
+              "reference": PATH_METHODS[method]}
+    return Explanation(method, ig.image.sum(1), ig.config, ig.points, tau, a, ratios, spec.group_names, fp, pj_img,
+                       pj_cfg, extras)
