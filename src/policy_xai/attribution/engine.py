@@ -36,6 +36,9 @@ guided_gradcam / g2gradcam  (g1)gradcam x the channel-summed guided gradient of 
 ig / ig_median  integrated gradients (path.py) from a reference observation: the image blurred
      (sigma = max(H, W) / 16) or painted its median colour, the configuration at its training mean;
      8 path points. Relevance adds up to sum_j alpha_j |tau_j(x) - tau_j(x0)| (completeness).
+ig_occlusion  |ig| refined by occluding the 8 windows (6/64 of the image) where it is largest with
+     the median colour: each window's measured torque change is spread over its pixels in proportion
+     to |ig| (path.occlusion_refine). Non-negative; the configuration relevance is ig's.
 
 Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread
 over the pixels of its feature map in proportion to the softmax attention p_kq (sum_q p_kq = 1), so
@@ -60,7 +63,7 @@ RELEVANCE_METHODS = ("dtd", "rap")
 GRADIENT_METHODS = ("gbp", "gradient")
 CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 #: path methods (path.py): method -> reference image; relevance relative to a reference observation
-PATH_METHODS = {"ig": "blur", "ig_median": "median"}
+PATH_METHODS = {"ig": "blur", "ig_median": "median", "ig_occlusion": "blur"}
 METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS)
 
 EPS = 1e-12
@@ -526,6 +529,9 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
 
     B, J = a.shape
     H, W = spec.image_height, spec.image_width
+    if per_joint and method == "ig_occlusion":
+        raise ValueError("per_joint is not available for ig_occlusion: its occlusion refinement is not additive "
+                         "over joints (use ig for per-joint maps)")
     kw = dict(steps=DEFAULT_STEPS, baseline=PATH_METHODS[method], sigma=path_sigma(H, W))
     ig = integrated_gradients(policy, image, config, a, **kw)
     tau, tau0 = ig.torques, ig.reference_torques
@@ -535,8 +541,14 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
                  for j in range(J)]
         pj_img = torch.stack([p.image.sum(1) for p in parts], dim=1)
         pj_cfg = torch.stack([p.config for p in parts], dim=1)
-    ratios = _ratios(ig.image.abs().flatten(1).sum(1), ig.config.abs(), spec)
+    img_map = ig.image.sum(1)
+    if method == "ig_occlusion":
+        from .path import occlusion_refine
+
+        img_map = occlusion_refine(policy, image, config, a, img_map, tau)
+    ratios = _ratios(img_map.abs().flatten(1).sum(1) if method == "ig_occlusion" else ig.image.abs().flatten(1).sum(1),
+                     ig.config.abs(), spec)
     extras = {"reference_torques": tau0, "output_relevance": (a * (tau - tau0).abs()).sum(1),
               "reference": PATH_METHODS[method]}
-    return Explanation(method, ig.image.sum(1), ig.config, ig.points, tau, a, ratios, spec.group_names, fp, pj_img,
+    return Explanation(method, img_map, ig.config, ig.points, tau, a, ratios, spec.group_names, fp, pj_img,
                        pj_cfg, extras)
