@@ -104,7 +104,16 @@ def test_rap_hand_computed():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_alpha_one_equals_plain_sum_and_weighting(policy, obs, method):
+    from policy_xai.attribution.engine import NON_ADDITIVE_METHODS
+
     img, cfg = obs
+    if method in NON_ADDITIVE_METHODS:
+        with pytest.raises(ValueError, match="per_joint"):
+            explain(policy, img, cfg, method, per_joint=True)
+        e_none = explain(policy, img, cfg, method, alpha=None)
+        e_ones = explain(policy, img, cfg, method, alpha=np.ones(7))
+        assert torch.allclose(e_none.image, e_ones.image) and torch.allclose(e_none.config, e_ones.config)
+        return
     e1 = explain(policy, img, cfg, method, per_joint=True)
     assert torch.allclose(e1.per_joint_image.sum(1), e1.image, rtol=1e-4, atol=1e-7)
     assert torch.allclose(e1.per_joint_config.sum(1), e1.config, rtol=1e-4, atol=1e-7)

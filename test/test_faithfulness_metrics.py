@@ -354,13 +354,9 @@ def test_perfect_map_beats_the_random_baseline(blob, op):
     rand = [M.curves(p, img, cfg, ALPHA, M.random_map((S, S), s), op, seed=0) for s in range(4)]
     d_rand = max(M.auc(r.deletion) for r in rand)
     assert M.auc(c.deletion) > 0.6 > 0.1 > d_rand
-    if op != "road":
-        # Not for ROAD: curves() builds the insertion images as rem(~keep), and ROAD then imputes the
-        # whole removed part FROM the few inserted pixels (top 3 blob pixels kept -> mean colour
-        # (0.996, 0.004, 0.004): the image turns red, the point goes to the centre). The perfect map's
-        # ROAD insertion AUC is 0.62, below random_map seed 0's 0.79; the module docstring says
-        # insertion starts "from the fully removed image" (reported as a bug, not asserted here).
-        assert M.auc(c.insertion) > 0.95 > max(M.auc(r.insertion) for r in rand)
+    # insertion starts from the fully removed image (for ROAD too: the fill is not imputed from the
+    # few inserted pixels, which would turn the whole image red)
+    assert M.auc(c.insertion) > 0.95 > max(M.auc(r.insertion) for r in rand)
     k = int(mask.sum())
     obj = M.object_effects(p, img, cfg, ALPHA, {"blob": mask}, op)["blob"]
     tk = M.topk_effects(p, img, cfg, ALPHA, {"perfect": perfect, **{f"r{s}": M.random_map((S, S), s)

@@ -65,6 +65,8 @@ CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 #: path methods (path.py): method -> reference image; relevance relative to a reference observation
 PATH_METHODS = {"ig": "blur", "ig_median": "median", "ig_occlusion": "blur"}
 METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS)
+#: methods whose amortised map is not the alpha-weighted sum of per-joint maps (no per_joint)
+NON_ADDITIVE_METHODS = ("ig_occlusion",)
 
 EPS = 1e-12
 _CL = torch.channels_last

@@ -44,7 +44,8 @@ def gaussian_kernel(sigma: float, truncate: float = 3.0) -> torch.Tensor:
 
 
 def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W) with reflected borders (the mean colour is kept)."""
+    """Separable Gaussian blur of (B, C, H, W) with reflected borders (the mean colour is kept
+    approximately)."""
     if sigma <= 0:
         return image.clone()
     k = gaussian_kernel(sigma)

@@ -167,7 +167,7 @@ def top_masks(order: np.ndarray, counts: Sequence[int], shape: tuple, patch: int
 
 
 def units_for(fractions: Sequence[float], shape: tuple, patch: int = 1) -> list[int]:
-    """Numbers of ranked units that remove at least each fraction of the image's pixels."""
+    """Numbers of ranked units nearest to each fraction of the image's units (at least one)."""
     H, W = shape
     n_units = (-(-H // patch)) * (-(-W // patch))
     return [int(min(n_units, max(1, round(f * n_units)))) for f in fractions]
@@ -176,7 +176,8 @@ def units_for(fractions: Sequence[float], shape: tuple, patch: int = 1) -> list[
 def auc(curve) -> float:
     """Area under a curve sampled on the fraction grid, per unit of the grid's index axis (the mean)."""
     c = np.asarray(curve, dtype=np.float64)
-    return float(np.nanmean(c)) if c.size else float("nan")
+    c = c[np.isfinite(c)]
+    return float(c.mean()) if c.size else float("nan")
 
 
 @dataclass
@@ -198,7 +199,11 @@ def curves(policy, image: torch.Tensor, config: torch.Tensor, alpha: torch.Tenso
     keep = top_masks(order, counts, (H, W), patch)
     everything = np.ones((1, H, W), bool)
     F_ = len(counts)
-    imgs = torch.cat([rem(torch.from_numpy(keep)), rem(torch.from_numpy(~keep)), rem(torch.from_numpy(everything))])
+    removed = rem(torch.from_numpy(everything))
+    # insertion: the fully removed image with the top units put back (for ROAD this differs from
+    # removing the complement, whose fill would be imputed from the few kept pixels)
+    inserted = torch.where(torch.from_numpy(keep)[:, None], image[None], removed)
+    imgs = torch.cat([rem(torch.from_numpy(keep)), inserted, removed])
     cfg = config[None].expand(len(imgs), -1)
     tau = torques(policy, imgs, cfg)
     if tau_ref is None:
