@@ -36,8 +36,8 @@ guided_gradcam / g2gradcam  (g1)gradcam x the channel-summed guided gradient of 
 ig / ig_median  integrated gradients (path.py) from a reference observation: the image blurred
      (sigma = max(H, W) / 16) or painted its median colour, the configuration at its training mean;
      8 path points. Relevance adds up to sum_j alpha_j |tau_j(x) - tau_j(x0)| (completeness).
-ig_occlusion  |ig| refined by occluding the 8 windows (6/64 of the image) where it is largest with
-     the median colour: each window's measured torque change is spread over its pixels in proportion
+ig_occlusion  |ig| refined by occluding the windows where it is largest (8 of 4/64 and 4 of 6/64
+     of the image's side) with the median colour: each window's measured torque change is spread over its pixels in proportion
      to |ig| (path.occlusion_refine). Non-negative; the configuration relevance is ig's.
 
 Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread

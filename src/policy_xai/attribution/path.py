@@ -141,13 +141,15 @@ def _forward_n(policy, image, config_n):
     return policy.head(pts, config_n), pts
 
 
-#: patches checked by occlusion in `ig_occlusion`, and their size relative to the image
-OCCLUSION_PATCHES = 8
-OCCLUSION_PATCH_FRACTION = 6 / 64
+#: windows checked by occlusion in `ig_occlusion`: (side as a fraction of the image's larger side,
+#: how many); measured with `policy-xai faithfulness` (docs/attribution.md): small windows find
+#: small objects (reach's block), larger ones the larger (peg's hole block)
+OCCLUSION_WINDOWS = ((4 / 64, 8), (6 / 64, 4))
 
 
-def occlusion_patch(height: int, width: int) -> int:
-    return max(2, int(round(OCCLUSION_PATCH_FRACTION * max(height, width))))
+def occlusion_windows(height: int, width: int) -> list:
+    """[(side in pixels, count)] of ig_occlusion for an image size."""
+    return [(max(2, int(round(f * max(height, width)))), n) for f, n in OCCLUSION_WINDOWS]
 
 
 def top_windows(score: torch.Tensor, p: int, n: int) -> list:
@@ -169,26 +171,27 @@ def top_windows(score: torch.Tensor, p: int, n: int) -> list:
 
 @torch.no_grad()
 def occlusion_refine(policy, image: torch.Tensor, config: torch.Tensor, alpha: torch.Tensor, relevance: torch.Tensor,
-                     tau: torch.Tensor, patches: int = OCCLUSION_PATCHES, size: int | None = None) -> torch.Tensor:
-    """Refine |relevance| (B, H, W) by occluding the `patches` p x p windows where it is largest.
+                     tau: torch.Tensor, windows: list | None = None) -> torch.Tensor:
+    """Refine |relevance| (B, H, W) by occluding the windows where it is largest.
 
-    For each window P (painted with the image's median colour) the measured effect
-    E(P) = sum_j alpha_j |tau_j(x with P painted) - tau_j(x)| is spread over P's pixels in proportion
-    to |relevance|, and a pixel keeps the larger of that and its own |relevance|:
+    windows: [(side p, count n)] (default occlusion_windows): per size, the n p x p windows of largest
+    |relevance| sum (greedy, no overlap within a size). Each window P is painted with the image's
+    median colour and its measured effect E(P) = sum_j alpha_j |tau_j(x with P painted) - tau_j(x)|
+    is spread over P's pixels in proportion to |relevance|; a pixel keeps the largest value:
         M(q) = max(|R(q)|, max_{P containing q} E(P) |R(q)| / sum_{q' in P} |R(q')|).
-    One batched forward pass of B * patches images."""
+    One batched forward pass of B * (sum of counts) images."""
     B, _, H, W = image.shape
-    p = occlusion_patch(H, W) if size is None else int(size)
+    windows = occlusion_windows(H, W) if windows is None else windows
     absr = relevance.abs()
     fill = median_colour(image)
-    wins = [top_windows(absr[b], p, patches) for b in range(B)]
     masks, owners = [], []
-    for b, ws in enumerate(wins):
-        for (y, x) in ws:
-            m = torch.zeros(1, H, W, dtype=torch.bool)
-            m[:, y:y + p, x:x + p] = True
-            masks.append(m)
-            owners.append(b)
+    for b in range(B):
+        for p, n in windows:
+            for (y, x) in top_windows(absr[b], p, n):
+                m = torch.zeros(1, H, W, dtype=torch.bool)
+                m[:, y:y + p, x:x + p] = True
+                masks.append(m)
+                owners.append(b)
     out = absr.clone()
     if not masks:
         return out
@@ -196,7 +199,7 @@ def occlusion_refine(policy, image: torch.Tensor, config: torch.Tensor, alpha: t
     own = torch.tensor(owners)
     occluded = torch.where(mk, fill[own], image[own])
     eff = (alpha[own] * (policy(occluded, config[own]) - tau[own]).abs()).sum(1)
-    for i in torch.argsort(eff).tolist():  # overlapping windows of different images never mix
+    for i in torch.argsort(eff).tolist():  # windows of different images never mix
         b, m = owners[i], mk[i, 0]
         tot = absr[b][m].sum()
         if tot > 0:
