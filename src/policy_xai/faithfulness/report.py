@@ -135,9 +135,11 @@ def object_table(results: Sequence[TaskResult]) -> list[dict]:
     for res in results:
         acc = defaultdict(list)
         px = defaultdict(list)
+        first = res.objects[0]["removal"] if res.objects else None
         for r in res.objects:
             acc[(r["object"], r["removal"])].append(r["effect"])
-            px[r["object"]].append(r["pixels"])
+            if r["removal"] == first:  # one row per state and removal: count states once
+                px[r["object"]].append(r["pixels"])
         for obj in dict.fromkeys(r["object"] for r in res.objects):
             row = {"task": res.task, "object": obj, "pixels": _mean(px[obj]), "states_visible": len(px[obj])}
             for (o, op), v in acc.items():
