@@ -191,6 +191,37 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def objects_markdown(results: Sequence[TaskResult]) -> str:
+    """Which objects each policy uses: the torque change when the object is painted out."""
+    rows = object_table(results)
+    ops = [op for op in ("median", "blur", "road") if any(f"effect_{op}" in r for r in rows)]
+    lines = ["| task | object | pixels (mean) | states seen | " + " | ".join(f"effect ({op})" for op in ops) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(ops)]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['object']} | {r['pixels']:.0f} | {r['states_visible']} | "
+                     + " | ".join(f"{r.get(f'effect_{op}', float('nan')):.3f}" for op in ops) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parts_markdown(summary: list[dict]) -> str:
+    """Pointing and top-k per part, for tasks whose object has parts (door)."""
+    parts = sorted({k[len("pointing_"):] for r in summary for k in r if k.startswith("pointing_")})
+    if not parts:
+        return ""
+    lines = ["| task | method | " + " | ".join(f"pointing {p} | top-k {p}" for p in parts) + " |",
+             "|---|---|" + "---:|---:|" * len(parts)]
+    for r in summary:
+        if not any(f"pointing_{p}" in r for p in parts):
+            continue
+        cells = []
+        for p in parts:
+            for k in (f"pointing_{p}", f"topk_{p}"):
+                v = r.get(k, float("nan"))
+                cells.append(f"{v:.2f}" if isinstance(v, float) and math.isfinite(v) else "")
+        lines.append(f"| {r['task']} | {r['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def figures(results: Sequence[TaskResult], out: Path) -> list[Path]:
     import matplotlib
 
@@ -257,6 +288,10 @@ def write_report(results: Sequence[TaskResult], out: Path, options=None) -> dict
         _write_table(out / "sanity.csv", sanity)
     md = markdown_table(summary)
     (out / "summary.md").write_text(md)
+    (out / "objects.md").write_text(objects_markdown(results))
+    parts = parts_markdown(summary)
+    if parts:
+        (out / "parts.md").write_text(parts)
     figs = figures(results, out)
     doc = {"summary": summary, "objects": object_table(results), "goals": GOALS,
            "sanity_flags": {res.task: res.sanity_flags for res in results},
