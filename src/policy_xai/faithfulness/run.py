@@ -179,9 +179,30 @@ def evaluate_task(task: str, policy, states: States, opt: Options,
         n = min(opt.sanity_states, len(images))
         idx = np.linspace(0, len(images) - 1, n).round().astype(int)
         sr = run_sanity(policy, images[idx], configs[idx], methods, seed=opt.seed)
-        res.sanity = [dict(r, task=task) for r in sr.rows()]
+        res.sanity = [dict(r, task=task, network="trained") for r in sr.rows()]
         res.sanity_flags = sr.flags()
+        # the same check on an untrained network of the same architecture (sharp softmax, as
+        # `policy-xai sanity --policy small` does)
+        untrained = _untrained_like(policy, opt.seed)
+        su = run_sanity(untrained, images[idx], configs[idx], methods, seed=opt.seed)
+        res.sanity += [dict(r, task=task, network="untrained") for r in su.rows()]
+        res.sanity_flags += [f"(untrained network) {f}" for f in su.flags()]
     return res
+
+
+def _untrained_like(policy, seed: int):
+    """A randomly initialised network of policy's spec, with the trained one's configuration
+    normaliser (so the same raw observations are in range) and the sharp softmax of sanity.py."""
+    from ..policy import init_policy
+    from ..sanity import RANDOM_NET_TEMPERATURE
+
+    d = policy.spec.to_dict()
+    d["softmax_temperature"] = RANDOM_NET_TEMPERATURE
+    net = init_policy(d, seed=seed)
+    with torch.no_grad():
+        net.config_mean.copy_(policy.config_mean)
+        net.config_std.copy_(policy.config_std)
+    return net
 
 
 def faithfulness(opt: Options, progress: Optional[Callable[[str, int, int], None]] = None) -> list[TaskResult]:
