@@ -233,8 +233,8 @@ def figures(results: Sequence[TaskResult], out: Path) -> list[Path]:
         curves = mean_curves(res, "median", 1)
         if curves:
             fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-            for m, (fr, d, i) in curves.items():
-                style = dict(color="k", ls="--") if m == RANDOM else {}
+            for k, (m, (fr, d, i)) in enumerate(curves.items()):
+                style = dict(color="k", ls="--") if m == RANDOM else dict(color=plt.cm.tab20(k % 20))
                 ax[0].plot(fr * 100, d, marker=".", label=m, **style)
                 ax[1].plot(fr * 100, i, marker=".", label=m, **style)
             for a_, t in zip(ax, ("deletion: torque change / full removal", "insertion: recovery")):
@@ -260,7 +260,7 @@ def figures(results: Sequence[TaskResult], out: Path) -> list[Path]:
             for k, m in enumerate(methods):
                 vals = [_mean(r["pointing"] for r in res.pointing if r["method"] == m and r["object"] == n)
                         for n in names]
-                ax[1].bar(np.arange(len(names)) + k * width, vals, width, label=m)
+                ax[1].bar(np.arange(len(names)) + k * width, vals, width, label=m, color=plt.cm.tab20(k % 20))
             ax[1].axhline(1.0, color="k", lw=0.8)
             ax[1].set_xticks(np.arange(len(names)) + 0.4, names, rotation=45)
             ax[1].set_yscale("symlog", linthresh=1)
