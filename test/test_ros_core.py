@@ -298,3 +298,18 @@ def test_stamp_sync_detects_a_restart_smaller_than_the_jump_threshold():
     assert s.emitted == 10
     out = [s.add(k, 10**6 * t, 1) for t in range(0, 200, 50) for k in "ab"]  # second pass
     assert s.jumps_backward == 1 and any(o is not None for o in out)
+
+
+def test_live_default_method_is_the_measured_one():
+    """The attribution node, the shipped configs and the demo default to attribution.DEFAULT_METHOD
+    (chosen by `policy-xai faithfulness`, docs/faithfulness.md)."""
+    import yaml
+
+    from policy_xai.attribution.engine import DEFAULT_METHOD, METHODS
+
+    assert DEFAULT_METHOD in METHODS
+    assert itf.NODES["attribution_node"].params["method"].default == DEFAULT_METHOD
+    for name in ("sim.yaml", "baxter.yaml"):
+        cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+        methods = [v["ros__parameters"]["method"] for v in cfg.values() if "method" in v.get("ros__parameters", {})]
+        assert methods == [DEFAULT_METHOD], name

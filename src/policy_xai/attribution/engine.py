@@ -65,6 +65,9 @@ CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 #: path methods (path.py): method -> reference image; relevance relative to a reference observation
 PATH_METHODS = {"ig": "blur", "ig_median": "median", "ig_occlusion": "blur"}
 METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS)
+#: the method the live pipeline and the commands use unless told otherwise (chosen by
+#: `policy-xai faithfulness`, docs/faithfulness.md)
+DEFAULT_METHOD = "ig_occlusion"
 #: methods whose amortised map is not the alpha-weighted sum of per-joint maps (no per_joint)
 NON_ADDITIVE_METHODS = ("ig_occlusion",)
 

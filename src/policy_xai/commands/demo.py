@@ -3,7 +3,8 @@
 Live (default): the simulated Baxter-style arm, the shipped trained policy, attribution and
 visualisation run as separate ROS 2 processes over real DDS (no ROS install needed) for --duration
 seconds while every topic is recorded to a rosbag2 MCAP; then the recording is analysed offline
-(dtd, rap, gbp: Fig. 4/5-style figures, heatmap video, ratio CSV/Parquet).
+(the live method, then the paper's dtd, rap, gbp: Fig. 4/5-style figures, heatmap video, ratio
+CSV/Parquet).
 --offline: no ROS at all; the policy explains generated observations (policy-xai explain).
 """
 from __future__ import annotations
@@ -19,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--task", default="reach", help="simulation task with a shipped policy (reach, reach2d, peg, door)")
     p.add_argument("--weights", default="", help="policy weights (default: the shipped models/<task>.safetensors)")
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of live running after start-up")
-    p.add_argument("--method", default="dtd", help="live attribution method")
+    p.add_argument("--method", default="ig_occlusion",
+                   help="live attribution method (default ig_occlusion: see docs/faithfulness.md)")
     p.add_argument("--offline", action="store_true", help="no ROS: explain generated observations instead")
     p.add_argument("--no-analyze", action="store_true", help="skip the offline analysis of the recording")
     p.add_argument("--out", default=None, help="output folder (default runs/demo-<date-time>; must not hold live/bag "
@@ -83,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     rc = cmd_run(live)
     if rc or args.no_analyze:
         return rc
-    print("\nanalysing the recording offline (dtd, rap, gbp) ...")
+    methods = ",".join(dict.fromkeys([args.method, "dtd", "rap", "gbp"]))
+    print(f"\nanalysing the recording offline ({methods.replace(',', ', ')}) ...")
     a = parser.parse_args(["analyze", str(out / "live" / "bag"), "--policy", str(weights) if weights else spec,
-                           "--methods", "dtd,rap,gbp", "--out", str(out / "analysis"),
+                           "--methods", methods, "--out", str(out / "analysis"),
                            "--compression", args.compression])
     rc = a.func(a)
     print(f"\ndemo outputs in {out}/: live/ (bag, heatmap.mp4, ratios.png, summary.json) and analysis/ "

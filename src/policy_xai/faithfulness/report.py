@@ -222,6 +222,37 @@ def parts_markdown(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def goals_markdown(summary: list[dict], method: str) -> str:
+    """The issue's goals for one method, measured: top-k, pointing, deletion AUC vs random and
+    gradient x input, configuration rank correlation."""
+    by = {(r["task"], r["method"]): r for r in summary}
+    tasks = list(dict.fromkeys(r["task"] for r in summary))
+    lines = ["| goal | task | measured | met |", "|---|---|---|---|"]
+
+    def row(goal, task, text, ok):
+        lines.append(f"| {goal} | {task} | {text} | {'yes' if ok else '**no**'} |")
+
+    for t in tasks:
+        r = by.get((t, method))
+        if r is None:
+            continue
+        if t in ("reach", "peg", "door"):
+            row("top-k >= 0.8x the task object", t, f"{r.get('topk', float('nan')):.2f}", r.get("topk", 0) >= 0.8)
+        if t in ("reach", "peg"):
+            row("pointing >= 3 on the task object", t, f"{r.get('pointing', float('nan')):.1f}", r.get("pointing", 0) >= 3)
+        for op in ("median", "blur", "road"):
+            k = f"deletion_{op}"
+            if k not in r:
+                continue
+            rnd = by.get((t, RANDOM), {}).get(k, float("nan"))
+            grd = by.get((t, "gradient"), {}).get(k, float("nan"))
+            ok = r[k] > rnd and (not math.isfinite(grd) or r[k] > grd)
+            row(f"deletion AUC ({op}) > random and gradient", t, f"{r[k]:.2f} vs {rnd:.2f} / {grd:.2f}", ok)
+        c = r.get("config_rank", float("nan"))
+        row("configuration ratios' rank correlation >= 0.7", t, f"{c:.2f}", math.isfinite(c) and c >= 0.7)
+    return "\n".join(lines) + "\n"
+
+
 def figures(results: Sequence[TaskResult], out: Path) -> list[Path]:
     import matplotlib
 
@@ -292,6 +323,10 @@ def write_report(results: Sequence[TaskResult], out: Path, options=None) -> dict
     parts = parts_markdown(summary)
     if parts:
         (out / "parts.md").write_text(parts)
+    from ..attribution.engine import DEFAULT_METHOD
+
+    if any(r["method"] == DEFAULT_METHOD for r in summary):
+        (out / "goals.md").write_text(goals_markdown(summary, DEFAULT_METHOD))
     figs = figures(results, out)
     doc = {"summary": summary, "objects": object_table(results), "goals": GOALS,
            "sanity_flags": {res.task: res.sanity_flags for res in results},
