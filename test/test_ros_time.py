@@ -35,7 +35,12 @@ def test_simulated_time_over_short_episodes(tmp_path):
         probe.clear("torques", "joint_states")
         got = probe.wait_for("torques", 40, timeout=20)  # 40 steps = 5 episodes of 8
         js = probe.get("joint_states")
+        # diagnostics come about once a second: wait for one published after the 3rd episode ended
+        end = time.monotonic() + 5
         diag = probe.diagnostics("sim_node")
+        while time.monotonic() < end and not (diag and int(diag[2].get("episodes_done", 0)) >= 3):
+            time.sleep(0.1)
+            diag = probe.diagnostics("sim_node")
     finally:
         runner.stop()
         probe.close()

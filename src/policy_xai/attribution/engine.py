@@ -38,7 +38,7 @@ ig / ig_median  integrated gradients (path.py) from a reference observation: the
      8 path points. Relevance adds up to sum_j alpha_j |tau_j(x) - tau_j(x0)| (completeness).
 ig_occlusion  |ig| refined by occluding the windows where it is largest (8 of 4/64 and 4 of 6/64
      of the image's side) with the median colour: each window's measured torque change is spread over its pixels in proportion
-     to |ig| (path.occlusion_refine). Non-negative; the configuration relevance is ig's.
+     to |ig| (path.occlusion_refine). Non-negative; the configuration relevance and the ratios are ig's.
 
 Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread
 over the pixels of its feature map in proportion to the softmax attention p_kq (sum_q p_kq = 1), so
@@ -551,8 +551,9 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
         from .path import occlusion_refine
 
         img_map = occlusion_refine(policy, image, config, a, img_map, tau)
-    ratios = _ratios(img_map.abs().flatten(1).sum(1) if method == "ig_occlusion" else ig.image.abs().flatten(1).sum(1),
-                     ig.config.abs(), spec)
+    # ratios from the path integral for all three (ig_occlusion's refined map ranks pixels; its total
+    # depends on which windows were occluded, and a near-tie in their choice must not move the ratios)
+    ratios = _ratios(ig.image.abs().flatten(1).sum(1), ig.config.abs(), spec)
     extras = {"reference_torques": tau0, "output_relevance": (a * (tau - tau0).abs()).sum(1),
               "reference": PATH_METHODS[method]}
     return Explanation(method, img_map, ig.config, ig.points, tau, a, ratios, spec.group_names, fp, pj_img,

@@ -111,7 +111,11 @@ def integrated_gradients(policy, image: torch.Tensor, config: torch.Tensor, alph
         ends, pts_ends = _forward_n(policy, torch.cat([image, x0]), torch.cat([cn, cn0]))
     tau, tau0 = ends[:B], ends[B:]
     dpts = pts_ends[:B] - pts_ends[B:]
-    s = torch.sign(tau - tau0)
+    # a joint whose torque does not change between x0 and x (within float noise) has nothing to
+    # attribute; its sign would be noise and flip with the batch composition
+    d = tau - tau0
+    tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9
+    s = torch.where(d.abs() > tol, torch.sign(d), torch.zeros_like(d))
     t = ((torch.arange(m, dtype=torch.float32) + 0.5) / m).view(m, 1, 1, 1, 1)
     dimg = image - x0
     dcfg = cn - cn0
