@@ -57,7 +57,11 @@ def test_live_recording_reproduced_by_the_offline_analysis(recorded, tmp_path):
     assert lv["live_methods"] == [DEFAULT_METHOD] and "warning" not in lv
     assert lv["torques"]["matched"] == s["steps"] and lv["torques"]["max_abs_diff"] < 1e-4
     for k in ("ratios", "relevance_config", "importance"):
-        assert lv[k]["matched"] >= s["steps"] - 5 and lv[k]["max_abs_diff"] < 1e-4, (k, lv[k])
+        # every live explanation in the bag is matched; the attribution node explains the newest
+        # decision and skips the rest when it falls behind (a slower method on a loaded machine)
+        recorded = counts["ratios" if k == "ratios" else "importance" if k == "importance" else "relevance_image"]
+        assert lv[k]["matched"] >= min(recorded, s["steps"]) - 1 and lv[k]["matched"] >= s["steps"] // 2, (k, lv[k])
+        assert lv[k]["max_abs_diff"] < 1e-4, (k, lv[k])
     # ig_occlusion picks its occlusion windows by the ranking of |ig|: a near-tie can flip between the
     # live batch of 1 and the offline batches (float differences ~1e-7), moving one window's share
     tol = 5e-3 if DEFAULT_METHOD == "ig_occlusion" else 1e-4
