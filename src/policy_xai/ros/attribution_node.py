@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -37,6 +38,11 @@ class AttributionNode(XaiNode):
         self.rate = live.RateMeter()
         self.compute = live.LatencyStats()
         self.latency = live.LatencyStats()
+        # the stages of stamp -> publish, for /diagnostics: inputs received and paired, waiting in the
+        # slot for the worker, explanation (compute), publishing the five messages
+        self.paired = live.LatencyStats()
+        self.queue_wait = live.LatencyStats()
+        self.publish_time = live.LatencyStats()
         self.mismatches = 0
         self.max_torque_diff = 0.0
         self.done = 0
@@ -58,8 +64,12 @@ class AttributionNode(XaiNode):
         s = self.spec
         try:
             rgb = np.zeros((s.image_height, s.image_width, s.image_channels), np.uint8)
-            explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(np.zeros(s.config_dim)),
-                    method=self.method, alpha=np.ones(s.n_joints), precision=self.precision)
+            config = np.zeros(s.config_dim)
+            alpha = live.importance_per_step(s, config, self.robot, self.p("dt"))  # the robot model's first call too
+            if not np.all(np.isfinite(alpha)) or not np.any(alpha):
+                alpha = np.ones(s.n_joints)
+            explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
+                    method=self.method, alpha=alpha, precision=self.precision)
         except Exception as e:  # noqa: BLE001 - only a warm-up: the live path reports its own errors
             self.get_logger().warning(f"warm-up explanation failed: {e}")
 
@@ -92,7 +102,8 @@ class AttributionNode(XaiNode):
     def _offer(self, stream, stamp, item) -> None:
         got = self.sync.add(stream, stamp, item)
         if got is not None:
-            self.slot.put((stamp, got))
+            self.paired.add((self.now_ns() - stamp) * 1e-9)
+            self.slot.put((stamp, got, time.perf_counter()))
 
     # ---- work -----------------------------------------------------------------------------------
     def work(self) -> None:
@@ -107,12 +118,15 @@ class AttributionNode(XaiNode):
                     return  # shutting down
                 self.report_error("explain", str(e) or type(e).__name__)
 
-    def explain(self, stamp: int, got: dict) -> None:
+    def explain(self, stamp: int, got: dict, queued: Optional[float] = None) -> None:
+        """Explain one paired decision and publish; `queued`: perf_counter() when it was put in the slot."""
         from ..attribution import explain
 
         rgb, frame_id = got["image"]
         config, published = got["config"], got["torques"]
         t0 = time.perf_counter()
+        if queued is not None:
+            self.queue_wait.add(t0 - queued)
         alpha = live.importance_per_step(self.spec, config, self.robot, self.p("dt"))
         exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
                       method=self.method, alpha=alpha, precision=self.precision)
@@ -123,7 +137,8 @@ class AttributionNode(XaiNode):
             self.mismatches += 1
             self.report_error("torque_mismatch", f"recomputed torques differ from the published ones by {diff:.4g} "
                               "N·m (different weights or spec loaded?)", throttle=5.0)
-        self.compute.add(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        self.compute.add(t1 - t0)
         rel_img = exp.image[0].detach().numpy().astype(np.float32)
         rel_cfg = exp.config[0].detach().numpy()
         P = self.pubs
@@ -139,6 +154,7 @@ class AttributionNode(XaiNode):
         else:
             P["ratios"].publish(cv.named_vector_msg(stamp, [], []))
         P["importance"].publish(cv.named_vector_msg(stamp, self.spec.joint_names, alpha))
+        self.publish_time.add(time.perf_counter() - t1)
         self.done += 1
         self.rate.tick()
         self.latency.add((self.now_ns() - stamp) * 1e-9)
@@ -150,6 +166,8 @@ class AttributionNode(XaiNode):
             "skipped_behind": self.slot.skipped, "unpaired_dropped": self.sync.dropped,
             "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
             **self.latency.summary("stamp_to_publish"),
+            **_p50_p99(self.paired, "stamp_to_paired"), **_p50_p99(self.queue_wait, "queue_wait"),
+            **_p50_p99(self.publish_time, "publish"),
             "torque_mismatches": self.mismatches, "max_torque_diff": self.max_torque_diff,
             "precision": self.precision, "time_jumps_backward": self.sync.jumps_backward,
             "time_jumps_forward": self.sync.jumps_forward,
@@ -164,6 +182,10 @@ class AttributionNode(XaiNode):
     def close(self) -> None:
         self.slot.close()
         self.worker.join(timeout=2.0)
+
+
+def _p50_p99(stats: live.LatencyStats, prefix: str) -> dict:
+    return {f"{prefix}_p50_ms": 1e3 * stats.percentile(50), f"{prefix}_p99_ms": 1e3 * stats.percentile(99)}
 
 
 def main(args=None) -> int:

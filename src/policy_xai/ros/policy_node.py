@@ -63,16 +63,29 @@ class PolicyNode(XaiNode):
         self.rate = live.RateMeter()
         self.compute = live.LatencyStats()
         self.age = live.LatencyStats()
+        self.publish_time = live.LatencyStats()  # command + observation + torques messages
         self.stale_commands = 0
         self.pub_cmd = self.pub("commands")
         self.pub_obs_image = self.pub("obs_image")
         self.pub_obs_config = self.pub("obs_config")
         self.pub_torques = self.pub("torques")
+        self.warm_up()
         self.sub("image", self.guarded("image", self.on_image), depth=2)
         self.sub("joint_states", self.guarded("joint_state", self.on_joints), depth=5)
         self.create_timer(0.05, self.on_watchdog)
         self.get_logger().info(
             f"policy {s.name!r} ({s.image_height}x{s.image_width}, joints {list(s.joint_names)}) ready")
+
+    def warm_up(self) -> None:
+        """One forward pass (and the configuration builder) on a blank observation before subscribing:
+        the first call is several times slower and would delay the first live decisions."""
+        s = self.spec
+        try:
+            q = np.zeros(s.n_joints)
+            self.policy.act(np.zeros((s.image_height, s.image_width, s.image_channels), np.uint8),
+                            self.config.build(q, q))
+        except Exception as e:  # noqa: BLE001 - only a warm-up: the live path reports its own errors
+            self.get_logger().warning(f"warm-up decision failed: {e}")
 
     def torque_limits(self, extra) -> np.ndarray:
         """The spec's limits, tightened by the torque_limits parameter ('' or one value per joint)."""
@@ -135,6 +148,7 @@ class PolicyNode(XaiNode):
             self.send(np.zeros_like(self.limits))
             raise ValueError(f"policy produced non-finite torques {tau}; sent zero torque")
         tau = np.clip(tau, -self.limits, self.limits)
+        t1 = time.perf_counter()
         self.send(tau)
         self.watchdog.feed()
         self.rate.tick()
@@ -142,6 +156,7 @@ class PolicyNode(XaiNode):
         self.pub_obs_image.publish(cv.image_msg(rgb, stamp, frame_id))
         self.pub_obs_config.publish(cv.named_vector_msg(stamp, self.config.names, config))
         self.pub_torques.publish(cv.joint_state_msg(stamp, self.spec.joint_names, effort=tau))
+        self.publish_time.add(time.perf_counter() - t1)
 
     def send(self, tau: np.ndarray) -> None:
         self.last_command = np.asarray(tau, dtype=np.float64)
@@ -161,6 +176,9 @@ class PolicyNode(XaiNode):
             "spec": self.spec.name, "rate_hz": self.rate.rate(), "decisions": self.rate.total,
             "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
             "observation_age_p50_ms": 1e3 * self.age.percentile(50),
+            "observation_age_p99_ms": 1e3 * self.age.percentile(99),
+            "publish_p50_ms": 1e3 * self.publish_time.percentile(50),
+            "publish_p99_ms": 1e3 * self.publish_time.percentile(99),
             "unpaired_dropped": self.sync.dropped, "stale": stale, "stale_trips": self.watchdog.trips,
             "stale_commands": self.stale_commands, "stale_action": self.stale_action,
             "time_jumps_backward": self.sync.jumps_backward, "time_jumps_forward": self.sync.jumps_forward,

@@ -45,6 +45,7 @@ class VisualizationNode(XaiNode):
         self.rate = live.RateMeter()
         self.render = live.LatencyStats()
         self.latency = live.LatencyStats()
+        self.paired = live.LatencyStats()  # stamp -> image, relevance and points all here (before drawing)
         self.pub_heat = self.pub("heatmap")
         self.pub_markers = self.pub("markers")
         self.pub_plot = self.pub("ratio_plot")
@@ -108,6 +109,7 @@ class VisualizationNode(XaiNode):
         got = self.heat_sync.add(stream, ns, item)
         if got is None:
             return
+        self.paired.add((self.now_ns() - ns) * 1e-9)
         t0 = time.perf_counter()
         (rgb, frame_id), rel, (pts, prel) = got["image"], got["relevance"], got["points"]
         scale = int(self.p("heatmap_scale")) or max(1, 256 // rgb.shape[1])
@@ -211,6 +213,9 @@ class VisualizationNode(XaiNode):
     def diagnostics(self):
         values = {"heatmap_rate_hz": self.rate.rate(), "heatmaps": self.rate.total,
                   "render_p50_ms": 1e3 * self.render.percentile(50),
+                  "render_p99_ms": 1e3 * self.render.percentile(99),
+                  "stamp_to_paired_p50_ms": 1e3 * self.paired.percentile(50),
+                  "stamp_to_paired_p99_ms": 1e3 * self.paired.percentile(99),
                   **self.latency.summary("stamp_to_heatmap"),
                   "unpaired_dropped": self.heat_sync.dropped + self.marker_sync.dropped,
                   "time_jumps_backward": self.heat_sync.jumps_backward,
