@@ -1,0 +1,123 @@
+"""Canonizers: rewrite the traced graph before the rules run.
+
+`fold_batchnorm`: a BatchNorm (torch.nn BatchNorm1d/2d in eval mode, or a frozen BatchNorm plain
+Module with weight/bias/running_mean/running_var buffers) whose input is a Linear / Conv used by
+nothing else is folded into it:
+
+    s = gamma / sqrt(running_var + eps),  W' = s W (per output channel),  b' = s (b - running_mean) + beta
+
+The pair then is one linear layer with W', b' (the same function up to float rounding), and the
+BatchNorm node becomes an identity. The rules see W', so the sign of gamma flips the contributions
+as it should. Folded weights are recomputed when any of the tensors involved changes (version
+counter and storage), so training between explanations is fine.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .trace import Graph, Node, UnsupportedOpError
+
+
+def _stamp(ts):
+    return tuple((t._version, t.data_ptr()) if torch.is_tensor(t) else t for t in ts)
+
+
+def _conv_padding(m) -> tuple:
+    p = m.padding
+    if isinstance(p, str):
+        if p == "valid":
+            return (0,) * len(m.kernel_size)
+        # "same": symmetric only (odd effective kernel)
+        eff = [d * (k - 1) for k, d in zip(m.kernel_size, m.dilation)]
+        if any(e % 2 for e in eff):
+            raise UnsupportedOpError(f"conv with padding='same' and an even effective kernel ({m})")
+        return tuple(e // 2 for e in eff)
+    return tuple(p)
+
+
+def module_layer_params(m: nn.Module) -> dict:
+    """weight, bias and geometry of a Linear / Conv1d / Conv2d module."""
+    if isinstance(m, nn.Linear):
+        return {"type": "linear", "weight": m.weight, "bias": m.bias}
+    if getattr(m, "padding_mode", "zeros") != "zeros":
+        raise UnsupportedOpError(f"conv with padding_mode={m.padding_mode!r} ({m}); supported: 'zeros'")
+    return {"type": "conv", "nd": len(m.kernel_size), "weight": m.weight, "bias": m.bias, "stride": tuple(m.stride),
+            "padding": _conv_padding(m), "dilation": tuple(m.dilation), "groups": m.groups}
+
+
+class FoldedLayer:
+    """Parameters of a linear / conv layer with the BatchNorm after it folded in (cached)."""
+
+    def __init__(self, layer: Node, bn: nn.Module):
+        self.layer, self.bn = layer, bn
+        self._cache = None
+
+    def _bn_tensors(self):
+        bn = self.bn
+        return bn.weight, bn.bias, bn.running_mean, bn.running_var
+
+    def get(self) -> dict:
+        base = module_layer_params(self.layer.module)
+        g, beta, mu, var = self._bn_tensors()
+        stamp = _stamp((base["weight"], base["bias"], g, beta, mu, var))
+        if self._cache is not None and self._cache[0] == stamp:
+            return self._cache[1]
+        with torch.no_grad():
+            eps = float(getattr(self.bn, "eps", 1e-5))
+            s = torch.rsqrt(var + eps)
+            if g is not None:
+                s = s * g
+            W = base["weight"]
+            b = base["bias"] if base["bias"] is not None else torch.zeros(W.shape[0], dtype=W.dtype)
+            W2 = W * s.view(-1, *([1] * (W.dim() - 1)))
+            b2 = (b - mu) * s + (beta if beta is not None else 0)
+        out = dict(base, weight=W2.contiguous(), bias=b2.contiguous())
+        self._cache = (stamp, out)
+        return out
+
+    def __call__(self, x):
+        p = self.get()
+        if p["type"] == "linear":
+            return F.linear(x, p["weight"], p["bias"])
+        conv = F.conv1d if p["nd"] == 1 else F.conv2d
+        return conv(x, p["weight"], p["bias"], p["stride"], p["padding"], p["dilation"], p["groups"])
+
+
+def fold_batchnorm(graph: Graph) -> int:
+    """Fold every foldable BatchNorm into the layer before it; returns how many were folded."""
+    users = graph.users()
+    folded = 0
+    for n in graph.nodes:
+        if n.kind != "batchnorm" or n.module is None:
+            continue
+        bn = n.module
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            if bn.training:
+                raise UnsupportedOpError(f"{n.where()} is in training mode; call model.eval() first")
+            if bn.running_mean is None:
+                continue  # batch statistics in eval: not a fixed affine map; stays a batchnorm node
+        args = n.arg_nodes()
+        if len(args) != 1:
+            continue
+        prev = args[0]
+        if prev.kind not in ("linear", "conv") or prev.module is None or len(users[prev]) != 1 or "fold" in prev.info:
+            continue
+        fl = FoldedLayer(prev, bn)
+        prev.info["fold"] = fl
+        prev.info["folded_from"] = n.path
+        prev.fn = fl
+        n.kind = "identity"
+        n.info["folded_into"] = prev.path
+        n.fn = _identity
+        folded += 1
+    return folded
+
+
+def _identity(x):
+    return x
+
+
+#: canonizers run in this order before every explanation
+CANONIZERS = (fold_batchnorm,)

@@ -1,0 +1,354 @@
+"""The graph engine: trace once, canonize, one cached forward, explicit backward passes with the
+method's rules (composites.py). `explain_module` is the entry point.
+
+    from policy_xai.attribution.graph import explain_module
+    e = explain_module(model, {"image": img, "state": s}, method="dtd", alpha=None)
+    e.inputs["image"]   # relevance, same shape as the input
+    e.ratios["state"]   # share of the total absolute relevance, (B,)
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .canonizers import CANONIZERS, module_layer_params
+from .composites import METHODS, OUTPUT_PASS, Method
+from .trace import Graph, Node, UnsupportedOpError, _map, analyse, trace
+
+
+@dataclass
+class GraphExplanation:
+    """inputs: name -> relevance (B, ...) like the input; ratios: name -> (B,) share of the total
+    absolute relevance (sum to 1; NaN where there is none); group_ratios: "input/group" -> (B,) for
+    the groups given to explain_module; outputs: the explained outputs (B, A); alpha: (B, A);
+    per_output: name -> (B, A, ...) per-output relevance when requested."""
+
+    method: str
+    inputs: dict
+    ratios: dict
+    outputs: torch.Tensor
+    alpha: torch.Tensor
+    group_ratios: dict = field(default_factory=dict)
+    per_output: Optional[dict] = None
+    extras: dict = field(default_factory=dict)
+
+
+def _alpha_tensor(alpha, B, A, dtype):
+    if alpha is None:
+        return torch.ones(B, A, dtype=dtype)
+    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype)
+    if a.dim() == 1:
+        a = a.unsqueeze(0).expand(B, -1)
+    if tuple(a.shape) != (B, A):
+        raise ValueError(f"alpha must have shape ({A},) or ({B}, {A}), got {tuple(a.shape)}")
+    if not torch.isfinite(a).all() or (a < 0).any():
+        raise ValueError("alpha must be finite and non-negative")
+    return a.contiguous()
+
+
+class Context:
+    """What the rules may ask during one backward pass."""
+
+    def __init__(self, graph: Graph, vals: dict):
+        self.graph, self.vals = graph, vals
+        self.memo: dict = {}
+
+    def params(self, node: Node) -> dict:
+        if "fold" in node.info:
+            return node.info["fold"].get()
+        if node.module is not None:
+            return module_layer_params(node.module)
+        # functional F.linear / F.conv1d / F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        a = _map(node.args, lambda v: self.vals[v] if isinstance(v, Node) else v)
+        kw = _map(node.kwargs, lambda v: self.vals[v] if isinstance(v, Node) else v)
+        W = a[1] if len(a) > 1 else kw["weight"]
+        b = a[2] if len(a) > 2 else kw.get("bias")
+        if node.source.endswith("linear"):
+            return {"type": "linear", "weight": W, "bias": b}
+        nd = W.dim() - 2
+        names = ("stride", "padding", "dilation", "groups")
+        defaults = (1, 0, 1, 1)
+        got = {k: (a[3 + i] if len(a) > 3 + i else kw.get(k, d)) for i, (k, d) in enumerate(zip(names, defaults))}
+        if isinstance(got["padding"], str):
+            raise UnsupportedOpError(f"{node.where()}: string padding in functional conv")
+        tup = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd  # noqa: E731
+        return {"type": "conv", "nd": nd, "weight": W, "bias": b, "stride": tup(got["stride"]),
+                "padding": tup(got["padding"]), "dilation": tup(got["dilation"]), "groups": got["groups"]}
+
+    def call(self, node: Node, xs: list):
+        return self.graph.call_with(node, self.vals, xs)
+
+    def attention(self, node: Node, a):
+        key = ("attention", node)
+        if key not in self.memo:
+            self.memo[key] = node.info["adapter"].attention(a)
+        return self.memo[key]
+
+    def derivative(self, node: Node, x):
+        key = ("derivative", node)
+        if key not in self.memo:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                y = self.call(node, [xg])
+                (d,) = torch.autograd.grad(y.sum(), xg)
+            self.memo[key] = d
+        return self.memo[key]
+
+    def vjp(self, node: Node, R):
+        """Exact transpose of the op at this point: R (m, *y.shape) -> per live argument (m, *x.shape)."""
+        live = [a for a, lv in zip(node.arg_nodes(), node.info["live_args"]) if lv]
+        xs = []
+        for a in live:
+            v = self.vals[a]
+            xs.append(tuple(t.detach().requires_grad_(True) for t in v) if isinstance(v, (tuple, list))
+                      else v.detach().requires_grad_(True))
+        leaves = [t for x in xs for t in (x if isinstance(x, tuple) else (x,))]
+        with torch.enable_grad():
+            y = self.call(node, xs)
+        ys = list(y) if isinstance(y, (tuple, list)) else [y]
+        Rs = list(R) if isinstance(R, (tuple, list)) else [R]
+        pairs = [(yo, Ro) for yo, Ro in zip(ys, Rs) if Ro is not None]
+        m = next(Ro.shape[0] for _, Ro in pairs)
+        per_rep = []
+        for k in range(m):
+            outs = [yo for yo, _ in pairs]
+            gs = [Ro[k] for _, Ro in pairs]
+            got = torch.autograd.grad(outs, leaves, gs, retain_graph=k < m - 1, allow_unused=True)
+            per_rep.append([torch.zeros_like(t) if g is None else g for g, t in zip(got, leaves)])
+        stacked = [torch.stack([rep[i] for rep in per_rep]) for i in range(len(leaves))]
+        out, i = [], 0
+        for x in xs:
+            if isinstance(x, tuple):
+                out.append(stacked[i:i + len(x)])
+                i += len(x)
+            else:
+                out.append(stacked[i])
+                i += 1
+        return out
+
+
+def _acc(old, new):
+    if old is None:
+        return new
+    if new is None:
+        return old
+    if isinstance(old, list):
+        return [_acc(o, n) for o, n in zip(old, new)]
+    return old + new
+
+
+class GraphProgram:
+    """A traced and canonized model for one observation structure (cached per model)."""
+
+    def __init__(self, model: nn.Module, names: list, as_dict: bool, output):
+        self.model, self.names, self.as_dict, self.output_key = model, names, as_dict, output
+        self.graph = trace(model, names, as_dict)
+        self.folded = sum(c(self.graph) for c in CANONIZERS)
+        self._analysed = False
+
+    def _select_output(self, out):
+        key = self.output_key
+        if key is None:
+            if not isinstance(out, Node):
+                raise ValueError(f"the model returns a {type(out).__name__}; pass output=<key or index> to choose "
+                                 "the actions")
+            return out
+        try:
+            node = out[key]
+        except (KeyError, IndexError, TypeError) as e:
+            raise ValueError(f"output {key!r} not in the model's output ({type(out).__name__})") from e
+        if not isinstance(node, Node):
+            raise ValueError(f"output {key!r} is not a tensor computed from the observation")
+        return node
+
+    def forward(self, tensors: list) -> dict:
+        vals = self.graph.run(tensors)
+        if not self._analysed:
+            self.out_node = self._select_output(self.graph.output)
+            analyse(self.graph, vals, self.out_node)
+            self._mark_output_layers()
+            self._check_against_model(tensors, vals)
+            self._analysed = True
+        return vals
+
+    def _mark_output_layers(self):
+        for n in self.graph.nodes:
+            n.info["output_layer"] = False
+        stack, seen = [self.out_node], set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n.kind in ("linear", "conv"):
+                n.info["output_layer"] = True
+            elif n.kind in OUTPUT_PASS:
+                stack.extend(a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv)
+
+    @torch.no_grad()
+    def _check_against_model(self, tensors, vals):
+        obs = dict(zip(self.names, tensors)) if self.as_dict else tuple(tensors)
+        ref = self.model(obs) if self.as_dict else self.model(*obs)
+        if self.output_key is not None:
+            ref = ref[self.output_key]
+        got = vals[self.out_node]
+        if not torch.is_tensor(ref) or ref.shape != got.shape or not torch.allclose(ref, got, rtol=1e-4, atol=1e-5):
+            raise UnsupportedOpError("the traced graph does not reproduce the model's output (data-dependent "
+                                     "control flow or an op traced with fixed values?)")
+
+    def check(self, method: Method, vals: dict):
+        for n in self.graph.nodes:
+            if n.op != "call" or not n.info["reached"]:
+                continue
+            rule = method.rule_for(n.kind, n.info["output_layer"])
+            if rule is None:
+                raise UnsupportedOpError(
+                    f"method {method.name!r} has no rule for op {n.kind!r} ({n.source}) at module path "
+                    f"{n.path or '<top level>'!r}; supported op types: {', '.join(method.supported())}")
+            if rule.elementwise:
+                x = vals[[a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv][0]]
+                if x.shape != vals[n].shape:
+                    raise UnsupportedOpError(f"{n.where()}: elementwise op {n.kind!r} changes the shape "
+                                             f"{tuple(x.shape)} -> {tuple(vals[n].shape)} (broadcasting)")
+
+    def backward(self, method: Method, vals: dict, seed: torch.Tensor) -> dict:
+        """seed (m, *y.shape) at the output -> R (m, *x.shape) per input node."""
+        ctx = Context(self.graph, vals)
+        rel = {self.out_node: seed}
+        for n in reversed(self.graph.nodes):
+            if n.op != "call":
+                continue
+            R = rel.pop(n, None)
+            if R is None:
+                continue
+            rule = method.rule_for(n.kind, n.info["output_layer"])
+            live = [a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv]
+            xs = [vals[a] for a in live]
+            if n.kind == "getitem" and isinstance(xs[0], (tuple, list)):  # one element of a split
+                parts = [None] * len(xs[0])
+                parts[n.args[1]] = R
+                outs = [parts]
+            else:
+                outs = rule(ctx, n, xs, vals[n], R)
+            for a, r in zip(live, outs):
+                if r is not None:
+                    rel[a] = _acc(rel.get(a), r)
+        return {n: rel.get(n) for n in self.graph.inputs}
+
+
+_PROGRAMS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _observation(observation):
+    if isinstance(observation, Mapping):
+        names = list(observation)
+        tensors = [observation[k] for k in names]
+        as_dict = True
+    elif isinstance(observation, (tuple, list)):
+        names = [f"input{i}" for i in range(len(observation))]
+        tensors, as_dict = list(observation), False
+    elif torch.is_tensor(observation):
+        names, tensors, as_dict = ["input0"], [observation], False
+    else:
+        raise TypeError(f"observation must be a dict name -> tensor, a tuple of tensors or a tensor, "
+                        f"got {type(observation).__name__}")
+    for k, t in zip(names, tensors):
+        if not torch.is_tensor(t):
+            raise TypeError(f"observation {k!r} is a {type(t).__name__}, not a tensor")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"observation {k!r} contains NaN or infinite values")
+    B = {int(t.shape[0]) for t in tensors}
+    if len(B) != 1:
+        raise ValueError(f"observation tensors have different batch sizes {sorted(B)}")
+    return names, tensors, as_dict
+
+
+def compile_module(model: nn.Module, observation, output=None) -> GraphProgram:
+    """The traced, canonized program of `model` for observations shaped like `observation` (cached)."""
+    names, _, as_dict = _observation(observation)
+    training = [name or "<model>" for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(f"model has modules in training mode ({', '.join(training[:3])}...); call model.eval() "
+                         "first (dropout, batch statistics)")
+    per = _PROGRAMS.setdefault(model, {})
+    key = (tuple(names), as_dict, output)
+    if key not in per:
+        per[key] = GraphProgram(model, names, as_dict, output)
+    return per[key]
+
+
+def _ratios(inputs: dict, groups) -> tuple[dict, dict]:
+    mass = {k: v.abs().reshape(v.shape[0], -1).sum(1) for k, v in inputs.items()}
+    total = sum(mass.values())
+    safe = torch.where(total > 0, total, torch.ones_like(total))
+    share = lambda v: torch.where(total > 0, v / safe, torch.full_like(v, float("nan")))  # noqa: E731
+    ratios = {k: share(v) for k, v in mass.items()}
+    gr = {}
+    for name, spec in (groups or {}).items():
+        if name not in inputs:
+            raise ValueError(f"groups: no input {name!r}; inputs are {list(inputs)}")
+        v = inputs[name]
+        start = 0
+        for g, sl in (spec.items() if isinstance(spec, Mapping) else spec):
+            if isinstance(sl, int):
+                sl = slice(start, start + sl)
+            start = sl.stop
+            gr[f"{name}/{g}"] = share(v[:, sl].abs().reshape(v.shape[0], -1).sum(1))
+    return ratios, gr
+
+
+@torch.no_grad()
+def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=None, output=None,
+                   per_output: bool = False, groups=None) -> GraphExplanation:
+    """Explain the outputs (B, A) of any supported torch.nn.Module for a batch of observations.
+
+    observation: dict name -> tensor (B, ...) passed as model(observation), or a tuple of tensors
+    passed as model(*observation); output: key / index of the actions when the model returns a dict or
+    a tuple; alpha: None, (A,) or (B, A) non-negative weights of the outputs; per_output: also return
+    each output's relevance; groups: {input name: {group: n_features or slice}} for ratios of
+    named groups within a vector input (last dimension).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} for the graph engine; choose from {', '.join(METHODS)}")
+    meth = METHODS[method]
+    names, tensors, _ = _observation(observation)
+    tensors = [t.float() if t.is_floating_point() else t for t in tensors]
+    prog = compile_module(model, observation, output)
+    vals = prog.forward(tensors)
+    prog.check(meth, vals)
+    y = vals[prog.out_node]
+    if y.dim() != 2:
+        raise ValueError(f"the explained output must be (B, A), got shape {tuple(y.shape)}")
+    B, A = y.shape
+    a = _alpha_tensor(alpha, B, A, y.dtype)
+    base = a * y.abs() if meth.seed == "relevance" else a * torch.sign(y)
+    per_pass = per_output or not meth.linear
+    if per_pass:
+        unit = base if meth.linear else torch.sign(y)  # non-linear: unit seeds, weighted by alpha after
+        seed = torch.zeros(A, B, A, dtype=y.dtype)
+        idx = torch.arange(A)
+        seed[idx, :, idx] = unit.T
+    else:
+        seed = base.unsqueeze(0)
+    Rin = prog.backward(meth, vals, seed)
+    inputs, per = {}, {}
+    for node, x in zip(prog.graph.inputs, tensors):
+        R = Rin[node]
+        R = torch.zeros((seed.shape[0], *x.shape), dtype=y.dtype) if R is None else R
+        if meth.times_input:
+            R = R * x
+        if per_pass and not meth.linear:
+            R = R * a.T.reshape(A, B, *([1] * (x.dim() - 1)))
+        inputs[node.name] = R.sum(0)
+        if per_output:
+            per[node.name] = R.transpose(0, 1)
+    ratios, gr = _ratios(inputs, groups)
+    extras = {"folded_batchnorms": prog.folded}
+    if meth.seed == "relevance":
+        extras["output_relevance"] = (a * y.abs()).sum(1)
+    return GraphExplanation(method, inputs, ratios, y, a, gr, per if per_output else None, extras)

@@ -1,0 +1,324 @@
+"""Rules: one small named object per (op type, method), applied by the engine's backward pass.
+
+A rule is called as ``rule(ctx, node, xs, y, R)`` with the values `xs` of the node's
+input-dependent arguments (in order), its output `y` and the upper relevance (or gradient) `R`,
+shaped (m, *y.shape): m replicas of the batch (m = 1 for one pass over all outputs; m = A for
+per-output passes). It returns one entry per element of `xs` (None = nothing flows there). Every
+rule is linear in R; the rules for dtd/rap and their conservation properties are in
+docs/graph_engine.md. Notation: contributions z_ij = x_i w_ij, (.)+ = max(., 0), (.)- = min(., 0).
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from torch.nn.grad import conv1d_input, conv2d_input
+
+EPS = 1e-12
+
+
+def sdiv(a, b):
+    """a / b, 0 where |b| <= EPS (a dead unit's relevance is dropped, not blown up)."""
+    ok = b.abs() > EPS
+    return torch.where(ok, a / torch.where(ok, b, torch.ones_like(b)), torch.zeros_like(a))
+
+
+class LayerMap:
+    """The linear part x -> W x of a Linear / Conv layer and its transpose, for any weights W
+    (the rules use W+, W-, |W|). Relevance and gradients carry a leading replica dimension m."""
+
+    def __init__(self, p: dict, x_shape):
+        self.p, self.x_shape = p, tuple(x_shape)
+        self.is_conv = p["type"] == "conv"
+
+    def fwd(self, x, W):
+        p = self.p
+        if not self.is_conv:
+            return x @ W.T
+        conv = F.conv1d if p["nd"] == 1 else F.conv2d
+        return conv(x, W, None, p["stride"], p["padding"], p["dilation"], p["groups"])
+
+    def T(self, S, W):
+        """Transpose of fwd applied to S (m, *out_shape) -> (m, *x_shape)."""
+        if not self.is_conv:
+            return S @ W
+        p = self.p
+        m = S.shape[0]
+        B = self.x_shape[0]
+        back = conv1d_input if p["nd"] == 1 else conv2d_input
+        out = back((m * B, *self.x_shape[1:]), W, S.reshape(m * B, *S.shape[2:]), stride=p["stride"],
+                   padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
+        return out.view(m, *self.x_shape)
+
+    def div(self, R, Z):
+        # Linear layers drop units with |Z| <= EPS; conv layers divide by Z + EPS (Z >= 0 there):
+        # the same results as the VisuomotorPolicy engine (engine.py), bit for bit where Z > EPS.
+        return sdiv(R, Z) if not self.is_conv else R / (Z + EPS)
+
+    def bias_view(self, b, y):
+        if b is None:
+            return 0
+        return b if not self.is_conv else b.view(1, -1, *([1] * (y.dim() - 2)))
+
+    def wired(self, W):
+        """Input units (features / channels) with a non-zero outgoing weight, broadcastable to x."""
+        if not self.is_conv:
+            return W.abs().sum(0) > 0
+        g = self.p["groups"]
+        cout, cin_g = W.shape[:2]
+        a = W.abs().reshape(g, cout // g, cin_g, -1).sum((1, 3)).reshape(-1) > 0
+        return a.view(1, -1, *([1] * self.p["nd"]))
+
+
+def _parts(x):
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    return xp, xn, bool((xn != 0).any())
+
+
+class Rule:
+    name = "rule"
+    #: passes R unchanged; input and output must have the same shape (checked before running)
+    elementwise = False
+
+    def __repr__(self):
+        return f"<rule {self.name}>"
+
+
+# ---- relevance rules (dtd, rap) -----------------------------------------------------------------
+class ZPlus(Rule):
+    """Deep Taylor z+ for Linear / Conv with Eq. 2 for negative inputs ((x w)+ = x+ w+ + x- w-).
+    output=True: Eq. 1, the weights of an output whose bias-free pre-activation is negative are flipped.
+    Hidden layers fall back to the flipped weights where a unit has no positive contribution, so no
+    relevance is lost there (both choices depend on the forward pass only: linear in R)."""
+
+    def __init__(self, output: bool = False):
+        self.output = output
+        self.name = "zplus_output" if output else "zplus"
+
+    def __call__(self, ctx, node, xs, y, R):
+        x = xs[0]
+        p = ctx.params(node)
+        L = LayerMap(p, x.shape)
+        W = p["weight"]
+        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        xp, xn, has_neg = _parts(x)
+        Zp = L.fwd(xp, Wp)
+        if has_neg:
+            Zp = Zp + L.fwd(xn, Wn)
+        pos = (y - L.bias_view(p["bias"], y)) > 0 if self.output else Zp > EPS
+        if bool(pos.all()):
+            S = L.div(R, Zp)
+            out = xp * L.T(S, Wp)
+            return [out + xn * L.T(S, Wn) if has_neg else out]
+        Zn = L.fwd(xp, Wn)
+        if has_neg:
+            Zn = Zn + L.fwd(xn, Wp)
+        S = L.div(R, torch.where(pos, Zp, -Zn))
+        Sp, Sn = S * pos, S * ~pos
+        out = xp * (L.T(Sp, Wp) - L.T(Sn, Wn))
+        if has_neg:
+            out = out + xn * (L.T(Sp, Wn) - L.T(Sn, Wp))
+        return [out]
+
+
+def shift(C, R, mask):
+    """RAP's uniform shifting: the excess sum C - sum R is taken equally from the units in mask."""
+    m, B = C.shape[:2]
+    excess = C.reshape(m, B, -1).sum(2) - R.reshape(m, B, -1).sum(2)
+    maskf = mask.to(C.dtype).expand(C.shape[1:])
+    count = maskf.reshape(B, -1).sum(1).clamp(min=1)
+    return C - maskf * (excess / count).view(m, B, *([1] * (C.dim() - 2)))
+
+
+class RAPHidden(Rule):
+    """Relative Attributing Propagation in hidden Linear / Conv layers: relevant P = (z)+ and
+    irrelevant N = -(z)- contributions, C_i = sum_j R_j (P_ij / sum P_.j + N_ij / sum (P + N)_.j),
+    then uniform shifting over the participating units (x_i != 0 and wired) restores sum R."""
+
+    name = "rap_hidden"
+
+    def __call__(self, ctx, node, xs, y, R):
+        x = xs[0]
+        p = ctx.params(node)
+        L = LayerMap(p, x.shape)
+        W = p["weight"]
+        Wp, Wn = W.clamp(min=0), W.clamp(max=0)
+        xp, xn, has_neg = _parts(x)
+        P = L.fwd(xp, Wp)
+        Nn = L.fwd(xp, Wn)
+        if has_neg:
+            P = P + L.fwd(xn, Wn)
+            Nn = Nn + L.fwd(xn, Wp)
+        S1 = L.div(R, P)
+        S2 = L.div(R, P - Nn)
+        C = xp * (L.T(S1, Wp) - L.T(S2, Wn))
+        if has_neg:
+            C = C + xn * (L.T(S1, Wn) - L.T(S2, Wp))
+        return [shift(C, R, (x != 0) & L.wired(W))]
+
+
+class RAPOutput(Rule):
+    """RAP at the output layer: absolute-influence normalisation R_i = sum_j |z_ij| / sum |z_.j| R_j."""
+
+    name = "rap_output"
+
+    def __call__(self, ctx, node, xs, y, R):
+        x = xs[0]
+        p = ctx.params(node)
+        L = LayerMap(p, x.shape)
+        ax, aW = x.abs(), p["weight"].abs()
+        S = L.div(R, L.fwd(ax, aW))
+        return [ax * L.T(S, aW)]
+
+
+class PassThrough(Rule):
+    """Elementwise ops (activations, dropout/identity, normalisation with frozen statistics,
+    arithmetic with a constant): R_in = R. Conserving trivially."""
+
+    name = "pass"
+    elementwise = True
+
+    def __call__(self, ctx, node, xs, y, R):
+        return [R]
+
+
+class Select(Rule):
+    """Ops that move, copy out or join elements (reshape/view/flatten/permute, getitem, split, cat,
+    stack): relevance follows each element back to where it came from (their exact transpose).
+    Conserving for reshapes, cat, split; getitem keeps only the selected part's relevance."""
+
+    name = "select"
+
+    def __call__(self, ctx, node, xs, y, R):
+        return ctx.vjp(node, R)
+
+
+class WinnerTakesAll(Select):
+    """Max pooling: each window's relevance goes to its maximal input (accumulated where windows
+    overlap). Conserving."""
+
+    name = "winner_takes_all"
+
+
+class ZPlusPositiveMap(Rule):
+    """Linear maps with non-negative weights and no bias (average / adaptive average pooling, mean,
+    sum): z+ with the input's positive part, R_i = x_i+ [A^T (R / A x+)]_i, falling back to the
+    negative part where a unit has no positive contribution. Conserving."""
+
+    name = "zplus_positive_map"
+
+    def __call__(self, ctx, node, xs, y, R):
+        x = xs[0]
+        xp, xn, has_neg = _parts(x)
+        Zp = ctx.call(node, [xp])
+        pos = Zp > EPS
+        if not has_neg or bool(pos.all()):
+            return [xp * ctx.vjp(node, sdiv(R, Zp))[0]]
+        Zn = -ctx.call(node, [xn])
+        Sp = sdiv(R * pos, Zp)
+        Sn = sdiv(R * ~pos, Zn)
+        return [xp * ctx.vjp(node, Sp)[0] - xn * ctx.vjp(node, Sn)[0]]
+
+
+class ResidualSplit(Rule):
+    """y = c_1 x_1 + c_2 x_2 (residual add, c = +1; sub, c_2 = -1): R_k = (c_k x_k)+ / sum (c x)+ R,
+    Eq. 2's sign handling (a negative branch contribution gets none); where no branch contributes
+    positively, the negative contributions share R instead. Conserving."""
+
+    name = "residual_split"
+
+    def __call__(self, ctx, node, xs, y, R):
+        signs = node.info.get("signs", (1.0,) * len(xs))
+        z = [c * x.expand_as(y) for c, x in zip(signs, xs)]
+        Zp = sum(t.clamp(min=0) for t in z)
+        pos = Zp > EPS
+        out = []
+        if bool(pos.all()):
+            S = sdiv(R, Zp)
+            parts = [S * t.clamp(min=0) for t in z]
+        else:
+            Zn = sum(-t.clamp(max=0) for t in z)
+            Sp, Sn = sdiv(R * pos, Zp), sdiv(R * ~pos, Zn)
+            parts = [Sp * t.clamp(min=0) - Sn * t.clamp(max=0) for t in z]
+        for x, r in zip(xs, parts):
+            out.append(r if r.shape[1:] == x.shape else r.sum_to_size(r.shape[0], *x.shape))
+        return out
+
+
+class AttentionSplit(Rule):
+    """Spatial softmax: a feature point's relevance R_k = R_xk + R_yk goes to the pixels of its map
+    in proportion to the softmax attention, R_kq = p_kq R_k. Conserving (sum_q p_kq = 1)."""
+
+    name = "attention_split"
+
+    def __call__(self, ctx, node, xs, y, R):
+        a = xs[0]
+        att = ctx.attention(node, a)  # (B, K, Q)
+        m = R.shape[0]
+        Rk = R.reshape(m, a.shape[0], a.shape[1], 2).sum(-1)
+        return [(Rk.unsqueeze(-1).expand(-1, -1, -1, att.shape[-1]).contiguous() * att).view(m, *a.shape)]
+
+
+# ---- gradient rules (gradient, gbp) ----------------------------------------------------------------
+class LinearGradient(Rule):
+    """Linear / Conv: g_in = W^T g."""
+
+    name = "linear_gradient"
+
+    def __call__(self, ctx, node, xs, y, R):
+        p = ctx.params(node)
+        return [LayerMap(p, xs[0].shape).T(R, p["weight"])]
+
+
+class ReLUGradient(Rule):
+    """ReLU: g_in = g [x > 0]; guided (GBP): then only positive gradients pass."""
+
+    def __init__(self, guided: bool = False):
+        self.guided = guided
+        self.name = "relu_guided" if guided else "relu_gradient"
+
+    def __call__(self, ctx, node, xs, y, R):
+        g = R * (xs[0] > 0)
+        return [g.clamp(min=0) if self.guided else g]
+
+
+class ActivationGradient(Rule):
+    """Other elementwise activations (LeakyReLU, ELU, SiLU, GELU, Mish, Tanh): g_in = g f'(x);
+    guided (GBP): then only positive gradients pass, as GBP does at a ReLU."""
+
+    elementwise = True
+
+    def __init__(self, guided: bool = False):
+        self.guided = guided
+        self.name = "activation_guided" if guided else "activation_gradient"
+
+    def __call__(self, ctx, node, xs, y, R):
+        g = R * ctx.derivative(node, xs[0])
+        return [g.clamp(min=0) if self.guided else g]
+
+
+class ExactGradient(Rule):
+    """The op's exact vector-Jacobian product (autograd on this one op): structural ops, pooling,
+    normalisation, arithmetic with constants."""
+
+    name = "exact_gradient"
+
+    def __call__(self, ctx, node, xs, y, R):
+        return ctx.vjp(node, R)
+
+
+class SpatialSoftmaxGradient(Rule):
+    """Spatial softmax, exact: dA_kq = p_kq (g_k . (pos_q - point_k)) / T."""
+
+    name = "spatial_softmax_gradient"
+
+    def __call__(self, ctx, node, xs, y, R):
+        a = xs[0]
+        ad = node.info["adapter"]
+        att = ctx.attention(node, a)
+        pos = ad.positions()
+        m, B, K = R.shape[0], a.shape[0], a.shape[1]
+        g = R.reshape(m, B, K, 2)
+        pts = (att @ pos).view(B, K, 2)
+        gpos = g @ pos.T
+        gpt = (g * pts).sum(-1, keepdim=True)
+        return [((gpos - gpt) * att / ad.temperature()).view(m, *a.shape)]
