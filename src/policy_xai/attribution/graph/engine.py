@@ -38,10 +38,12 @@ class GraphExplanation:
     extras: dict = field(default_factory=dict)
 
 
-def _alpha_tensor(alpha, B, A, dtype):
+def _alpha_tensor(alpha, B, A, dtype, device=None):
     if alpha is None:
-        return torch.ones(B, A, dtype=dtype)
-    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype)
+        return torch.ones(B, A, dtype=dtype, device=device)
+    if torch.is_tensor(alpha):
+        alpha = alpha.detach().cpu()
+    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype).to(device)
     if a.dim() == 1:
         a = a.unsqueeze(0).expand(B, -1)
     if tuple(a.shape) != (B, A):
@@ -325,13 +327,13 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     if y.dim() != 2:
         raise ValueError(f"the explained output must be (B, A), got shape {tuple(y.shape)}")
     B, A = y.shape
-    a = _alpha_tensor(alpha, B, A, y.dtype)
+    a = _alpha_tensor(alpha, B, A, y.dtype, y.device)
     base = a * y.abs() if meth.seed == "relevance" else a * torch.sign(y)
     per_pass = per_output or not meth.linear
     if per_pass:
         unit = base if meth.linear else torch.sign(y)  # non-linear: unit seeds, weighted by alpha after
-        seed = torch.zeros(A, B, A, dtype=y.dtype)
-        idx = torch.arange(A)
+        seed = torch.zeros(A, B, A, dtype=y.dtype, device=y.device)
+        idx = torch.arange(A, device=y.device)
         seed[idx, :, idx] = unit.T
     else:
         seed = base.unsqueeze(0)
@@ -339,7 +341,7 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     inputs, per = {}, {}
     for node, x in zip(prog.graph.inputs, tensors):
         R = Rin[node]
-        R = torch.zeros((seed.shape[0], *x.shape), dtype=y.dtype) if R is None else R
+        R = torch.zeros((seed.shape[0], *x.shape), dtype=y.dtype, device=x.device) if R is None else R
         if meth.times_input:
             R = R * x
         if per_pass and not meth.linear:
