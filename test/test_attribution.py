@@ -26,7 +26,13 @@ def policy():
     """A `small` network whose feature points really move with the image (sharp softmax)."""
     d = load_spec("small").to_dict()
     d["softmax_temperature"] = 0.02
-    return init_policy(d, seed=1)
+    p = init_policy(d, seed=1)
+    # the amortised methods need an explainer: an untrained one (the properties here hold for any)
+    from policy_xai.attribution import amortised
+
+    torch.manual_seed(0)
+    amortised.attach_explainer(p, amortised.Explainer(width=4))
+    return p
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +139,10 @@ def test_batch_equals_loop(policy, obs, method):
     for i in range(img.shape[0]):
         ei = explain(policy, img[i:i + 1], cfg[i:i + 1], method)
         scale = float(ei.image.abs().max()) + 1e-12
-        assert torch.allclose(eb.image[i], ei.image[0], atol=1e-5 * scale, rtol=1e-4)
+        # occlusion effects are differences of torques (float noise ~1e-7 N·m of torques ~1): on this
+        # untrained network they are ~1e-5, so the refined maps agree to ~1e-4 of their largest value
+        rel = 1e-3 if method.endswith("occlusion") else 1e-5
+        assert torch.allclose(eb.image[i], ei.image[0], atol=rel * scale, rtol=1e-4)
         assert torch.allclose(eb.config[i], ei.config[0], atol=1e-6, rtol=1e-4)
 
 

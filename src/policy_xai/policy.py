@@ -226,6 +226,9 @@ def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = 
     check_tensors(path, state, stored)
     policy.load_state_dict(state)
     policy.eval()
+    from .attribution.amortised import attach_for_file
+
+    attach_for_file(policy, path)  # <weights>.explainer.safetensors, for the amortised methods
     return policy
 
 

@@ -193,9 +193,15 @@ def run_sanity(policy: VisuomotorPolicy, images: torch.Tensor, configs: torch.Te
     progress(label) is called once per explained (method, step)."""
     from .attribution import METHODS
 
+    from .attribution.engine import EXPLAINER_METHODS
+
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    amort = [m for m in methods if m in EXPLAINER_METHODS]
+    if amort:
+        raise ValueError(f"{', '.join(amort)}: no randomisation check (its explainer is trained for one set of "
+                         "weights; a randomised network would need its own)")
     methods = list(methods)
     n = images.shape[0]
     layers = cascade_layers(policy)

@@ -53,7 +53,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -394,3 +394,124 @@ def time_explainer(explainer: Explainer, height: int = 64, width: int = 64, repe
         explain_amortised(explainer, x)
         ts.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(ts))
+
+
+# ---- the explainer of a policy object -------------------------------------------------------------
+#: the explainer file that belongs to a policy weights file: models/reach.safetensors ->
+#: models/reach.explainer.safetensors (load_policy attaches it when it exists and matches)
+EXPLAINER_SUFFIX = ".explainer.safetensors"
+
+
+def explainer_path_for(policy_path) -> Path:
+    p = Path(policy_path)
+    return p.with_name(p.name[:-len(p.suffix)] + EXPLAINER_SUFFIX if p.suffix else p.name + EXPLAINER_SUFFIX)
+
+
+def _fingerprint(policy) -> tuple:
+    """Identity of the policy's weights: (storage, in-place version) of every parameter. A copy of
+    the network (new storage) or an in-place change of its weights (version) gives another value."""
+    return tuple((p.data_ptr(), p._version) for p in policy.parameters())
+
+
+def attach_explainer(policy, explainer: Explainer) -> None:
+    """Use `explainer` for the methods "amortised" / "amortised_occlusion" of this policy object,
+    for as long as its weights stay the ones it has now."""
+    policy._xai_explainer = (explainer, _fingerprint(policy))
+    policy._xai_explainer_error = None
+
+
+def has_explainer(policy) -> bool:
+    rec = getattr(policy, "_xai_explainer", None)
+    return rec is not None and rec[1] == _fingerprint(policy)
+
+
+def explainer_of(policy) -> Explainer:
+    """The explainer attached to `policy` (ExplainerLoadError / ExplainerMismatchError with the
+    reason when there is none that fits)."""
+    rec = getattr(policy, "_xai_explainer", None)
+    if rec is None:
+        why = getattr(policy, "_xai_explainer_error", None) or (
+            "no explainer is attached to this policy (load_policy attaches <weights>" + EXPLAINER_SUFFIX
+            + " when the file exists)")
+        raise ExplainerLoadError(f"the amortised methods need an explainer trained for this policy: {why}; "
+                                 "train one with `policy-xai explainer --task TASK --policy WEIGHTS`")
+    if rec[1] != _fingerprint(policy):
+        raise ExplainerMismatchError("the policy's weights changed (or it is a copy) since its explainer was "
+                                     "attached: the explainer describes the original weights only")
+    return rec[0]
+
+
+def attach_for_file(policy, policy_path) -> Optional[Path]:
+    """Attach <policy_path stem>.explainer.safetensors to `policy` when it exists and was trained for
+    that weights file; returns its path, or None (the reason kept for explainer_of's error)."""
+    path = explainer_path_for(policy_path)
+    policy._xai_explainer = None
+    if not path.is_file():
+        policy._xai_explainer_error = f"no explainer file {path} next to the weights"
+        return None
+    try:
+        ex = load_explainer(path, policy_path=policy_path)
+    except ExplainerLoadError as e:
+        policy._xai_explainer_error = str(e)
+        return None
+    attach_explainer(policy, ex)
+    return path
+
+
+# ---- the amortised explanation: student map + two-leg reference path ------------------------------
+#: path points of the configuration leg (fully connected head passes only: cheap)
+CONFIG_STEPS = 32
+
+
+class Amortised(NamedTuple):
+    image: torch.Tensor            # (B, H, W) S * image total (signed like the total)
+    share: torch.Tensor            # (B, H, W) the student's distribution S (sums to 1)
+    config: torch.Tensor           # (B, D) configuration relevance (normalised units)
+    points: torch.Tensor           # (B, K) feature-point relevance (display only)
+    image_total: torch.Tensor      # (B,)
+    torques: torch.Tensor          # (B, J) tau(x, c)
+    reference_torques: torch.Tensor  # (B, J) tau(x0, c0)
+
+
+def amortised_explanation(policy, explainer: Explainer, image: torch.Tensor, config: torch.Tensor,
+                          alpha: torch.Tensor, steps: int = CONFIG_STEPS, sigma: Optional[float] = None) -> Amortised:
+    """The student's map, with the image's and the configuration's relevance measured along a
+    two-leg path from the reference (x0, c0) (x0 the blurred image of `ig`, c0 the training mean):
+
+        leg 1, image:          (x0, c0) -> (x, c0)   total  I = f(x, c0) - f(x0, c0)
+        leg 2, configuration:  (x, c0)  -> (x, c)    integrated gradients over c at the image x
+                               R_c = (c - c0) * mean_k grad_c f(x, c0 + t_k (c - c0))
+        f = sum_j alpha_j s_j tau_j,  s_j = sign(tau_j(x, c) - tau_j(x0, c0))   (as `ig`)
+
+    so I + sum R_c = sum_j alpha_j |tau_j(x, c) - tau_j(x0, c0)| (the total `ig` explains, to the
+    midpoint rule's accuracy over the configuration leg). The image relevance is R_x(q) = S(q) I.
+    Leg 2 holds the image fixed: its path points share one set of conv features, so the cost is
+    two conv passes (x, x0), the student and m passes of the fully connected head."""
+    from .path import path_sigma, reference_image
+
+    B, _, H, W = image.shape
+    x0 = reference_image(image, "blur", path_sigma(H, W) if sigma is None else sigma)
+    cn = policy.normalise_config(config)
+    cn0 = torch.zeros_like(cn)
+    with torch.no_grad():
+        share = explain_amortised(explainer, image)
+        pts_all = policy.softmax(policy.conv_features(torch.cat([image, x0])))
+        pts, pts0 = pts_all[:B], pts_all[B:]
+        ends = policy.head(torch.cat([pts, pts, pts0]), torch.cat([cn, cn0, cn0]))
+    tau, tau_c0, tau0 = ends[:B], ends[B:2 * B], ends[2 * B:]
+    d = tau - tau0
+    tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9
+    w = alpha * torch.where(d.abs() > tol, torch.sign(d), torch.zeros_like(d))
+    m = int(steps)
+    t = ((torch.arange(m, dtype=torch.float32) + 0.5) / m).view(m, 1, 1)
+    with torch.enable_grad():
+        p_cfg = (cn0.unsqueeze(0) + t * (cn - cn0).unsqueeze(0)).reshape(m * B, -1).requires_grad_(True)
+        out = policy.head(pts.repeat(m, 1), p_cfg)
+        (g_cfg,) = torch.autograd.grad((out * w.repeat(m, 1)).sum(), (p_cfg,))
+        # feature points: gradient at the leg's midpoint times their displacement (display only)
+        mid = (0.5 * (pts + pts0)).requires_grad_(True)
+        (g_pts,) = torch.autograd.grad((policy.head(mid, cn0) * w).sum(), (mid,))
+    R_cfg = (cn - cn0) * g_cfg.view(m, B, -1).mean(0)
+    R_pts = ((pts - pts0) * g_pts).view(B, -1, 2).sum(-1)
+    total = (w * (tau_c0 - tau0)).sum(1)
+    return Amortised(share * total.view(B, 1, 1), share, R_cfg.detach(), R_pts.detach(), total, tau, tau0)

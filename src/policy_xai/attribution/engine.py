@@ -64,12 +64,17 @@ GRADIENT_METHODS = ("gbp", "gradient")
 CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 #: path methods (path.py): method -> reference image; relevance relative to a reference observation
 PATH_METHODS = {"ig": "blur", "ig_median": "median", "ig_occlusion": "blur"}
-METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS)
+#: methods that need an amortised explainer trained for the policy (amortised.py)
+EXPLAINER_METHODS = ("amortised", "amortised_occlusion")
+METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS) + EXPLAINER_METHODS
 #: the method the live pipeline and the commands use unless told otherwise (chosen by
 #: `policy-xai faithfulness`, docs/faithfulness.md)
-DEFAULT_METHOD = "ig_occlusion"
+DEFAULT_METHOD = "amortised"
+#: what the live pipeline and analyze use instead of an amortised method for a policy without an
+#: explainer file (the best-measured method that needs none)
+FALLBACK_METHOD = "ig_occlusion"
 #: methods whose amortised map is not the alpha-weighted sum of per-joint maps (no per_joint)
-NON_ADDITIVE_METHODS = ("ig_occlusion",)
+NON_ADDITIVE_METHODS = ("ig_occlusion",) + EXPLAINER_METHODS
 
 EPS = 1e-12
 _CL = torch.channels_last
@@ -392,6 +397,20 @@ def _onehot_out(cache, alpha, joints, signed: bool):
     return out.view(len(joints) * B, J)
 
 
+def usable_method(policy, method: str) -> tuple[str, str]:
+    """(method, "") when `method` can explain `policy`; (FALLBACK_METHOD, why) for an amortised
+    method and a policy without a fitting explainer."""
+    if method not in EXPLAINER_METHODS:
+        return method, ""
+    from . import amortised
+
+    try:
+        amortised.explainer_of(policy)
+    except amortised.ExplainerLoadError as e:
+        return FALLBACK_METHOD, str(e)
+    return method, ""
+
+
 @torch.no_grad()
 def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor, method: str = "dtd",
             alpha=None, per_joint: bool = False, layer: int = 0, precision: str = "float32") -> Explanation:
@@ -438,6 +457,8 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
 
     if method in PATH_METHODS:
         return _explain_path(policy, image, config, method, a, per_joint, spec, fp)
+    if method in EXPLAINER_METHODS:
+        return _explain_amortised(policy, image, config, method, a, per_joint, spec, fp)
 
     if method in RELEVANCE_METHODS:
         if per_joint:
@@ -558,3 +579,22 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
               "reference": PATH_METHODS[method]}
     return Explanation(method, img_map, ig.config, ig.points, tau, a, ratios, spec.group_names, fp, pj_img,
                        pj_cfg, extras)
+
+
+def _explain_amortised(policy, image, config, method, a, per_joint, spec, fp) -> Explanation:
+    from . import amortised as am
+    from .path import occlusion_refine
+
+    if per_joint:
+        raise ValueError(f"per_joint is not available for {method}: its explainer predicts the map of the "
+                         "alpha-weighted torques (use ig for per-joint maps)")
+    ex = am.explainer_of(policy)
+    r = am.amortised_explanation(policy, ex, image, config, a, steps=am.CONFIG_STEPS)
+    img_map = r.image
+    if method == "amortised_occlusion":
+        img_map = occlusion_refine(policy, image, config, a, r.image, r.torques)
+    ratios = _ratios(r.image_total.abs(), r.config.abs(), spec)
+    extras = {"reference_torques": r.reference_torques, "output_relevance": (a * (r.torques - r.reference_torques).abs()).sum(1),
+              "reference": "blur", "image_total": r.image_total, "share": r.share}
+    return Explanation(method, img_map, r.config, r.points, r.torques, a, ratios, spec.group_names, fp, None, None,
+                       extras)

@@ -158,10 +158,16 @@ def occlusion_windows(height: int, width: int) -> list:
 
 def top_windows(score: torch.Tensor, p: int, n: int) -> list:
     """Top-left corners (y, x) of the n p x p windows with the largest sum of score (H, W), chosen
-    greedily without overlap (each pick excludes the windows it overlaps)."""
+    greedily without overlap (each pick excludes the windows it overlaps); sums within 1e-4 of the
+    largest one of each other are ties, taken in row order."""
     H, W = score.shape
     p = min(p, H, W)
     w = F.avg_pool2d(score[None, None].float(), p, stride=1)[0, 0].clone()
+    # window sums that agree to 1e-4 of the largest are a tie, broken by position (first in row
+    # order): float noise (batch composition, ~1e-7) must not change which windows are chosen
+    top = float(w.max()) if w.numel() else 0.0
+    if math.isfinite(top) and top > 0:
+        w = torch.round(w / (top * 1e-4))
     out = []
     for _ in range(n):
         v, idx = w.flatten().max(0)

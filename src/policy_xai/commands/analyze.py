@@ -5,6 +5,7 @@ The work is done by policy_xai.bags (no rclpy); `replay` alone starts ROS 2 proc
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..ros import interfaces as itf
 from .checks import (UsageError, domain_id, nonnegative_float, nonnegative_int, positive_float, positive_int,
@@ -175,6 +176,21 @@ def auto_batch(spec) -> int:
     return 32 if spec.image_height * spec.image_width <= 128 * 128 else 8
 
 
+def _usable_methods(policy, methods: list[str]) -> list[str]:
+    """An amortised method for a policy without an explainer file becomes the fallback (one warning
+    line), as in the live attribution node; duplicates are dropped."""
+    from ..attribution.engine import usable_method
+
+    out = []
+    for m in methods:
+        use, why = usable_method(policy, m)
+        if why:
+            print(f"warning: method {m!r} is not available ({why}); using {use!r}", file=sys.stderr)
+        if use not in out:
+            out.append(use)
+    return out
+
+
 def _methods(text: str) -> list[str]:
     from ..attribution import METHODS
 
@@ -215,6 +231,7 @@ def _analyze(args, quiet: bool = False) -> dict:
     if not args.bench:
         check_analyze_out(args.bag, args.policy, out, methods, write_bag, not args.no_video, create=False)
     policy = _load(args)
+    methods = _usable_methods(policy, methods)
     if not args.bench:
         from .checks import writable_dir
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from .checks import positive_float
+from .ros import _DEFAULT_METHOD
 
 
 def register(sub) -> None:
@@ -20,8 +21,8 @@ def register(sub) -> None:
     p.add_argument("--task", default="reach", help="simulation task with a shipped policy (reach, reach2d, peg, door)")
     p.add_argument("--weights", default="", help="policy weights (default: the shipped models/<task>.safetensors)")
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of live running after start-up")
-    p.add_argument("--method", default="ig_occlusion",
-                   help="live attribution method (default ig_occlusion: see docs/faithfulness.md)")
+    p.add_argument("--method", default=_DEFAULT_METHOD,
+                   help=f"live attribution method (default {_DEFAULT_METHOD}: see docs/faithfulness.md)")
     p.add_argument("--offline", action="store_true", help="no ROS: explain generated observations instead")
     p.add_argument("--no-analyze", action="store_true", help="skip the offline analysis of the recording")
     p.add_argument("--out", default=None, help="output folder (default runs/demo-<date-time>; must not hold live/bag "

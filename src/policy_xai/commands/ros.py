@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..ros import interfaces as itf
 from .checks import (UsageError, domain_id, nonnegative_float, positive_float, positive_int)
+
+_DEFAULT_METHOD = str(itf.NODES["attribution_node"].parameters["method"])
 
 COMPRESSIONS = ("zstd", "lz4", "none")
 
@@ -57,9 +60,13 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("latency", help="live latency benchmark: observation stamp -> heatmap, p50/p99")
-    p.add_argument("--configs", nargs="*", default=["small:64", "paper:240"], metavar="SPEC:SIZE")
+    p.add_argument("--configs", nargs="*", default=["small:64", "paper:240"], metavar="SPEC:SIZE",
+                   help="spec name (untrained) or a weights file (.safetensors, with its explainer) and the camera "
+                        "size, e.g. small:64 models/reach.safetensors:64")
     p.add_argument("--duration", type=positive_float, default=20.0, help="seconds measured per configuration")
-    p.add_argument("--method", default="dtd")
+    p.add_argument("--method", default=_DEFAULT_METHOD,
+                   help=f"attribution method (default {_DEFAULT_METHOD}; an untrained network has no explainer "
+                        "and falls back as the attribution node does)")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--out", default=None, help="folder for bags and results (default: a temp folder)")
     p.add_argument("--domain-id", type=domain_id, default=None)
@@ -74,7 +81,7 @@ def _live_args(p) -> None:
     p.add_argument("--duration", type=positive_float, default=20.0, help="seconds to run after the graph is up")
     p.add_argument("--spec", default="small", help="policy spec (small, paper or a YAML file)")
     p.add_argument("--weights", default="", help="trained weights (.safetensors); default: untrained")
-    p.add_argument("--method", default="dtd", help="attribution method")
+    p.add_argument("--method", default=_DEFAULT_METHOD, help=f"attribution method (default {_DEFAULT_METHOD})")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                    help="attribution rule convolutions (bfloat16: several times faster on AMX CPUs)")
     p.add_argument("--task", default="reach", help="simulation task")
@@ -397,8 +404,17 @@ def _latency_configs(configs) -> list:
             n = 0
         if n is not None and n < 8:
             raise UsageError(f"--configs takes SPEC:SIZE with a camera size >= 8, got {cfg!r}")
+        if spec.endswith(".safetensors"):  # trained weights (and their explainer, when there is one)
+            from ..policy import PolicyLoadError, load_policy
+
+            try:
+                name = load_policy(spec).spec.name
+            except (PolicyLoadError, OSError) as e:
+                raise UsageError(f"--configs {cfg!r}: {e}") from e
+            out.append((name, n, spec))
+            continue
         load_spec(spec)
-        out.append((spec, n))
+        out.append((spec, n, ""))
     if not out:
         raise UsageError("--configs is empty")
     return out
@@ -410,16 +426,16 @@ def cmd_latency(args) -> int:
     from . import checks
 
     configs = _latency_configs(args.configs)
+    label = lambda spec, size, w: f"{Path(w).stem if w else spec}_{size or 'spec'}_{args.precision}"  # noqa: E731
     if args.out:
-        for spec, size in configs:
-            if (Path(args.out) / f"{spec}_{size or 'spec'}_{args.precision}" / "bag").exists():
-                raise UsageError(f"--out {args.out} already holds {spec}_{size or 'spec'}_{args.precision}/bag; "
-                                 "choose another --out")
+        for spec, size, w in configs:
+            if (Path(args.out) / label(spec, size, w) / "bag").exists():
+                raise UsageError(f"--out {args.out} already holds {label(spec, size, w)}/bag; choose another --out")
         checks.writable_dir(args.out)
     base = Path(args.out or tempfile.mkdtemp(prefix="policy_xai_latency_"))
     rows = []
-    for i, (spec, size) in enumerate(configs):
-        res = live_run(base / f"{spec}_{size or 'spec'}_{args.precision}", args.duration, spec, "", args.method,
+    for i, (spec, size, weights) in enumerate(configs):
+        res = live_run(base / label(spec, size, weights), args.duration, spec, weights, args.method,
                        image_size=size, domain_id=(args.domain_id + i) if args.domain_id is not None else None,
                        precision=args.precision, compression=args.compression)
         s = res["summary"]
@@ -429,7 +445,8 @@ def cmd_latency(args) -> int:
                                + f"; logs in {base}")
         heat = s["latency"].get("heatmap", {})
         rel = s["latency"].get("relevance_image", {})
-        rows.append({"spec": s["spec"], "size": s["image_size"], "method": args.method, "precision": args.precision,
+        rows.append({"spec": s["spec"], "weights": weights, "size": s["image_size"],
+                     "method": s.get("attribution", {}).get("method") or args.method, "precision": args.precision,
                      "camera_hz": s["rates_hz"].get("/camera/image_raw", 0.0),
                      "commands_hz": s["rates_hz"].get("/effort_controller/commands", 0.0),
                      "explained_hz": s["rates_hz"].get("/policy_xai/relevance/image", 0.0),
@@ -439,12 +456,13 @@ def cmd_latency(args) -> int:
                      "skipped_behind": s["attribution"].get("skipped_behind"),
                      "attribution_compute_p50_ms": s["attribution"].get("compute_p50_ms")})
     (base / "latency.json").write_text(json.dumps(rows, indent=2))
-    print("| spec | size | precision | camera Hz | explained Hz | heatmap Hz | stamp->relevance p50/p99 ms | "
+    print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | stamp->relevance p50/p99 ms | "
           "stamp->heatmap p50/p99 ms | skipped |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     f = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
     for r in rows:
-        print(f"| {r['spec']} | {r['size']} | {r['precision']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | {r['heatmap_hz']:.1f} | "
+        print(f"| {r['spec']} | {Path(r['weights']).name if r['weights'] else 'untrained'} | {r['method']} | "
+              f"{r['size']} | {r['precision']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | {r['heatmap_hz']:.1f} | "
               f"{f(r['relevance_p50_ms'])} / {f(r['relevance_p99_ms'])} | {f(r['heatmap_p50_ms'])} / "
               f"{f(r['heatmap_p99_ms'])} | {r['skipped_behind']} |")
     print(f"(bags and latency.json in {base})")

@@ -19,6 +19,7 @@ import numpy as np
 from .. import live
 from . import convert as cv
 from .common import XaiNode, main as run_node
+from ..attribution.engine import usable_method
 from .policy_node import load_node_policy
 
 
@@ -29,6 +30,14 @@ class AttributionNode(XaiNode):
         self.spec = s = self.policy.spec
         self.limits = np.asarray(s.torque_limits)
         self.method = self.p("method")  # method, precision, dt, tolerances: validated, changeable at run time
+        method, why = usable_method(self.policy, self.method)
+        if why:  # the default needs the policy's amortised explainer: a policy without one gets the fallback
+            self.get_logger().warning(f"method {self.method!r} is not available ({why}); explaining with "
+                                      f"{method!r} instead")
+            self.method = method
+            from rclpy.parameter import Parameter
+
+            self.set_parameters([Parameter("method", value=method)])  # `ros2 param get` shows what is used
         self.precision = self.p("precision")
         self.importance = self.p("importance")
         self.robot = live.RobotAdapter(s, str(self.p("robot"))) if self.importance == "dynamics" else None
@@ -74,6 +83,12 @@ class AttributionNode(XaiNode):
             self.get_logger().warning(f"warm-up explanation failed: {e}")
 
     # ---- parameters ---------------------------------------------------------------------------
+    def check_parameters(self, new) -> None:
+        """The amortised methods need an explainer trained for the loaded weights."""
+        _, why = usable_method(self.policy, new["method"]) if new["method"] != self.method else ("", "")
+        if why:
+            raise ValueError(f"method {new['method']!r}: {why}")
+
     def apply_parameters(self, changed) -> None:
         """method / precision apply from the next explanation on; dt and reproduce_tolerance are read
         per explanation (self.p)."""

@@ -265,8 +265,9 @@ NODES: dict[str, NodeInfo] = {
         "weights": P("", "as policy_node (the same file; mismatches are reported on /diagnostics)"),
         "init_seed": P(0, "as policy_node", lo=0),
         "robot": P("baxter_right_arm", "urdf/<robot>.urdf for the importance factors"),
-        "method": P("ig_occlusion", "attribution method (default: the one that passes docs/faithfulness.md; "
-                    "dtd/rap/gbp are the paper's)", choices=_METHODS, runtime=True),
+        "method": P("amortised", "attribution method (default: the one measured best in docs/faithfulness.md; "
+                    "it needs <weights>.explainer.safetensors, else ig_occlusion is used; dtd/rap/gbp are the "
+                    "paper's)", choices=_METHODS, runtime=True),
         "precision": P("float32", "rule convolutions: float32 | bfloat16 (several times faster with AMX)",
                        choices=_PRECISIONS, runtime=True),
         "importance": P("dynamics", "dynamics (robot model alphas) | uniform", choices=("dynamics", "uniform")),
