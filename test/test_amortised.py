@@ -158,7 +158,7 @@ def test_short_training_fits_the_teacher(policy):
     assert isinstance(net2, A.Explainer) and net2.meta["reduce"] == "norm"
 
 
-# ---- the methods "amortised" / "amortised_occlusion" through attribution.explain ---------------------
+# ---- the methods "occlusion_net" / "occlusion_net_refined" through attribution.explain ---------------------
 from pathlib import Path  # noqa: E402
 
 from policy_xai.attribution import explain  # noqa: E402
@@ -183,7 +183,7 @@ def reach():
 
 def test_load_policy_attaches_the_shipped_explainer(reach):
     p = reach[0]
-    assert A.has_explainer(p) and usable_method(p, "amortised") == ("amortised", "")
+    assert A.has_explainer(p) and usable_method(p, "occlusion_net") == ("occlusion_net", "")
     assert A.explainer_path_for(MODELS / "reach.safetensors") == MODELS / "reach.explainer.safetensors"
     for task in ("reach2d", "peg", "door"):
         assert A.has_explainer(load_policy(MODELS / f"{task}.safetensors")), task
@@ -207,7 +207,7 @@ def test_amortised_relevance_adds_up_to_the_torque_change(reach):
     with torch.no_grad():
         assert torch.allclose(r.torques, p(img, cfg), atol=1e-5)
     # the configuration leg holds the image: its relevance is integrated gradients over c alone
-    e = explain(p, img, cfg, "amortised", alpha=alpha)
+    e = explain(p, img, cfg, "occlusion_net", alpha=alpha)
     assert torch.allclose(e.image, e.extras["share"] * e.extras["image_total"].view(-1, 1, 1))
     assert abs(float(sum(v[0] for v in e.ratios.values())) - 1) < 1e-5
     assert float(e.ratios["image"][0]) == pytest.approx(
@@ -216,14 +216,14 @@ def test_amortised_relevance_adds_up_to_the_torque_change(reach):
 
 def test_amortised_batch_equals_single_and_occlusion_only_raises(reach):
     p, img, cfg, alpha = reach
-    both = explain(p, img, cfg, "amortised", alpha=alpha)
-    one = explain(p, img[1:], cfg[1:], "amortised", alpha=alpha)
+    both = explain(p, img, cfg, "occlusion_net", alpha=alpha)
+    one = explain(p, img[1:], cfg[1:], "occlusion_net", alpha=alpha)
     assert torch.allclose(both.image[1:], one.image, rtol=1e-4, atol=1e-7)
     assert torch.allclose(both.config[1:], one.config, rtol=1e-4, atol=1e-7)
-    occ = explain(p, img, cfg, "amortised_occlusion", alpha=alpha)
+    occ = explain(p, img, cfg, "occlusion_net_refined", alpha=alpha)
     # the refinement keeps every pixel's |value| or raises it to its window's measured share
     assert bool((occ.image >= both.image.abs() - 1e-7).all()) and bool((occ.image > both.image.abs() + 1e-6).any())
-    for m in ("amortised", "amortised_occlusion"):
+    for m in ("occlusion_net", "occlusion_net_refined"):
         with pytest.raises(ValueError, match="per_joint"):
             explain(p, img, cfg, m, alpha=alpha, per_joint=True)
 
@@ -234,18 +234,18 @@ def test_an_explainer_never_explains_other_weights(reach, tmp_path):
     p, img, cfg, alpha = reach
     q = copy.deepcopy(p)  # a copy (new storage): e.g. the sanity check's randomised networks
     with pytest.raises(A.ExplainerMismatchError, match="weights changed"):
-        explain(q, img, cfg, "amortised", alpha=alpha)
-    assert usable_method(q, "amortised")[0] == FALLBACK_METHOD
+        explain(q, img, cfg, "occlusion_net", alpha=alpha)
+    assert usable_method(q, "occlusion_net")[0] == FALLBACK_METHOD
     with torch.no_grad():  # an in-place change of the weights
         q2 = load_policy(MODELS / "reach.safetensors")
         q2.fcs[-1].bias.add_(0.1)
     assert not A.has_explainer(q2)
     # an untrained network: no explainer, the reason names the command that trains one
     fresh = init_policy("small", seed=0)
-    m, why = usable_method(fresh, "amortised")
+    m, why = usable_method(fresh, "occlusion_net")
     assert m == FALLBACK_METHOD and "policy-xai explainer" in why
     with pytest.raises(A.ExplainerLoadError, match="no explainer is attached"):
-        explain(fresh, img, cfg, "amortised")
+        explain(fresh, img, cfg, "occlusion_net")
     # weights next to an explainer trained for other weights: not attached, the reason kept
     import shutil
 
@@ -271,7 +271,7 @@ def test_amortised_finds_the_blob_of_a_hand_built_policy():
     cfg = torch.zeros(len(X), 2)
     net = A.train_explainer(pol, X[:24], cfg[:24], ALPHA, epochs=30, seed=0, width=8, lr=1e-2, batch=8, sizes=SIZES)
     A.attach_explainer(pol, net)
-    for m in ("amortised", "amortised_occlusion"):
+    for m in ("occlusion_net", "occlusion_net_refined"):
         e = explain(pol, X[24:], cfg[24:], m, alpha=ALPHA)
         pts = [M.pointing_ratio(np.abs(e.image[i].numpy()), masks[24 + i]) for i in range(8)]
         assert np.mean(pts) > 3, (m, pts)

@@ -28,7 +28,7 @@ def test_explainer_command_trains_a_file_that_load_policy_attaches(tmp_path, cap
     p = load_policy(w)
     assert A.has_explainer(p) and A.explainer_of(p).meta["train_states"] == 3
     img = torch.rand(1, 3, p.spec.image_height, p.spec.image_width)
-    e = explain(p, img, p.prepare_config(np.zeros(p.spec.config_dim)), "amortised")
+    e = explain(p, img, p.prepare_config(np.zeros(p.spec.config_dim)), "occlusion_net")
     assert e.image.shape == (1, p.spec.image_height, p.spec.image_width)
     # never overwritten: a second run refuses before any rollout
     before = out.read_bytes()

@@ -172,7 +172,7 @@ def test_method_changes_at_run_time(live):
     assert not set_method("no_such_method").successful
     # the untrained network has no amortised explainer: refused with the reason (the node started
     # with the fallback method instead of the default)
-    r = set_method("amortised")
+    r = set_method("occlusion_net")
     assert not r.successful and "explainer" in r.reason, r.reason
     assert set_method("rap").successful
     probe.clear("diagnostics")

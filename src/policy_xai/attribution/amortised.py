@@ -1,6 +1,9 @@
 """Amortised occlusion saliency: a small network, trained offline per policy, that predicts the
 policy's dense occlusion map from the image in one forward pass (in the spirit of Dabkowski & Gal
 2017, "Real time image saliency for black box classifiers", and FastSHAP, Jethani et al. 2022).
+The attribution methods `occlusion_net` and `occlusion_net_refined` (engine.py). "Amortised" is
+meant as in amortised explanation models (the cost paid once, in training); it is not the paper's
+amortisation over joints by importance factors, which every method here applies.
 
 Teacher (`teacher_map`, the expensive perturbation map the student learns):
     windows P of side p in SIZES (3/64, 4/64 and 8/64 of the image's larger side: 3, 4 and 8 px at
@@ -414,7 +417,7 @@ def _fingerprint(policy) -> tuple:
 
 
 def attach_explainer(policy, explainer: Explainer) -> None:
-    """Use `explainer` for the methods "amortised" / "amortised_occlusion" of this policy object,
+    """Use `explainer` for the methods "occlusion_net" / "occlusion_net_refined" of this policy object,
     for as long as its weights stay the ones it has now."""
     policy._xai_explainer = (explainer, _fingerprint(policy))
     policy._xai_explainer_error = None
@@ -433,7 +436,7 @@ def explainer_of(policy) -> Explainer:
         why = getattr(policy, "_xai_explainer_error", None) or (
             "no explainer is attached to this policy (load_policy attaches <weights>" + EXPLAINER_SUFFIX
             + " when the file exists)")
-        raise ExplainerLoadError(f"the amortised methods need an explainer trained for this policy: {why}; "
+        raise ExplainerLoadError(f"the occlusion_net methods need an explainer trained for this policy: {why}; "
                                  "train one with `policy-xai explainer --task TASK --policy WEIGHTS`")
     if rec[1] != _fingerprint(policy):
         raise ExplainerMismatchError("the policy's weights changed (or it is a copy) since its explainer was "

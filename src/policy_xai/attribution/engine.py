@@ -65,12 +65,12 @@ CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 #: path methods (path.py): method -> reference image; relevance relative to a reference observation
 PATH_METHODS = {"ig": "blur", "ig_median": "median", "ig_occlusion": "blur"}
 #: methods that need an amortised explainer trained for the policy (amortised.py)
-EXPLAINER_METHODS = ("amortised", "amortised_occlusion")
+EXPLAINER_METHODS = ("occlusion_net", "occlusion_net_refined")
 METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS) + EXPLAINER_METHODS
 #: the method the live pipeline and the commands use unless told otherwise (chosen by
 #: `policy-xai faithfulness`, docs/faithfulness.md)
-DEFAULT_METHOD = "amortised"
-#: what the live pipeline and analyze use instead of an amortised method for a policy without an
+DEFAULT_METHOD = "occlusion_net"
+#: what the live pipeline and analyze use instead of an occlusion_net method for a policy without an
 #: explainer file (the best-measured method that needs none)
 FALLBACK_METHOD = "ig_occlusion"
 #: methods whose amortised map is not the alpha-weighted sum of per-joint maps (no per_joint)
@@ -591,7 +591,7 @@ def _explain_amortised(policy, image, config, method, a, per_joint, spec, fp) ->
     ex = am.explainer_of(policy)
     r = am.amortised_explanation(policy, ex, image, config, a, steps=am.CONFIG_STEPS)
     img_map = r.image
-    if method == "amortised_occlusion":
+    if method == "occlusion_net_refined":
         img_map = occlusion_refine(policy, image, config, a, r.image, r.torques)
     ratios = _ratios(r.image_total.abs(), r.config.abs(), spec)
     extras = {"reference_torques": r.reference_torques, "output_relevance": (a * (r.torques - r.reference_torques).abs()).sum(1),

@@ -210,6 +210,21 @@ def _net_share(img_sum, out):
     return float(np.mean(img_sum[ok] / out[ok])) if ok.any() else float("nan")
 
 
+def _timing_explainer(policy, methods) -> None:
+    """the occlusion_net methods on a network without an explainer file (a spec name): an untrained
+    explainer of the shipped architecture, for timing only (its cost does not depend on its weights)."""
+    import torch
+
+    from ..attribution import amortised
+    from ..attribution.engine import EXPLAINER_METHODS
+
+    if any(m in EXPLAINER_METHODS for m in methods) and not amortised.has_explainer(policy):
+        gen = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        amortised.attach_explainer(policy, amortised.Explainer(policy.spec.image_channels))
+        torch.random.set_rng_state(gen)
+
+
 def bench_case(policy, image, config, methods, threads, repeat, budget, captum=True, progress=None):
     """All rows for one (network, batch, thread count). Returns a list of dicts."""
     import numpy as np
@@ -453,6 +468,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=len(specs) * len(batches) * len(threads) * n_rows, desc="bench", unit="row") as bar:
             for spec in specs:
                 policy = policy_from_arg(spec, seed=0)
+                _timing_explainer(policy, methods)
                 for B in batches:
                     images, configs = synthetic_observations(policy.spec, B, seed=0)
                     x, c = policy.prepare_image(images), policy.prepare_config(configs)

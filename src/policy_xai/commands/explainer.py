@@ -1,4 +1,4 @@
-"""`policy-xai explainer`: train the amortised explainer of a policy (the live default method's
+"""`policy-xai explainer`: train the occlusion explainer network of a policy (the live default method's
 model), from simulated rollouts of that policy (library: policy_xai.faithfulness.explainers)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .checks import UsageError, positive_int
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "explainer", help="train the amortised explainer of a policy (for the 'amortised' methods)",
+        "explainer", help="train the occlusion explainer network of a policy (for the 'occlusion_net' methods)",
         description=(
             "Rolls the policy out in the task's simulation, computes the dense occlusion map of every kept "
             "state (the teacher: the torque change when each small window is painted out) and trains a small "

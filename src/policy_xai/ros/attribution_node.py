@@ -31,7 +31,7 @@ class AttributionNode(XaiNode):
         self.limits = np.asarray(s.torque_limits)
         self.method = self.p("method")  # method, precision, dt, tolerances: validated, changeable at run time
         method, why = usable_method(self.policy, self.method)
-        if why:  # the default needs the policy's amortised explainer: a policy without one gets the fallback
+        if why:  # the default needs the policy's occlusion_net explainer: a policy without one gets the fallback
             self.get_logger().warning(f"method {self.method!r} is not available ({why}); explaining with "
                                       f"{method!r} instead")
             self.method = method
@@ -84,7 +84,7 @@ class AttributionNode(XaiNode):
 
     # ---- parameters ---------------------------------------------------------------------------
     def check_parameters(self, new) -> None:
-        """The amortised methods need an explainer trained for the loaded weights."""
+        """the occlusion_net methods need an explainer trained for the loaded weights."""
         _, why = usable_method(self.policy, new["method"]) if new["method"] != self.method else ("", "")
         if why:
             raise ValueError(f"method {new['method']!r}: {why}")

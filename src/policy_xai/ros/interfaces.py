@@ -265,7 +265,7 @@ NODES: dict[str, NodeInfo] = {
         "weights": P("", "as policy_node (the same file; mismatches are reported on /diagnostics)"),
         "init_seed": P(0, "as policy_node", lo=0),
         "robot": P("baxter_right_arm", "urdf/<robot>.urdf for the importance factors"),
-        "method": P("amortised", "attribution method (default: the one measured best in docs/faithfulness.md; "
+        "method": P("occlusion_net", "attribution method (default: the one measured best in docs/faithfulness.md; "
                     "it needs <weights>.explainer.safetensors, else ig_occlusion is used; dtd/rap/gbp are the "
                     "paper's)", choices=_METHODS, runtime=True),
         "precision": P("float32", "rule convolutions: float32 | bfloat16 (several times faster with AMX)",
