@@ -275,6 +275,13 @@ def test_reference_architecture(arch):
         one = explain_module(model, {k: v[2:3] for k, v in obs.items()}, method=method)
         for k in obs:
             torch.testing.assert_close(one.inputs[k], e.inputs[k][2:3], rtol=1e-4, atol=1e-7)
+    for method in ("gradcam", "g2gradcam"):  # on the last camera's stem conv, with per-output maps
+        path = f"encoders.{model.cameras[-1]}.backbone.conv1"
+        e = explain_module(model, obs, method=method, layer=path, alpha=alpha, per_output=True)
+        assert e.extras["camera"] == model.cameras[-1] and e.extras["activation"].endswith("backbone.relu")
+        cam = e.maps[model.cameras[-1]]
+        assert cam.shape == (3, 64, 64) and float(cam.abs().sum()) > 0
+        torch.testing.assert_close(e.per_output[model.cameras[-1]].sum(1), cam, rtol=1e-5, atol=1e-8)
 
 
 # ---- VisuomotorPolicy: the same numbers as the existing engine ----------------------------------------
@@ -291,15 +298,30 @@ class PolicyAdapter(nn.Module):
         return p.head(p.softmax(p.conv_features(obs["image"])), obs["config"])
 
 
-@pytest.fixture(scope="module")
-def small():
+@pytest.fixture(scope="module", params=["small", "paper", "models/reach.safetensors"])
+def small(request):
+    """A random `small` policy (non-trivial config normalisation), a random `paper` one (240x240) and
+    the shipped trained reach policy (a concentrated spatial softmax)."""
+    from pathlib import Path
+
+    from policy_xai.policy import load_policy
+
     torch.manual_seed(0)
-    policy = VisuomotorPolicy(load_spec("small")).eval()
-    with torch.no_grad():
-        policy.config_mean.normal_()
-        policy.config_std.uniform_(0.5, 2.0)
+    if request.param.endswith(".safetensors"):
+        path = Path(__file__).resolve().parents[1] / request.param
+        if not path.is_file():
+            pytest.skip(f"{request.param} not shipped here")
+        policy = load_policy(path)
+    else:
+        policy = VisuomotorPolicy(load_spec(request.param)).eval()
+        with torch.no_grad():
+            policy.config_mean.normal_()
+            policy.config_std.uniform_(0.5, 2.0)
+    s = policy.spec
     g = torch.Generator().manual_seed(4)
-    image, config = torch.rand(3, 3, 64, 64, generator=g), torch.randn(3, 20, generator=g)
+    B = 3 if s.image_height <= 64 else 1
+    image = torch.rand(B, s.image_channels, s.image_height, s.image_width, generator=g)
+    config = policy.config_mean + policy.config_std * torch.randn(B, s.config_dim, generator=g)
     return policy, image, config
 
 
@@ -324,6 +346,25 @@ def test_same_numbers_as_engine_on_small(small, method):
             torch.testing.assert_close(new.group_ratios[f"config/{g}"], old.ratios[g], rtol=1e-5, atol=1e-6)
     if method in RELEVANCE:
         assert_conserved(new)
+
+
+CAMS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
+
+
+@pytest.mark.parametrize("method", CAMS)
+def test_cam_same_numbers_as_engine_on_small(small, method):
+    policy, image, config = small
+    alpha = [1.0, 0.5, 2.0, 1.0, 0.1, 3.0, 1.0]
+    obs = {"image": image, "config": policy.normalise_config(config)}
+    for layer in (0, -2):
+        old = explain(policy, image, config, method=method, alpha=alpha, layer=layer)
+        new = explain_module(PolicyAdapter(policy).eval(), obs, method=method, alpha=alpha, layer=layer)
+        assert new.ratios is None and new.extras["layer"] == f"policy.convs.{layer % len(policy.convs)}"
+        # plain Grad-CAM's weights are spatial means of gradients that largely cancel (they sum to zero
+        # per map behind a spatial softmax): float rounding shows up to ~1e-5 there (paper: 9e-6)
+        tol = 3e-5 if method in ("gradcam", "guided_gradcam") else 1e-6
+        assert _max_rel(new.maps["image"], old.image) <= tol
+        assert _max_rel(new.inputs["config"], old.config) <= 1e-6
 
 
 @pytest.mark.parametrize("method", RELEVANCE)

@@ -8,7 +8,9 @@ Properties, declared once per method:
     linear       the rules are linear in the output relevance: all outputs in one backward pass
                  (otherwise one pass per output, batched as replicas)
     guided       the gradient is guided (GBP): activations pass only positive gradients
-    cam          a CAM method (none yet in the graph engine)
+    cam          a CAM method: ReLU(sum_c mean_hw(dA_c) A_c) on a conv layer, upsampled to its camera;
+                 `cam_weights` names the method giving dA, `times_guided_gradient` multiplies by the
+                 guided image gradient (Guided Grad-CAM)
     seed         "relevance": R = alpha |y| at the outputs;  "gradient": alpha sign(y) (the gradient of
                  alpha |y|); per-output passes start from sign(y_j) and are weighted by alpha_j
     times_input  the input relevance is the backward result times the input (gradient x input)
@@ -40,6 +42,10 @@ class Method:
     cam: bool = False
     seed: str = "relevance"
     times_input: bool = False
+    #: CAM methods: the method whose backward pass gives dA at the layer ("gradient" or "gbp"), and
+    #: whether the CAM is multiplied by the channel-summed guided (GBP) image gradient
+    cam_weights: str = ""
+    times_guided_gradient: bool = False
 
     def rule_for(self, kind: str, output_layer: bool = False):
         if output_layer and f"{kind}@output" in self.rules:
@@ -76,4 +82,14 @@ METHODS: Mapping[str, Method] = MappingProxyType({
                        times_input=True),
     "gbp": Method("gbp", MappingProxyType(_gradient_composite(True)), linear=False, guided=True, seed="gradient",
                   times_input=True),
+})
+_GRAD, _GUIDED = METHODS["gradient"].rules, METHODS["gbp"].rules
+METHODS = MappingProxyType({
+    **METHODS,
+    "gradcam": Method("gradcam", _GRAD, linear=False, cam=True, seed="gradient", cam_weights="gradient"),
+    "guided_gradcam": Method("guided_gradcam", _GRAD, linear=False, guided=True, cam=True, seed="gradient",
+                             cam_weights="gradient", times_guided_gradient=True),
+    "g1gradcam": Method("g1gradcam", _GUIDED, linear=False, guided=True, cam=True, seed="gradient", cam_weights="gbp"),
+    "g2gradcam": Method("g2gradcam", _GUIDED, linear=False, guided=True, cam=True, seed="gradient", cam_weights="gbp",
+                        times_guided_gradient=True),
 })

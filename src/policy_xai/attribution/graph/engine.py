@@ -26,16 +26,19 @@ class GraphExplanation:
     """inputs: name -> relevance (B, ...) like the input; ratios: name -> (B,) share of the total
     absolute relevance (sum to 1; NaN where there is none); group_ratios: "input/group" -> (B,) for
     the groups given to explain_module; outputs: the explained outputs (B, A); alpha: (B, A);
-    per_output: name -> (B, A, ...) per-output relevance when requested."""
+    per_output: name -> (B, A, ...) per-output relevance when requested; maps: image inputs
+    (B, C, H, W) -> (B, H, W), the channel-summed relevance (the CAM methods: the CAM, and the camera
+    is then not in `inputs`; ratios None)."""
 
     method: str
     inputs: dict
-    ratios: dict
+    ratios: Optional[dict]
     outputs: torch.Tensor
     alpha: torch.Tensor
     group_ratios: dict = field(default_factory=dict)
     per_output: Optional[dict] = None
     extras: dict = field(default_factory=dict)
+    maps: dict = field(default_factory=dict)
 
 
 def _alpha_tensor(alpha, B, A, dtype, device=None):
@@ -218,14 +221,18 @@ class GraphProgram:
                     raise UnsupportedOpError(f"{n.where()}: elementwise op {n.kind!r} changes the shape "
                                              f"{tuple(x.shape)} -> {tuple(vals[n].shape)} (broadcasting)")
 
-    def backward(self, method: Method, vals: dict, seed: torch.Tensor) -> dict:
-        """seed (m, *y.shape) at the output -> R (m, *x.shape) per input node."""
+    def backward(self, method: Method, vals: dict, seed: torch.Tensor, capture=None) -> dict:
+        """seed (m, *y.shape) at the output -> R (m, *x.shape) per input node (and per node in
+        `capture`: the relevance / gradient at its output)."""
         ctx = Context(self.graph, vals)
         rel = {self.out_node: seed}
+        got = {}
         for n in reversed(self.graph.nodes):
             if n.op != "call":
                 continue
             R = rel.pop(n, None)
+            if capture and n in capture:
+                got[n] = R
             if R is None:
                 continue
             rule = method.rule_for(n.kind, n.info["output_layer"])
@@ -240,7 +247,41 @@ class GraphProgram:
             for a, r in zip(live, outs):
                 if r is not None:
                     rel[a] = _acc(rel.get(a), r)
-        return {n: rel.get(n) for n in self.graph.inputs}
+        out = {n: rel.get(n) for n in self.graph.inputs}
+        out.update(got)
+        return out
+
+    def cam_layer(self, layer) -> tuple[Node, Node, str]:
+        """(activation node, camera input node) of a CAM layer: `layer` is the index of a conv among
+        the convs in graph order (negative from the end) or a conv's module path; the CAM is taken
+        on the conv's output after the elementwise ops that follow it alone (folded BatchNorm, ReLU)."""
+        convs = [n for n in self.graph.nodes if n.kind == "conv" and n.info.get("reached")]
+        if isinstance(layer, str):
+            hit = [n for n in convs if n.path == layer]
+            if not hit:
+                raise ValueError(f"no conv at module path {layer!r}; convs: {[n.path for n in convs]}")
+            node = hit[0]
+        else:
+            if not -len(convs) <= layer < len(convs):
+                raise ValueError(f"conv layer {layer} out of range for {len(convs)} conv layers")
+            node = convs[layer]
+        users = self.graph.users()
+        conv_path = node.path
+        from .composites import ACTIVATIONS, ELEMENTWISE
+
+        while len(users[node]) == 1 and users[node][0].kind in ACTIVATIONS + ELEMENTWISE:
+            node = users[node][0]
+        cams = set()
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if n.op == "input":
+                cams.add(n)
+            stack.extend(a for a, lv in zip(n.arg_nodes(), n.info.get("live_args", [])) if lv)
+        cams = [c for c in self.graph.inputs if c in cams]
+        if len(cams) != 1:
+            raise ValueError(f"CAM layer {node.path!r} depends on inputs {[c.name for c in cams]}, not on one camera")
+        return node, cams[0], conv_path
 
 
 _PROGRAMS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -306,14 +347,15 @@ def _ratios(inputs: dict, groups) -> tuple[dict, dict]:
 
 @torch.no_grad()
 def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=None, output=None,
-                   per_output: bool = False, groups=None) -> GraphExplanation:
+                   per_output: bool = False, groups=None, layer=0) -> GraphExplanation:
     """Explain the outputs (B, A) of any supported torch.nn.Module for a batch of observations.
 
     observation: dict name -> tensor (B, ...) passed as model(observation), or a tuple of tensors
     passed as model(*observation); output: key / index of the actions when the model returns a dict or
     a tuple; alpha: None, (A,) or (B, A) non-negative weights of the outputs; per_output: also return
     each output's relevance; groups: {input name: {group: n_features or slice}} for ratios of
-    named groups within a vector input (last dimension).
+    named groups within a vector input (last dimension); layer: the CAM methods' conv layer (index
+    among the convs in graph order, or module path; default the first, see docs/attribution.md).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} for the graph engine; choose from {', '.join(METHODS)}")
@@ -337,6 +379,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         seed[idx, :, idx] = unit.T
     else:
         seed = base.unsqueeze(0)
+    if meth.cam:
+        return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output)
     Rin = prog.backward(meth, vals, seed)
     inputs, per = {}, {}
     for node, x in zip(prog.graph.inputs, tensors):
@@ -353,4 +397,46 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     extras = {"folded_batchnorms": prog.folded}
     if meth.seed == "relevance":
         extras["output_relevance"] = (a * y.abs()).sum(1)
-    return GraphExplanation(method, inputs, ratios, y, a, gr, per if per_output else None, extras)
+    maps = {k: v.sum(1) for k, v in inputs.items() if v.dim() == 4}
+    return GraphExplanation(method, inputs, ratios, y, a, gr, per if per_output else None, extras, maps)
+
+
+def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output):
+    """Grad-CAM family (one pass per output): ReLU(sum_c mean_hw(dA_c) A_c) on the layer, upsampled
+    (bilinear) to its camera; dA from the plain (gradcam, guided_gradcam) or guided (g1, g2) pass;
+    guided_gradcam / g2gradcam multiply by the channel-summed guided gradient of the camera image.
+    The other inputs get gradient x input of the pass that gives the image gradient (or of the
+    plain pass for gradcam). No ratios (the CAM localises within the image only)."""
+    from torch.nn import functional as F
+
+    node, cam_in, conv_path = prog.cam_layer(layer)
+    A, B = seed.shape[0], y.shape[0]
+    weights_method = METHODS[meth.cam_weights]
+    R = prog.backward(weights_method, vals, seed, capture={node})
+    if meth.times_guided_gradient or meth.cam_weights != "gradient":
+        G = R if meth.cam_weights == "gbp" else prog.backward(METHODS["gbp"], vals, seed)
+    else:
+        G = R
+    act = vals[node]
+    g = R[node] if R[node] is not None else torch.zeros((A, *act.shape), dtype=y.dtype, device=y.device)
+    w = g.mean(dim=tuple(range(3, g.dim())), keepdim=True)
+    cam = torch.relu((w * act).sum(2))  # (A, B, h, w)
+    H, W = tensors[prog.graph.inputs.index(cam_in)].shape[2:]
+    cam = F.interpolate(cam, size=(H, W), mode="bilinear", align_corners=False)
+    if meth.times_guided_gradient:
+        cam = cam * G[cam_in].sum(2)
+    wj = a.T.reshape(A, B)
+    cam = cam * wj.view(A, B, 1, 1)
+    inputs, per = {}, {}
+    for n, x in zip(prog.graph.inputs, tensors):
+        if n is cam_in:
+            continue
+        r = G[n]
+        r = torch.zeros((A, *x.shape), dtype=y.dtype, device=x.device) if r is None else r * x
+        r = r * wj.view(A, B, *([1] * (x.dim() - 1)))
+        inputs[n.name] = r.sum(0)
+        per[n.name] = r.transpose(0, 1)
+    maps = {cam_in.name: cam.sum(0)}
+    per[cam_in.name] = cam.transpose(0, 1)
+    extras = {"layer": conv_path, "activation": node.path, "camera": cam_in.name, "folded_batchnorms": prog.folded}
+    return GraphExplanation(meth.name, inputs, None, y, a, {}, per if per_output else None, extras, maps)
