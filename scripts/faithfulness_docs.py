@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README_METHODS = ("dtd", "rap", "gbp", "gradient", "gradcam", "ig", "ig_occlusion", "random")
+README_METHODS = ("dtd", "rap", "gbp", "gradient", "gradcam", "ig", "ig_occlusion", "occlusion_net",
+                  "occlusion_net_refined", "random")
 README_COLS = (("deletion_median", "deletion AUC"), ("deletion_road", "deletion AUC (ROAD)"),
                ("pointing", "pointing"), ("topk", "top-k"), ("config_rank", "cfg rank"))
 

@@ -135,14 +135,15 @@ def test_save_load_round_trip_and_policy_hash(tmp_path, policy):
         A.load_explainer(bad)
 
 
+def blob_images(n: int, seed: int):
+    """(images (n, 3, S, S), masks) with one blob each at random places."""
+    rng = np.random.default_rng(seed)
+    imgs, masks = zip(*(blob_image(int(rng.integers(0, S - 3)), int(rng.integers(0, S - 3))) for _ in range(n)))
+    return torch.stack(imgs), list(masks)
+
+
 def test_short_training_fits_the_teacher(policy):
-    rng = np.random.default_rng(0)
-    imgs, masks = [], []
-    for _ in range(24):
-        im, mk = blob_image(int(rng.integers(0, S - 3)), int(rng.integers(0, S - 3)))
-        imgs.append(im)
-        masks.append(mk)
-    X = torch.stack(imgs)
+    X, masks = blob_images(24, 0)
     cfg = torch.zeros(len(X), 2)
     maps = A.teacher_map(policy, X, cfg, ALPHA, sizes=SIZES)
     net, losses = A.train_on_maps(X, maps, epochs=25, seed=0, width=8, lr=1e-2, batch=8)
@@ -189,7 +190,7 @@ def test_load_policy_attaches_the_shipped_explainer(reach):
         assert A.has_explainer(load_policy(MODELS / f"{task}.safetensors")), task
 
 
-def test_amortised_relevance_adds_up_to_the_torque_change(reach):
+def test_occlusion_net_relevance_adds_up_to_the_torque_change(reach):
     """image total + configuration relevance = sum_j alpha_j |tau_j(x, c) - tau_j(x0, c0)| (the
     configuration leg's midpoint rule: within 0.5 % with 512 points, the head's ReLU kinks make it
     converge slowly); the image map is
@@ -214,7 +215,7 @@ def test_amortised_relevance_adds_up_to_the_torque_change(reach):
         float(e.extras["image_total"][0].abs() / (e.extras["image_total"][0].abs() + e.config[0].abs().sum())), rel=1e-5)
 
 
-def test_amortised_batch_equals_single_and_occlusion_only_raises(reach):
+def test_occlusion_net_batch_equals_single_and_refinement_only_raises(reach):
     p, img, cfg, alpha = reach
     both = explain(p, img, cfg, "occlusion_net", alpha=alpha)
     one = explain(p, img[1:], cfg[1:], "occlusion_net", alpha=alpha)
@@ -257,17 +258,11 @@ def test_an_explainer_never_explains_other_weights(reach, tmp_path):
         A.explainer_of(mine)
 
 
-def test_amortised_finds_the_blob_of_a_hand_built_policy():
+def test_occlusion_net_finds_the_blob_of_a_hand_built_policy():
     """A student trained on the blob policy's teacher maps, attached to that policy: explain's
-    amortised map (and its occlusion refinement) points at the blob on new images."""
+    occlusion_net map (and its occlusion refinement) points at the blob on new images."""
     pol = blob_policy()
-    rng = np.random.default_rng(1)
-    X, masks = [], []
-    for _ in range(32):
-        im, mk = blob_image(int(rng.integers(0, S - 3)), int(rng.integers(0, S - 3)))
-        X.append(im)
-        masks.append(mk)
-    X = torch.stack(X)
+    X, masks = blob_images(32, 1)
     cfg = torch.zeros(len(X), 2)
     net = A.train_explainer(pol, X[:24], cfg[:24], ALPHA, epochs=30, seed=0, width=8, lr=1e-2, batch=8, sizes=SIZES)
     A.attach_explainer(pol, net)

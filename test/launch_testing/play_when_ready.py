@@ -8,7 +8,9 @@ Started by test_replay_launch.py as a launch process next to replay.launch.py's 
 --go: first wait for the test's probe to say (a latched std_msgs/Empty on TOPIC) that its subscriptions
 have matched the nodes' publishers (the reader's side); --listener / --outputs: then wait until the
 nodes publishing each output topic have matched every subscription, NAME's included (the writers' side:
-their matched<topic> counts on /diagnostics). Both, so that no explanation is lost to the listener.
+their matched<topic> counts on /diagnostics), and the player's own publishers (e.g. the decisions of
+the replay graph) have matched NAME's subscriptions to them. All three, so that the listener loses
+no message.
 The domain is $ROS_DOMAIN_ID. Exit code 0 when every message was published.
 """
 from __future__ import annotations
@@ -114,7 +116,8 @@ def main() -> int:
     if args.listener and args.outputs:
         wait_for_listener(args.listener, args.outputs, args.nodes, domain, args.ready_timeout)
     n = play_into(args.bag, plan["topics"], args.nodes, domain,
-                  ready_timeout=max(1.0, args.ready_timeout - (time.monotonic() - t0)))
+                  ready_timeout=max(1.0, args.ready_timeout - (time.monotonic() - t0)),
+                  listeners=[args.listener] if args.listener else [])
     print(f"play_when_ready: published {n} of {count} messages", flush=True)
     return 0 if n == count else 1
 

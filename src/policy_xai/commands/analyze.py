@@ -568,8 +568,10 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: bool = False, start: float = 0.0,
-              ready_timeout: float = 90.0, runner=None, drain: float = 2.0) -> int:
-    """Play `topics` of `bag` once the nodes `node_names` are up and subscribed (rclpy in this process)."""
+              ready_timeout: float = 90.0, runner=None, drain: float = 2.0, listeners=()) -> int:
+    """Play `topics` of `bag` once the nodes `node_names` are up and subscribed (rclpy in this process).
+    listeners: more node names (e.g. a test's probe) whose subscriptions to the played topics, where
+    they have one, the player's publishers must have matched first."""
     import os
     import time
 
@@ -613,7 +615,7 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
             missing = [(t, who) for t, who in need if not any(
                 (who is None or i.node_name == who) for i in node.get_subscriptions_info_by_topic(t))]
             if want <= up and not missing:
-                missing = unmatched(node, {t for t, _ in need}, want, own, matched)
+                missing = unmatched(node, {t for t, _ in need}, want | set(listeners), own, matched)
                 if not missing:
                     break
             if runner is not None and runner.dead():
