@@ -62,6 +62,7 @@ def _relevance_composite(hidden: r.Rule, output: r.Rule) -> dict:
          "sum": r.ZPlusPositiveMap(), "add": r.ResidualSplit(), "spatial_softmax": r.AttentionSplit()}
     c.update({k: r.PassThrough() for k in ACTIVATIONS + ELEMENTWISE})
     c.update({k: r.Select() for k in STRUCTURAL})
+    c["cat"] = r.Concat()
     return c
 
 
@@ -69,7 +70,8 @@ def _gradient_composite(guided: bool) -> dict:
     c = {"linear": r.LinearGradient(), "conv": r.LinearGradient(), "relu": r.ReLUGradient(guided),
          "spatial_softmax": r.SpatialSoftmaxGradient(), "identity": r.PassThrough()}
     c.update({k: r.ActivationGradient(guided) for k in SMOOTH})
-    for k in STRUCTURAL + ("maxpool", "avgpool", "mean", "sum", "add", "affine_const", "batchnorm", "groupnorm",
+    c["cat"] = r.Concat()
+    for k in tuple(k for k in STRUCTURAL if k != "cat") + ("maxpool", "avgpool", "mean", "sum", "add", "affine_const", "batchnorm", "groupnorm",
                            "layernorm"):
         c[k] = r.ExactGradient()
     return c

@@ -18,7 +18,7 @@ from torch import nn
 
 from .canonizers import CANONIZERS, module_layer_params
 from .composites import METHODS, OUTPUT_PASS, Method
-from .trace import Graph, Node, UnsupportedOpError, _map, analyse, trace
+from .trace import Graph, Node, UnsupportedOpError, analyse, trace
 
 
 @dataclass
@@ -69,8 +69,7 @@ class Context:
         if node.module is not None:
             return module_layer_params(node.module)
         # functional F.linear / F.conv1d / F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        a = _map(node.args, lambda v: self.vals[v] if isinstance(v, Node) else v)
-        kw = _map(node.kwargs, lambda v: self.vals[v] if isinstance(v, Node) else v)
+        a, kw = node.bind(self.vals)
         W = a[1] if len(a) > 1 else kw["weight"]
         b = a[2] if len(a) > 2 else kw.get("bias")
         if node.source.endswith("linear"):
@@ -85,13 +84,22 @@ class Context:
         return {"type": "conv", "nd": nd, "weight": W, "bias": b, "stride": tup(got["stride"]),
                 "padding": tup(got["padding"]), "dilation": tup(got["dilation"]), "groups": got["groups"]}
 
+    def nonneg(self, node: Node) -> bool:
+        """The node's (first) live argument is known to be non-negative (a ReLU's output etc.)."""
+        for a, lv in zip(node.arg_nodes(), node.info["live_args"]):
+            if lv:
+                return bool(a.info.get("nonneg"))
+        return False
+
     def call(self, node: Node, xs: list):
         return self.graph.call_with(node, self.vals, xs)
 
     def attention(self, node: Node, a):
         key = ("attention", node)
         if key not in self.memo:
-            self.memo[key] = node.info["adapter"].attention(a)
+            ad = node.info["adapter"]
+            last = getattr(ad, "last", None)
+            self.memo[key] = last[1] if last is not None and last[0] is a else ad.attention(a)
         return self.memo[key]
 
     def derivative(self, node: Node, x):
@@ -155,6 +163,7 @@ class GraphProgram:
         self.graph = trace(model, names, as_dict)
         self.folded = sum(c(self.graph) for c in CANONIZERS)
         self._analysed = False
+        self._checked: set = set()
 
     def _select_output(self, out):
         key = self.output_key
@@ -207,6 +216,13 @@ class GraphProgram:
                                      "control flow or an op traced with fixed values?)")
 
     def check(self, method: Method, vals: dict):
+        key = (method.name, tuple(tuple(vals[n].shape) for n in self.graph.inputs))
+        if key in self._checked:
+            return
+        self._check(method, vals)
+        self._checked.add(key)
+
+    def _check(self, method: Method, vals: dict):
         for n in self.graph.nodes:
             if n.op != "call" or not n.info["reached"]:
                 continue

@@ -52,7 +52,9 @@ class SpatialSoftmaxAdapter:
         return torch.softmax(a.flatten(2) / self.temperature(), dim=-1)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        pts = self.attention(a) @ self.positions()  # (B, K, 2)
+        att = self.attention(a)
+        self.last = (a, att)  # the rules reuse the forward's attention (Context.attention)
+        pts = att @ self.positions()  # (B, K, 2)
         return pts.flatten(1) if self.layout == "flat" else pts
 
 
@@ -140,10 +142,20 @@ class Node:
     info: dict = field(default_factory=dict)
 
     def arg_nodes(self) -> list["Node"]:
-        """Nodes among the arguments, in order, with repeats."""
-        out = []
-        _map((self.args, self.kwargs), lambda v: out.append(v) if isinstance(v, Node) else None)
-        return out
+        """Nodes among the arguments, in order, with repeats (cached: arguments never change)."""
+        got = self.info.get("_arg_nodes")
+        if got is None:
+            got = []
+            _map((self.args, self.kwargs), lambda v: got.append(v) if isinstance(v, Node) else None)
+            self.info["_arg_nodes"] = got
+        return got
+
+    def bind(self, vals: dict):
+        """(args, kwargs) with the argument nodes replaced by their values."""
+        f = self.info.get("_bind")
+        if f is None:
+            f = self.info["_bind"] = _compile((self.args, self.kwargs))
+        return f(vals)
 
     def where(self) -> str:
         return f"{self.source} at {self.path!r}" if self.path else f"{self.source} (top level)"
@@ -163,6 +175,26 @@ def _map(obj, f):
     if isinstance(obj, slice):
         return slice(_map(obj.start, f), _map(obj.stop, f), _map(obj.step, f))
     return f(obj)
+
+
+def _compile(obj):
+    """A function vals -> obj with the Node leaves replaced by vals[node] (faster than _map)."""
+    if isinstance(obj, Node):
+        return lambda v, _n=obj: v[_n]
+    if isinstance(obj, (tuple, list, dict, slice)):
+        leaves = []
+        _map(obj, lambda a: leaves.append(a) if isinstance(a, Node) else None)
+        if not leaves:
+            return lambda v, _c=obj: _c
+        if isinstance(obj, (tuple, list)):
+            fs, typ = [_compile(o) for o in obj], type(obj)
+            return lambda v: typ([f(v) for f in fs])
+        if isinstance(obj, dict):
+            fs = {k: _compile(o) for k, o in obj.items()}
+            return lambda v: {k: f(v) for k, f in fs.items()}
+        fa, fb, fc = _compile(obj.start), _compile(obj.stop), _compile(obj.step)
+        return lambda v: slice(fa(v), fb(v), fc(v))
+    return lambda v, _c=obj: _c
 
 
 class Graph:
@@ -188,8 +220,8 @@ class Graph:
         for n in self.nodes:
             if n.op == "input":
                 continue
-            vals[n] = n.fn(*_map(n.args, lambda a: vals[a] if isinstance(a, Node) else a),
-                           **_map(n.kwargs, lambda a: vals[a] if isinstance(a, Node) else a))
+            args, kwargs = n.bind(vals)
+            vals[n] = n.fn(*args, **kwargs)
         return vals
 
     def call_with(self, node: Node, vals: dict, replace: list):
@@ -340,6 +372,12 @@ def analyse(graph: Graph, vals: dict, out_node: Node) -> None:
                 n.kind = "add"
             else:
                 n.kind = f"{n.kind} of two input-dependent tensors"
+    # outputs known to be non-negative without looking (the rules then skip Eq. 2's negative part)
+    keep = ("maxpool", "avgpool", "identity", "reshape", "getitem", "cat", "split", "stack", "mean", "sum")
+    for n in graph.nodes:
+        args = [a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv]
+        n.info["nonneg"] = n.kind == "relu" or (n.kind in keep and bool(args) and
+                                                all(a.info.get("nonneg") for a in args))
     # nodes relevance reaches: backwards from the output through live arguments
     reach = {out_node} if out_node in live else set()
     for n in reversed(graph.nodes):
