@@ -327,18 +327,26 @@ def _observation(observation):
     return names, tensors, as_dict
 
 
-def compile_module(model: nn.Module, observation, output=None) -> GraphProgram:
+def compile_module(model: nn.Module, observation, output=None, _parsed=None) -> GraphProgram:
     """The traced, canonized program of `model` for observations shaped like `observation` (cached)."""
-    names, _, as_dict = _observation(observation)
-    training = [name or "<model>" for name, m in model.named_modules() if m.training]
+    names, _, as_dict = _parsed or _observation(observation)
+    per = _PROGRAMS.get(model)
+    key = (tuple(names), as_dict, output)
+    prog = per.get(key) if per is not None else None
+    # the whole module tree is checked when tracing; later calls check the modules whose eval
+    # behaviour differs (dropout, batch norm, anything with its own `training`-dependent code)
+    mods = model.named_modules() if prog is None else prog.mode_modules
+    training = [name or "<model>" for name, m in mods if m.training]
     if training:
         raise ValueError(f"model has modules in training mode ({', '.join(training[:3])}...); call model.eval() "
                          "first (dropout, batch statistics)")
-    per = _PROGRAMS.setdefault(model, {})
-    key = (tuple(names), as_dict, output)
-    if key not in per:
-        per[key] = GraphProgram(model, names, as_dict, output)
-    return per[key]
+    if prog is None:
+        prog = GraphProgram(model, names, as_dict, output)
+        std = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Flatten,
+               nn.Identity)
+        prog.mode_modules = [(n or "<model>", m) for n, m in model.named_modules() if not isinstance(m, std)]
+        _PROGRAMS.setdefault(model, {})[key] = prog
+    return prog
 
 
 def _ratios(inputs: dict, groups) -> tuple[dict, dict]:
@@ -376,9 +384,9 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} for the graph engine; choose from {', '.join(METHODS)}")
     meth = METHODS[method]
-    names, tensors, _ = _observation(observation)
-    tensors = [t.float() if t.is_floating_point() else t for t in tensors]
-    prog = compile_module(model, observation, output)
+    parsed = _observation(observation)
+    tensors = [t.float() if t.is_floating_point() else t for t in parsed[1]]
+    prog = compile_module(model, observation, output, parsed)
     vals = prog.forward(tensors)
     prog.check(meth, vals)
     y = vals[prog.out_node]

@@ -16,6 +16,13 @@ from torch.nn.grad import conv1d_input, conv2d_input
 EPS = 1e-12
 
 
+def dense_min(t):
+    """t.min(), reading a channels-last tensor in memory order (~10x faster than its strided min)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(-1).min()
+
+
 def sdiv(a, b):
     """a / b, 0 where |b| <= EPS (a dead unit's relevance is dropped, not blown up)."""
     ok = b.abs() > EPS
@@ -155,7 +162,7 @@ class ZPlus(Rule):
             pos = (y - L.bias_view(p["bias"], y)) > 0
             all_pos = bool(pos.all())
         else:
-            all_pos = Zp.numel() == 0 or bool(Zp.min() > EPS)
+            all_pos = Zp.numel() == 0 or bool(dense_min(Zp) > EPS)
             pos = None if all_pos else Zp > EPS
         if all_pos:
             S = L.div(R, Zp)
