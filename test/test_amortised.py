@@ -207,12 +207,29 @@ def test_occlusion_net_relevance_adds_up_to_the_torque_change(reach):
     assert torch.allclose(r.image, r.share * r.image_total.view(-1, 1, 1))
     with torch.no_grad():
         assert torch.allclose(r.torques, p(img, cfg), atol=1e-5)
-    # the configuration leg holds the image: its relevance is integrated gradients over c alone
+    # per torque: I_j + sum_i R_i^(j) = alpha_j |tau_j(x, c) - tau_j(x0, c0)| (each leg order), and
+    # the per-torque parts add up to the totals
+    for order in A.LEG_ORDERS:
+        r = A.amortised_explanation(p, A.explainer_of(p), img, cfg, a, steps=512, order=order)
+        per = r.image_joint + r.config_joint.sum(2)
+        want = a * (r.torques - r.reference_torques).abs()
+        assert torch.allclose(per, want, rtol=2e-2, atol=2e-2 * float(want.max())), order
+        assert torch.allclose(r.config_joint.sum(1), r.config, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(r.image_joint.sum(1), r.image_total, rtol=1e-5, atol=1e-6)
+    one = {o: A.amortised_explanation(p, A.explainer_of(p), img, cfg, a, steps=64, order=o) for o in ("image", "config")}
+    b64 = A.amortised_explanation(p, A.explainer_of(p), img, cfg, a, steps=64)
+    assert torch.allclose(b64.image_total, 0.5 * (one["image"].image_total + one["config"].image_total))
+    assert torch.allclose(b64.config, 0.5 * (one["image"].config + one["config"].config), rtol=1e-4, atol=1e-6)
+    # ratios: per-torque magnitudes, image sum_j |I_j|, group G sum_j |sum_{i in G} R_i^(j)|
     e = explain(p, img, cfg, "occlusion_net", alpha=alpha)
     assert torch.allclose(e.image, e.extras["share"] * e.extras["image_total"].view(-1, 1, 1))
     assert abs(float(sum(v[0] for v in e.ratios.values())) - 1) < 1e-5
-    assert float(e.ratios["image"][0]) == pytest.approx(
-        float(e.extras["image_total"][0].abs() / (e.extras["image_total"][0].abs() + e.config[0].abs().sum())), rel=1e-5)
+    r = A.amortised_explanation(p, A.explainer_of(p), img[:1], cfg[:1], alpha[None])
+    parts = {"image": float(r.image_joint[0].abs().sum())}
+    for g, sl in p.spec.group_slices().items():
+        parts[g] = float(r.config_joint[0, :, sl].sum(1).abs().sum())
+    for g, v in parts.items():
+        assert float(e.ratios[g][0]) == pytest.approx(v / sum(parts.values()), rel=1e-4, abs=1e-7), g
 
 
 def test_occlusion_net_batch_equals_single_and_refinement_only_raises(reach):

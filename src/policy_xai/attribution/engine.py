@@ -593,7 +593,14 @@ def _explain_amortised(policy, image, config, method, a, per_joint, spec, fp) ->
     img_map = r.image
     if method == "occlusion_net_refined":
         img_map = occlusion_refine(policy, image, config, a, r.image, r.torques)
-    ratios = _ratios(r.image_total.abs(), r.config.abs(), spec)
+    # ratios from per-torque magnitudes: sum_j |I_j| for the image, sum_j |sum_{i in G} R_i^(j)| per
+    # group (amortised.amortised_explanation)
+    parts = {IMAGE: r.image_joint.abs().sum(1)}
+    for g, sl in spec.group_slices().items():
+        parts[g] = r.config_joint[:, :, sl].sum(2).abs().sum(1)
+    total = sum(parts.values())
+    safe = torch.where(total > 0, total, torch.ones_like(total))
+    ratios = {k: torch.where(total > 0, v / safe, torch.full_like(v, float("nan"))) for k, v in parts.items()}
     extras = {"reference_torques": r.reference_torques, "output_relevance": (a * (r.torques - r.reference_torques).abs()).sum(1),
               "reference": "blur", "image_total": r.image_total, "share": r.share}
     return Explanation(method, img_map, r.config, r.points, r.torques, a, ratios, spec.group_names, fp, None, None,
