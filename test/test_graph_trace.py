@@ -109,3 +109,39 @@ def test_untraceable_model_is_a_clear_error():
 
     with pytest.raises(UnsupportedOpError, match="could not trace"):
         explain_module(DataDependent().eval(), (torch.randn(2, 3),))
+
+
+class InplaceBlock(nn.Module):
+    """torchvision's BasicBlock style: ReLU(inplace=True) and `out += identity`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = nn.Conv2d(3, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3)
+        self.head = nn.Linear(3 * 36, 4)
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        out = F.relu(out, inplace=True)
+        return self.head(out.flatten(1))
+
+
+def test_inplace_ops_run_out_of_place():
+    torch.manual_seed(5)
+    model = InplaceBlock()
+    with torch.no_grad():
+        for bn in (model.bn1, model.bn2):
+            bn.running_var.uniform_(0.5, 2)
+            bn.running_mean.normal_()
+    model.eval()
+    x = torch.rand(2, 3, 6, 6)
+    for method in ("dtd", "rap"):
+        e = explain_module(model, (x,), method=method)
+        assert conserved(e)
+        assert e.extras["folded_batchnorms"] == 2
+    torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
+                               grad_x_input(model, (x,))[0], rtol=1e-4, atol=1e-7)

@@ -13,6 +13,7 @@ becomes its own "conv" node, so the conv rules apply to it.
 """
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -114,6 +115,11 @@ METHOD_KINDS = {
     "detach": "identity", "split": "split", "chunk": "split", "unbind": "split", "mean": "mean", "sum": "sum",
     "relu": "relu", "tanh": "tanh", "add": "add", "sub": "sub", "mul": "mul", "div": "div", "neg": "neg",
 }
+
+#: in-place ops, run out of place in the cached forward (ReLU(inplace=True), out += identity, ...)
+_OUT_OF_PLACE_FUNCTIONS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+                           operator.itruediv: operator.truediv, torch.relu_: torch.relu, F.relu_: F.relu}
+_INPLACE_SAFE_KINDS = ("relu", "leaky_relu", "elu", "silu", "mish", "identity")
 
 #: elementwise arithmetic that becomes "affine_const" when only one operand depends on the input
 _ARITH = ("add", "sub", "mul", "div", "neg")
@@ -326,15 +332,24 @@ def trace(model: nn.Module, names: list, as_dict: bool) -> Graph:
             else:
                 kind = "batchnorm" if is_frozen_batchnorm(m) else next(
                     (k for t, k in MODULE_KINDS if isinstance(m, t)), f"module {cls}")
-                n = add(name=fn.name, op="call", kind=kind, fn=m, args=args, kwargs=kwargs, path=path,
+                f = m
+                if getattr(m, "inplace", False) is True and kind in _INPLACE_SAFE_KINDS:
+                    f = copy.copy(m)  # the cached forward must keep every value: run it out of place
+                    f.inplace = False
+                n = add(name=fn.name, op="call", kind=kind, fn=f, args=args, kwargs=kwargs, path=path,
                         source=cls, module=m)
         elif fn.op == "call_function":
-            kind = FUNCTION_KINDS.get(fn.target, f"function {_fn_name(fn.target)}")
-            n = add(name=fn.name, op="call", kind=kind, fn=fn.target, args=args, kwargs=kwargs, path=ctx_path,
+            target = _OUT_OF_PLACE_FUNCTIONS.get(fn.target, fn.target)
+            if kwargs.get("inplace") is True:
+                kwargs = dict(kwargs, inplace=False)
+            kind = FUNCTION_KINDS.get(target, f"function {_fn_name(target)}")
+            n = add(name=fn.name, op="call", kind=kind, fn=target, args=args, kwargs=kwargs, path=ctx_path,
                     source=_fn_name(fn.target))
         elif fn.op == "call_method":
             name = fn.target
-            kind = METHOD_KINDS.get(name, f"method Tensor.{name}")
+            if name.endswith("_") and not name.endswith("__") and name[:-1] in METHOD_KINDS:
+                name = name[:-1]  # relu_, add_, mul_ ...: out of place, so the cache keeps the input
+            kind = METHOD_KINDS.get(name, f"method Tensor.{fn.target}")
             n = add(name=fn.name, op="call", kind=kind, fn=lambda self, *a, _m=name, **k: getattr(self, _m)(*a, **k),
                     args=args, kwargs=kwargs, path=ctx_path, source=f"Tensor.{name}")
         elif fn.op == "output":
