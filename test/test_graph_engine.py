@@ -167,6 +167,7 @@ def test_sign_handling_negative_outputs_and_inputs(name):
     assert bool((e.outputs < 0).all()) and bool((obs["x"] < 0).any())
     assert float(e.inputs["x"].min()) >= -1e-7
     assert_conserved(e)
+    assert_conserved(explain_module(net, obs, method="rap"))
 
 
 def test_per_output_adds_up():
@@ -409,6 +410,19 @@ def test_unsupported_op_error_names_op_path_and_supported():
         assert method in msg
     with pytest.raises(UnsupportedOpError, match=r"sigmoid"):
         explain_module(Gated().eval(), obs, method="dtd")
+
+    class FunctionalSoftArgmax(nn.Module):  # a spatial softmax written as ops, not as a module
+        def __init__(self):
+            super().__init__()
+            self.conv, self.out = nn.Conv2d(1, 2, 3), nn.Linear(2, 2)
+            self.register_buffer("pos", torch.linspace(-1, 1, 4))
+
+        def forward(self, x):
+            att = torch.softmax(self.conv(x).flatten(2), dim=-1)
+            return self.out((att * self.pos.repeat(4)).sum(-1))
+
+    with pytest.raises(UnsupportedOpError, match=r"softmax.*pos_x, pos_y, temperature"):
+        explain_module(FunctionalSoftArgmax().eval(), (torch.rand(2, 1, 6, 6),), method="dtd")
 
 
 def test_other_errors():

@@ -228,9 +228,14 @@ class GraphProgram:
                 continue
             rule = method.rule_for(n.kind, n.info["output_layer"])
             if rule is None:
+                hint = ""
+                if "softmax" in n.kind.lower():
+                    hint = (" (a spatial softmax must be one module: policy_xai.policy.SpatialSoftmax, or a keypoint "
+                            "soft-argmax with pos_x, pos_y, temperature and an optional 1x1 conv `nets`, robomimic's "
+                            "layout, see policy_xai.attribution.graph.models.SpatialSoftArgmax)")
                 raise UnsupportedOpError(
                     f"method {method.name!r} has no rule for op {n.kind!r} ({n.source}) at module path "
-                    f"{n.path or '<top level>'!r}; supported op types: {', '.join(method.supported())}")
+                    f"{n.path or '<top level>'!r}; supported op types: {', '.join(method.supported())}{hint}")
             if rule.elementwise:
                 x = vals[[a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv][0]]
                 if x.shape != vals[n].shape:

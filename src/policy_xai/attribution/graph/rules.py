@@ -52,6 +52,8 @@ class LayerMap:
         hit = cache.get(key)
         if hit is not None and hit[0] == stamp and hit[2] is W:
             return hit[1]
+        if len(cache) >= 8:  # weights changed (training between explanations): drop the stale variants
+            cache.clear()
         with torch.no_grad():
             v = (W.contiguous(memory_format=torch.channels_last) if kind == "cl"
                  else W.reshape(W.shape[0], -1).T.contiguous())
