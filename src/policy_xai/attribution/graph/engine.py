@@ -242,9 +242,10 @@ class GraphProgram:
                     raise UnsupportedOpError(f"{n.where()}: elementwise op {n.kind!r} changes the shape "
                                              f"{tuple(x.shape)} -> {tuple(vals[n].shape)} (broadcasting)")
 
-    def backward(self, method: Method, vals: dict, seed: torch.Tensor, capture=None) -> dict:
+    def backward(self, method: Method, vals: dict, seed: torch.Tensor, capture=None, skip_input=None) -> dict:
         """seed (m, *y.shape) at the output -> R (m, *x.shape) per input node (and per node in
-        `capture`: the relevance / gradient at its output)."""
+        `capture`: the relevance / gradient at its output). skip_input: an input whose result is not
+        needed; the pass stops once the captures are done and only that input's ops remain."""
         ctx = Context(self.graph, vals)
         rel = {self.out_node: seed}
         got = {}
@@ -254,6 +255,9 @@ class GraphProgram:
             R = rel.pop(n, None)
             if capture and n in capture:
                 got[n] = R
+                if skip_input is not None and len(got) == len(capture) and all(
+                        k.op == "input" or k.info["input_deps"] <= {skip_input} for k in rel):
+                    break
             if R is None:
                 continue
             rule = method.rule_for(n.kind, n.info["output_layer"])
@@ -441,7 +445,8 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output):
     node, cam_in, conv_path = prog.cam_layer(layer)
     A, B = seed.shape[0], y.shape[0]
     weights_method = METHODS[meth.cam_weights]
-    R = prog.backward(weights_method, vals, seed, capture={node})
+    plain_only = not (meth.times_guided_gradient or meth.cam_weights != "gradient")
+    R = prog.backward(weights_method, vals, seed, capture={node}, skip_input=cam_in if plain_only else None)
     if meth.times_guided_gradient or meth.cam_weights != "gradient":
         G = R if meth.cam_weights == "gbp" else prog.backward(METHODS["gbp"], vals, seed)
     else:

@@ -387,6 +387,13 @@ def analyse(graph: Graph, vals: dict, out_node: Node) -> None:
                 n.kind = "add"
             else:
                 n.kind = f"{n.kind} of two input-dependent tensors"
+    # the inputs each node depends on
+    for n in graph.nodes:
+        deps = {n} if n.op == "input" else set()
+        for a, lv in zip(n.arg_nodes(), n.info["live_args"]):
+            if lv:
+                deps |= a.info["input_deps"]
+        n.info["input_deps"] = frozenset(deps)
     # outputs known to be non-negative without looking (the rules then skip Eq. 2's negative part)
     keep = ("maxpool", "avgpool", "identity", "reshape", "getitem", "cat", "split", "stack", "mean", "sum")
     for n in graph.nodes:
