@@ -145,3 +145,24 @@ def test_inplace_ops_run_out_of_place():
         assert e.extras["folded_batchnorms"] == 2
     torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
                                grad_x_input(model, (x,))[0], rtol=1e-4, atol=1e-7)
+
+
+def test_bfloat16_rules_close_to_float32():
+    """precision="bfloat16": the rules' convolutions in bfloat16; ratios move little, relevance is
+    conserved to ~1e-2 (as explain(..., precision="bfloat16") on VisuomotorPolicy)."""
+    from policy_xai.attribution.graph.models import example_observation, randomize_norms, robomimic_bc
+
+    torch.manual_seed(0)
+    model = randomize_norms(robomimic_bc(width=4, image_size=64, hidden=(32, 32))).eval()
+    obs = example_observation(model, 2, 64, torch.Generator().manual_seed(1))
+    for method in ("dtd", "rap", "gradient", "gbp", "gradcam"):
+        a = explain_module(model, obs, method=method)
+        b = explain_module(model, obs, method=method, precision="bfloat16")
+        torch.testing.assert_close(a.outputs, b.outputs)
+        if a.ratios is not None:
+            for k in a.ratios:
+                assert float((a.ratios[k] - b.ratios[k]).abs().max()) < 0.02
+        if method in ("dtd", "rap"):
+            assert conserved(b, rel=2e-2)
+    with pytest.raises(ValueError, match="precision"):
+        explain_module(model, obs, precision="int8")

@@ -33,9 +33,11 @@ class LayerMap:
     """The linear part x -> W x of a Linear / Conv layer and its transpose, for any weights W
     (the rules use W+, W-, |W|). Relevance and gradients carry a leading replica dimension m."""
 
-    def __init__(self, p: dict, x_shape, node=None):
+    def __init__(self, p: dict, x_shape, node=None, dtype=None):
         self.p, self.x_shape, self.node = p, tuple(x_shape), node
         self.is_conv = p["type"] == "conv"
+        # convolutions of the rules in this dtype (explain_module(precision="bfloat16")); results float32
+        self.dt = dtype if self.is_conv and dtype not in (None, torch.float32) else None
         # 2-D convs run channels-last (~2x faster on CPU); few input channels (a camera image):
         # the transpose as one GEMM + fold, ~2x faster than conv_transpose2d
         self.cl = self.is_conv and p["nd"] == 2
@@ -47,7 +49,7 @@ class LayerMap:
             cache = {}
         else:
             cache = self.node.info.setdefault("weight_variants", {})
-        key = (kind, id(W))
+        key = (kind, self.dt, id(W))
         stamp = (W._version, W.data_ptr())
         hit = cache.get(key)
         if hit is not None and hit[0] == stamp and hit[2] is W:
@@ -55,8 +57,9 @@ class LayerMap:
         if len(cache) >= 8:  # weights changed (training between explanations): drop the stale variants
             cache.clear()
         with torch.no_grad():
-            v = (W.contiguous(memory_format=torch.channels_last) if kind == "cl"
-                 else W.reshape(W.shape[0], -1).T.contiguous())
+            v = W if self.dt is None else W.to(self.dt)
+            v = (v.contiguous(memory_format=torch.channels_last) if kind == "cl"
+                 else v.contiguous() if kind == "plain" else v.reshape(v.shape[0], -1).T.contiguous())
         cache[key] = (stamp, v, W)
         return v
 
@@ -65,8 +68,10 @@ class LayerMap:
         if not self.is_conv:
             return x @ W.T
         conv = F.conv1d if p["nd"] == 1 else F.conv2d
-        if self.cl:
-            W = self._variant(W, "cl")
+        if self.cl or self.dt is not None:
+            W = self._variant(W, "cl" if self.cl else "plain")
+        if self.dt is not None:
+            return conv(x.to(self.dt), W, None, p["stride"], p["padding"], p["dilation"], p["groups"]).float()
         return conv(x, W, None, p["stride"], p["padding"], p["dilation"], p["groups"])
 
     def T(self, S, W):
@@ -78,16 +83,20 @@ class LayerMap:
         B = self.x_shape[0]
         n = m * B
         S = S.reshape(n, *S.shape[2:])
+        if self.dt is not None:
+            S = S.to(self.dt)
         if self.fold:
             cols = self._variant(W, "cols") @ S.reshape(n, S.shape[1], -1)  # (n, C_in k k, h w)
-            out = F.fold(cols, self.x_shape[2:], W.shape[2:], stride=p["stride"], padding=p["padding"])
+            out = F.fold(cols.float(), self.x_shape[2:], W.shape[2:], stride=p["stride"], padding=p["padding"])
             return out.view(m, *self.x_shape)
         if self.cl:
             W, S = self._variant(W, "cl"), S.contiguous(memory_format=torch.channels_last)
+        elif self.dt is not None:
+            W = self._variant(W, "plain")
         back = conv1d_input if p["nd"] == 1 else conv2d_input
         out = back((n, *self.x_shape[1:]), W, S, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
                    groups=p["groups"])
-        return out.reshape(m, *self.x_shape)
+        return out.float().reshape(m, *self.x_shape)
 
     def div(self, R, Z):
         # Linear layers drop units with |Z| <= EPS; conv layers divide by Z + EPS (Z >= 0 there):
@@ -153,7 +162,7 @@ class ZPlus(Rule):
     def __call__(self, ctx, node, xs, y, R):
         x = xs[0]
         p = ctx.params(node)
-        L = LayerMap(p, x.shape, node)
+        L = LayerMap(p, x.shape, node, ctx.rule_dtype)
         W = p["weight"]
         Wp, Wn = weight_parts(node, W)
         xp, xn, has_neg = _parts(x, ctx.nonneg(node))
@@ -200,7 +209,7 @@ class RAPHidden(Rule):
     def __call__(self, ctx, node, xs, y, R):
         x = xs[0]
         p = ctx.params(node)
-        L = LayerMap(p, x.shape, node)
+        L = LayerMap(p, x.shape, node, ctx.rule_dtype)
         W = p["weight"]
         Wp, Wn = weight_parts(node, W)
         xp, xn, has_neg = _parts(x, ctx.nonneg(node))
@@ -225,7 +234,7 @@ class RAPOutput(Rule):
     def __call__(self, ctx, node, xs, y, R):
         x = xs[0]
         p = ctx.params(node)
-        L = LayerMap(p, x.shape, node)
+        L = LayerMap(p, x.shape, node, ctx.rule_dtype)
         ax, aW = x.abs(), p["weight"].abs()
         S = L.div(R, L.fwd(ax, aW))
         return [ax * L.T(S, aW)]
@@ -344,7 +353,7 @@ class LinearGradient(Rule):
 
     def __call__(self, ctx, node, xs, y, R):
         p = ctx.params(node)
-        return [LayerMap(p, xs[0].shape, node).T(R, p["weight"])]
+        return [LayerMap(p, xs[0].shape, node, ctx.rule_dtype).T(R, p["weight"])]
 
 
 class ReLUGradient(Rule):
