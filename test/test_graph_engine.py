@@ -330,7 +330,7 @@ def _max_rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("method", ALL + ("ig", "ig_median"))
 def test_same_numbers_as_engine_on_small(small, method):
     policy, image, config = small
     alpha = [1.0, 0.5, 2.0, 1.0, 0.1, 3.0, 1.0]
@@ -347,6 +347,27 @@ def test_same_numbers_as_engine_on_small(small, method):
             torch.testing.assert_close(new.group_ratios[f"config/{g}"], old.ratios[g], rtol=1e-5, atol=1e-6)
     if method in RELEVANCE:
         assert_conserved(new)
+    if method.startswith("ig"):
+        torch.testing.assert_close(new.extras["output_relevance"], old.extras["output_relevance"])
+
+
+def test_integrated_gradients_completeness_and_baseline():
+    """ig's relevance approaches sum_j alpha_j |y_j(x) - y_j(x0)| as the steps grow; an input equal to
+    its reference gets none."""
+    torch.manual_seed(0)
+    model = randomize_norms(ARCHS["two_camera_bc"]()).eval()
+    obs = example_observation(model, 2, 64, torch.Generator().manual_seed(1))
+    gaps = []
+    for steps in (2, 32):
+        e = explain_module(model, obs, method="ig", steps=steps)
+        gaps.append(float(((total(e) - e.extras["output_relevance"]) / e.extras["output_relevance"]).abs().max()))
+    assert gaps[1] < gaps[0] and gaps[1] < 0.02, gaps
+    cam = model.cameras[0]
+    e = explain_module(model, obs, method="ig", baseline={cam: obs[cam], "robot0_eef_pos": torch.ones(3)})
+    assert float(e.inputs[cam].abs().max()) == 0.0
+    torch.testing.assert_close(e.extras["references"]["robot0_eef_pos"], torch.ones(2, 3))
+    with pytest.raises(ValueError, match="unknown inputs"):
+        explain_module(model, obs, method="ig", baseline={"nope": torch.zeros(1)})
 
 
 CAMS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")

@@ -46,6 +46,9 @@ class Method:
     #: whether the CAM is multiplied by the channel-summed guided (GBP) image gradient
     cam_weights: str = ""
     times_guided_gradient: bool = False
+    #: path methods: the reference image ("blur", "median"; vector inputs: zeros or given) and the
+    #: integrated gradients from it, (x - x0) * mean_k grad f(x0 + t_k (x - x0)), t_k = (k + 1/2) / 8
+    path: str = ""
 
     def rule_for(self, kind: str, output_layer: bool = False):
         if output_layer and f"{kind}@output" in self.rules:
@@ -94,4 +97,6 @@ METHODS = MappingProxyType({
     "g1gradcam": Method("g1gradcam", _GUIDED, linear=False, guided=True, cam=True, seed="gradient", cam_weights="gbp"),
     "g2gradcam": Method("g2gradcam", _GUIDED, linear=False, guided=True, cam=True, seed="gradient", cam_weights="gbp",
                         times_guided_gradient=True),
+    "ig": Method("ig", _GRAD, linear=True, seed="gradient", path="blur"),
+    "ig_median": Method("ig_median", _GRAD, linear=True, seed="gradient", path="median"),
 })

@@ -383,7 +383,8 @@ def _ratios(inputs: dict, groups) -> tuple[dict, dict]:
 
 @torch.no_grad()
 def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=None, output=None,
-                   per_output: bool = False, groups=None, layer=0, precision: str = "float32") -> GraphExplanation:
+                   per_output: bool = False, groups=None, layer=0, precision: str = "float32",
+                   baseline=None, steps: int = 8) -> GraphExplanation:
     """Explain the outputs (B, A) of any supported torch.nn.Module for a batch of observations.
 
     observation: dict name -> tensor (B, ...) passed as model(observation), or a tuple of tensors
@@ -393,7 +394,10 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     named groups within a vector input (last dimension); layer: the CAM methods' conv layer (index
     among the convs in graph order, or module path; default the first, see docs/attribution.md);
     precision: "float32" (exact rules) or "bfloat16": the rules' convolutions run in bfloat16 (faster
-    on CPUs with AVX512-BF16 / AMX; relevance then conserved to ~1e-2), all else stays float32.
+    on CPUs with AVX512-BF16 / AMX; relevance then conserved to ~1e-2), all else stays float32;
+    baseline: path methods (ig, ig_median): {input name: reference tensor} for inputs whose reference
+    is not the default (images: blurred, sigma max(H, W) / 16, or their median colour; other inputs:
+    zeros, i.e. the training mean of a normalised input); steps: path points.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -420,6 +424,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         seed[idx, :, idx] = unit.T
     else:
         seed = base.unsqueeze(0)
+    if meth.path:
+        return _explain_path(prog, meth, tensors, y, a, baseline or {}, int(steps), groups, rule_dtype)
     if meth.cam:
         return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype)
     Rin = prog.backward(meth, vals, seed, rule_dtype=rule_dtype)
@@ -483,3 +489,49 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
     per[cam_in.name] = cam.transpose(0, 1)
     extras = {"layer": conv_path, "activation": node.path, "camera": cam_in.name, "folded_batchnorms": prog.folded}
     return GraphExplanation(meth.name, inputs, None, y, a, {}, per if per_output else None, extras, maps)
+
+
+def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None):
+    """Integrated gradients from a reference observation (as path.py for VisuomotorPolicy): one
+    forward pass at x and x0, one over the steps * B path points, one gradient pass. The relevance
+    adds up to sum_j alpha_j |y_j(x) - y_j(x0)| as the steps grow (completeness)."""
+    from ..path import path_sigma, reference_image
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    names = [n.name for n in prog.graph.inputs]
+    unknown = sorted(set(baseline) - set(names))
+    if unknown:
+        raise ValueError(f"baseline for unknown inputs {unknown}; inputs are {names}")
+    B = y.shape[0]
+    refs = []
+    for name, x in zip(names, tensors):
+        if name in baseline:
+            r = torch.as_tensor(baseline[name], dtype=x.dtype, device=x.device)
+            refs.append(r.expand_as(x).contiguous())
+        elif x.dim() == 4:
+            refs.append(reference_image(x, meth.path, path_sigma(*x.shape[2:]) if meth.path == "blur" else None))
+        else:
+            refs.append(torch.zeros_like(x))
+    ends = prog.forward([torch.cat([x, r]) for x, r in zip(tensors, refs)])[prog.out_node]
+    tau, tau0 = ends[:B], ends[B:]
+    d = tau - tau0
+    tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9  # an unchanged output has nothing to attribute
+    s = torch.where(d.abs() > tol, torch.sign(d), torch.zeros_like(d))
+    t = (torch.arange(steps, dtype=y.dtype, device=y.device) + 0.5) / steps
+    path = [(r.unsqueeze(0) + t.view(-1, *([1] * x.dim())) * (x - r).unsqueeze(0)).reshape(steps * B, *x.shape[1:])
+            for x, r in zip(tensors, refs)]
+    vals = prog.forward(path)
+    prog.check(METHODS["gradient"], vals)
+    seed = (a * s).repeat(steps, 1).unsqueeze(0)
+    G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype)
+    inputs = {}
+    for n, x, r in zip(prog.graph.inputs, tensors, refs):
+        g = G[n]
+        g = torch.zeros_like(x) if g is None else g[0].view(steps, *x.shape).mean(0)
+        inputs[n.name] = (x - r) * g
+    ratios, gr = _ratios(inputs, groups)
+    maps = {k: v.sum(1) for k, v in inputs.items() if v.dim() == 4}
+    extras = {"reference_torques": tau0, "output_relevance": (a * d.abs()).sum(1), "reference": meth.path,
+              "references": dict(zip(names, refs)), "folded_batchnorms": prog.folded}
+    return GraphExplanation(meth.name, inputs, ratios, tau, a, gr, None, extras, maps)
