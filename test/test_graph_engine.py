@@ -330,7 +330,7 @@ def _max_rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize("method", ALL + ("ig", "ig_median"))
+@pytest.mark.parametrize("method", ALL + ("ig", "ig_median", "ig_occlusion"))
 def test_same_numbers_as_engine_on_small(small, method):
     policy, image, config = small
     alpha = [1.0, 0.5, 2.0, 1.0, 0.1, 3.0, 1.0]
@@ -338,7 +338,11 @@ def test_same_numbers_as_engine_on_small(small, method):
     obs = {"image": image, "config": policy.normalise_config(config)}
     groups = {"config": dict(policy.spec.config_groups)}
     new = explain_module(PolicyAdapter(policy).eval(), obs, method=method, alpha=alpha, groups=groups)
-    assert _max_rel(new.inputs["image"].sum(1), old.image) <= 1e-6
+    assert _max_rel(new.maps["image"], old.image) <= 1e-6
+    if method != "ig_occlusion":
+        torch.testing.assert_close(new.maps["image"], new.inputs["image"].sum(1))
+    else:  # the refined map: |ig|, raised inside occluded windows where occlusion changes the outputs more
+        assert bool((new.maps["image"] >= new.inputs["image"].sum(1).abs() - 1e-9).all())
     assert _max_rel(new.inputs["config"], old.config) <= 1e-6
     torch.testing.assert_close(new.outputs, old.torques, rtol=1e-6, atol=1e-6)
     if method != "gbp":  # the old engine's gbp image share sums |per-joint maps| (not |their sum|)
@@ -363,6 +367,9 @@ def test_integrated_gradients_completeness_and_baseline():
         gaps.append(float(((total(e) - e.extras["output_relevance"]) / e.extras["output_relevance"]).abs().max()))
     assert gaps[1] < gaps[0] and gaps[1] < 0.02, gaps
     cam = model.cameras[0]
+    e = explain_module(model, obs, method="ig_occlusion")  # one refined map per camera
+    for c in model.cameras:
+        assert e.maps[c].shape == (2, 64, 64) and bool((e.maps[c] >= e.inputs[c].sum(1).abs() - 1e-9).all())
     e = explain_module(model, obs, method="ig", baseline={cam: obs[cam], "robot0_eef_pos": torch.ones(3)})
     assert float(e.inputs[cam].abs().max()) == 0.0
     torch.testing.assert_close(e.extras["references"]["robot0_eef_pos"], torch.ones(2, 3))

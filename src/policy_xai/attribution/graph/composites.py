@@ -49,6 +49,8 @@ class Method:
     #: path methods: the reference image ("blur", "median"; vector inputs: zeros or given) and the
     #: integrated gradients from it, (x - x0) * mean_k grad f(x0 + t_k (x - x0)), t_k = (k + 1/2) / 8
     path: str = ""
+    #: ig_occlusion: each camera's |ig| map refined by occluding its windows of largest |ig| (path.py)
+    occlusion: bool = False
 
     def rule_for(self, kind: str, output_layer: bool = False):
         if output_layer and f"{kind}@output" in self.rules:
@@ -99,4 +101,5 @@ METHODS = MappingProxyType({
                         times_guided_gradient=True),
     "ig": Method("ig", _GRAD, linear=True, seed="gradient", path="blur"),
     "ig_median": Method("ig_median", _GRAD, linear=True, seed="gradient", path="median"),
+    "ig_occlusion": Method("ig_occlusion", _GRAD, linear=False, seed="gradient", path="blur", occlusion=True),
 })

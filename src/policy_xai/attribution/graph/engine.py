@@ -532,6 +532,20 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
         inputs[n.name] = (x - r) * g
     ratios, gr = _ratios(inputs, groups)
     maps = {k: v.sum(1) for k, v in inputs.items() if v.dim() == 4}
+    if meth.occlusion:
+        from ..path import occlusion_refine
+
+        for cam in list(maps):
+            ci = names.index(cam)
+
+            def occluded_outputs(images, owners, _ci=ci):
+                own = owners[:, 0].long()
+                obs = [images if i == _ci else x[own] for i, x in enumerate(tensors)]
+                return prog.forward(obs)[prog.out_node]
+
+            # occlusion_refine calls policy(images, config[owners]): the "config" here is the owner index
+            owner_ids = torch.arange(B, dtype=y.dtype, device=y.device).unsqueeze(1)
+            maps[cam] = occlusion_refine(occluded_outputs, tensors[ci], owner_ids, a, maps[cam], tau)
     extras = {"reference_torques": tau0, "output_relevance": (a * d.abs()).sum(1), "reference": meth.path,
               "references": dict(zip(names, refs)), "folded_batchnorms": prog.folded}
     return GraphExplanation(meth.name, inputs, ratios, tau, a, gr, None, extras, maps)
