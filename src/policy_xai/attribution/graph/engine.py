@@ -425,6 +425,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     else:
         seed = base.unsqueeze(0)
     if meth.path:
+        if per_output:
+            raise ValueError(f"per_output is not available for {method} on the graph engine yet")
         return _explain_path(prog, meth, tensors, y, a, baseline or {}, int(steps), groups, rule_dtype)
     if meth.cam:
         return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype)
