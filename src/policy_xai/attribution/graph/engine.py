@@ -277,6 +277,14 @@ class GraphProgram:
         out.update(got)
         return out
 
+    def node_at(self, path: str) -> Node:
+        """The op giving the output of the module at `path` (the last op traced from it)."""
+        hit = [n for n in self.graph.nodes if n.op == "call" and n.path == path and n.info.get("live")]
+        if not hit:
+            paths = sorted({n.path for n in self.graph.nodes if n.op == "call" and n.path})
+            raise ValueError(f"no op at module path {path!r}; paths: {', '.join(paths)}")
+        return hit[-1]
+
     def cam_layer(self, layer) -> tuple[Node, Node, str]:
         """(activation node, camera input node) of a CAM layer: `layer` is the index of a conv among
         the convs in graph order (negative from the end) or a conv's module path; the CAM is taken
@@ -384,7 +392,7 @@ def _ratios(inputs: dict, groups) -> tuple[dict, dict]:
 @torch.no_grad()
 def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=None, output=None,
                    per_output: bool = False, groups=None, layer=0, precision: str = "float32",
-                   baseline=None, steps: int = 8) -> GraphExplanation:
+                   baseline=None, steps: int = 8, at=()) -> GraphExplanation:
     """Explain the outputs (B, A) of any supported torch.nn.Module for a batch of observations.
 
     observation: dict name -> tensor (B, ...) passed as model(observation), or a tuple of tensors
@@ -397,7 +405,9 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     on CPUs with AVX512-BF16 / AMX; relevance then conserved to ~1e-2), all else stays float32;
     baseline: path methods (ig, ig_median): {input name: reference tensor} for inputs whose reference
     is not the default (images: blurred, sigma max(H, W) / 16, or their median colour; other inputs:
-    zeros, i.e. the training mean of a normalised input); steps: path points.
+    zeros, i.e. the training mean of a normalised input); steps: path points; at: module paths whose
+    output's relevance (relevance methods) or gradient x output (gradient methods) to report in
+    e.extras["at"][path], e.g. a spatial softmax's feature points.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -424,13 +434,14 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         seed[idx, :, idx] = unit.T
     else:
         seed = base.unsqueeze(0)
+    at_nodes = {p: prog.node_at(p) for p in at}
     if meth.path:
         if per_output:
             raise ValueError(f"per_output is not available for {method} on the graph engine yet")
-        return _explain_path(prog, meth, tensors, y, a, baseline or {}, int(steps), groups, rule_dtype)
+        return _explain_path(prog, meth, tensors, y, a, baseline or {}, int(steps), groups, rule_dtype, at_nodes)
     if meth.cam:
-        return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype)
-    Rin = prog.backward(meth, vals, seed, rule_dtype=rule_dtype)
+        return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype, at_nodes)
+    Rin = prog.backward(meth, vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
     inputs, per = {}, {}
     for node, x in zip(prog.graph.inputs, tensors):
         R = Rin[node]
@@ -443,14 +454,28 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         if per_output:
             per[node.name] = R.transpose(0, 1)
     ratios, gr = _ratios(inputs, groups)
-    extras = {"folded_batchnorms": prog.folded}
+    extras = {"folded_batchnorms": prog.folded, "at": {}}
+    for p, node in at_nodes.items():
+        v = vals[node]
+        R = Rin.get(node)
+        R = torch.zeros((seed.shape[0], *v.shape), dtype=y.dtype, device=y.device) if R is None else R
+        if meth.times_input:
+            R = R * v
+        if per_pass and not meth.linear:
+            R = R * a.T.reshape(A, B, *([1] * (v.dim() - 1)))
+        extras["at"][p] = R.sum(0)
     if meth.seed == "relevance":
         extras["output_relevance"] = (a * y.abs()).sum(1)
+    if per_pass and not meth.linear and meth.guided:
+        # the old engine's image share for gbp: sum_j alpha_j |R_j| (for compat.explain_policy)
+        extras["abs_per_output"] = {n.name: (Rin[n] * x * a.T.reshape(A, B, *([1] * (x.dim() - 1)))).abs()
+                                    .reshape(A, B, -1).sum((0, 2)) for n, x in zip(prog.graph.inputs, tensors)
+                                    if Rin[n] is not None}
     maps = {k: v.sum(1) for k, v in inputs.items() if v.dim() == 4}
     return GraphExplanation(method, inputs, ratios, y, a, gr, per if per_output else None, extras, maps)
 
 
-def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype=None):
+def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype=None, at_nodes=None):
     """Grad-CAM family (one pass per output): ReLU(sum_c mean_hw(dA_c) A_c) on the layer, upsampled
     (bilinear) to its camera; dA from the plain (gradcam, guided_gradcam) or guided (g1, g2) pass;
     guided_gradcam / g2gradcam multiply by the channel-summed guided gradient of the camera image.
@@ -462,10 +487,12 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
     A, B = seed.shape[0], y.shape[0]
     weights_method = METHODS[meth.cam_weights]
     plain_only = not (meth.times_guided_gradient or meth.cam_weights != "gradient")
-    R = prog.backward(weights_method, vals, seed, capture={node}, skip_input=cam_in if plain_only else None,
-                      rule_dtype=rule_dtype)
+    at_nodes = at_nodes or {}
+    R = prog.backward(weights_method, vals, seed, capture={node, *at_nodes.values()},
+                      skip_input=cam_in if plain_only else None, rule_dtype=rule_dtype)
     if meth.times_guided_gradient or meth.cam_weights != "gradient":
-        G = R if meth.cam_weights == "gbp" else prog.backward(METHODS["gbp"], vals, seed, rule_dtype=rule_dtype)
+        G = R if meth.cam_weights == "gbp" else prog.backward(METHODS["gbp"], vals, seed, rule_dtype=rule_dtype,
+                                                              capture=set(at_nodes.values()))
     else:
         G = R
     act = vals[node]
@@ -489,11 +516,17 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
         per[n.name] = r.transpose(0, 1)
     maps = {cam_in.name: cam.sum(0)}
     per[cam_in.name] = cam.transpose(0, 1)
-    extras = {"layer": conv_path, "activation": node.path, "camera": cam_in.name, "folded_batchnorms": prog.folded}
+    extras = {"layer": conv_path, "activation": node.path, "camera": cam_in.name, "folded_batchnorms": prog.folded,
+              "at": {}}
+    for p, an in at_nodes.items():
+        v = vals[an]
+        g = G.get(an)
+        extras["at"][p] = (torch.zeros_like(v) if g is None else
+                           (g * v * wj.view(A, B, *([1] * (v.dim() - 1)))).sum(0))
     return GraphExplanation(meth.name, inputs, None, y, a, {}, per if per_output else None, extras, maps)
 
 
-def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None):
+def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None, at_nodes=None):
     """Integrated gradients from a reference observation (as path.py for VisuomotorPolicy): one
     forward pass at x and x0, one over the steps * B path points, one gradient pass. The relevance
     adds up to sum_j alpha_j |y_j(x) - y_j(x0)| as the steps grow (completeness)."""
@@ -515,7 +548,10 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
             refs.append(reference_image(x, meth.path, path_sigma(*x.shape[2:]) if meth.path == "blur" else None))
         else:
             refs.append(torch.zeros_like(x))
-    ends = prog.forward([torch.cat([x, r]) for x, r in zip(tensors, refs)])[prog.out_node]
+    at_nodes = at_nodes or {}
+    end_vals = prog.forward([torch.cat([x, r]) for x, r in zip(tensors, refs)])
+    ends = end_vals[prog.out_node]
+    at_delta = {p: end_vals[n][:B] - end_vals[n][B:] for p, n in at_nodes.items()}
     tau, tau0 = ends[:B], ends[B:]
     d = tau - tau0
     tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9  # an unchanged output has nothing to attribute
@@ -526,7 +562,7 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
     vals = prog.forward(path)
     prog.check(METHODS["gradient"], vals)
     seed = (a * s).repeat(steps, 1).unsqueeze(0)
-    G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype)
+    G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
     inputs = {}
     for n, x, r in zip(prog.graph.inputs, tensors, refs):
         g = G[n]
@@ -549,5 +585,9 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
             owner_ids = torch.arange(B, dtype=y.dtype, device=y.device).unsqueeze(1)
             maps[cam] = occlusion_refine(occluded_outputs, tensors[ci], owner_ids, a, maps[cam], tau)
     extras = {"reference_torques": tau0, "output_relevance": (a * d.abs()).sum(1), "reference": meth.path,
-              "references": dict(zip(names, refs)), "folded_batchnorms": prog.folded}
+              "references": dict(zip(names, refs)), "folded_batchnorms": prog.folded, "at": {}}
+    for p, n in at_nodes.items():  # the straight-line approximation of the node's own path (not conserved)
+        g = G.get(n)
+        dv = at_delta[p]
+        extras["at"][p] = torch.zeros_like(dv) if g is None else dv * g[0].view(steps, *dv.shape).mean(0)
     return GraphExplanation(meth.name, inputs, ratios, tau, a, gr, None, extras, maps)

@@ -1,0 +1,89 @@
+"""VisuomotorPolicy through the graph engine, with the existing `explain`'s signature and result.
+
+    from policy_xai.attribution.graph.compat import explain_policy
+    e = explain_policy(policy, image, config, method="dtd", alpha=alpha)   # an Explanation
+
+The policy is traced as one model among others (`PolicyModule`: {"image", "config"} -> torques, the
+configuration normalised outside so that relevance and gradient x input are on the network's
+normalised inputs, as in the existing engine); the result is the same `Explanation` as
+`policy_xai.attribution.explain` gives, with the same numbers (test/test_graph_compat.py). This is
+the bridge for making the graph engine the only engine (issue 11, part 2).
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+
+from ..explanation import IMAGE, Explanation
+from .engine import explain_module
+
+#: the methods of the existing engine the graph engine has (all of them)
+METHODS = ("dtd", "rap", "gbp", "gradient", "gradcam", "guided_gradcam", "g1gradcam", "g2gradcam", "ig",
+           "ig_median", "ig_occlusion")
+
+
+class PolicyModule(nn.Module):
+    """{"image": (B, C, H, W), "config": (B, D) normalised} -> torques (B, J)."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs):
+        p = self.policy
+        return p.head(p.softmax(p.conv_features(obs["image"])), obs["config"])
+
+
+_MODULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def policy_module(policy) -> PolicyModule:
+    m = _MODULES.get(policy)
+    if m is None:
+        m = _MODULES[policy] = PolicyModule(policy).eval()
+    return m
+
+
+@torch.no_grad()
+def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: str = "dtd", alpha=None,
+                   per_joint: bool = False, layer: int = 0, precision: str = "float32") -> Explanation:
+    """`policy_xai.attribution.explain` computed by the graph engine (same arguments, same result)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
+    spec = policy.spec
+    if image.dim() != 4 or tuple(image.shape[1:]) != (spec.image_channels, spec.image_height, spec.image_width):
+        raise ValueError(f"image batch has shape {tuple(image.shape)}, policy expects (B, {spec.image_channels}, "
+                         f"{spec.image_height}, {spec.image_width})")
+    if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
+        raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
+    if per_joint and method.startswith("ig"):
+        raise ValueError(f"per_joint is not available for {method} on the graph engine yet")
+    image = image.float()
+    obs = {"image": image, "config": policy.normalise_config(config.float())}
+    e = explain_module(policy_module(policy), obs, method=method, alpha=alpha, per_output=per_joint, layer=layer,
+                       precision=precision, groups={"config": dict(spec.config_groups)}, at=("policy.softmax",))
+    B = image.shape[0]
+    points = e.extras["at"]["policy.softmax"].view(B, -1, 2).sum(-1)
+    fp = policy.feature_points(image)
+    ratios = None
+    if e.ratios is not None:
+        img_abs = e.extras.get("abs_per_output", {}).get("image")
+        if img_abs is None:
+            img_abs = e.inputs["image"].abs().flatten(1).sum(1)
+        cfg = e.inputs["config"].abs()
+        parts = {IMAGE: img_abs, **{g: cfg[:, sl].sum(1) for g, sl in spec.group_slices().items()}}
+        total = sum(parts.values())
+        safe = torch.where(total > 0, total, torch.ones_like(total))
+        ratios = {k: torch.where(total > 0, v / safe, torch.full_like(v, float("nan"))) for k, v in parts.items()}
+    pj_img = pj_cfg = None
+    if per_joint:
+        pj = e.per_output["image"]
+        pj_img = pj if pj.dim() == 4 else pj.sum(2)  # CAM maps are (B, J, H, W) already
+        pj_cfg = e.per_output["config"]
+    extras = {k: v for k, v in e.extras.items() if k in ("output_relevance", "reference_torques", "reference")}
+    if e.method in ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam"):
+        extras["layer"] = layer if layer >= 0 else len(policy.convs) + layer
+    return Explanation(method, e.maps["image"], e.inputs["config"], points, e.outputs, e.alpha, ratios,
+                       spec.group_names, fp, pj_img, pj_cfg, extras)
