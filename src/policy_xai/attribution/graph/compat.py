@@ -58,8 +58,6 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
                          f"{spec.image_height}, {spec.image_width})")
     if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
         raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
-    if per_joint and method.startswith("ig"):
-        raise ValueError(f"per_joint is not available for {method} on the graph engine yet")
     image = image.float()
     obs = {"image": image, "config": policy.normalise_config(config.float())}
     e = explain_module(policy_module(policy), obs, method=method, alpha=alpha, per_output=per_joint, layer=layer,

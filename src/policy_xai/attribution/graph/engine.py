@@ -436,9 +436,11 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         seed = base.unsqueeze(0)
     at_nodes = {p: prog.node_at(p) for p in at}
     if meth.path:
-        if per_output:
-            raise ValueError(f"per_output is not available for {method} on the graph engine yet")
-        return _explain_path(prog, meth, tensors, y, a, baseline or {}, int(steps), groups, rule_dtype, at_nodes)
+        if per_output and meth.occlusion:
+            raise ValueError(f"per_output is not available for {method}: its occlusion refinement is not additive "
+                             "over outputs (use ig for per-output maps)")
+        return _explain_path(prog, meth, tensors, y, a, baseline or {}, int(steps), groups, rule_dtype, at_nodes,
+                             per_output)
     if meth.cam:
         return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype, at_nodes)
     Rin = prog.backward(meth, vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
@@ -526,7 +528,8 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
     return GraphExplanation(meth.name, inputs, None, y, a, {}, per if per_output else None, extras, maps)
 
 
-def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None, at_nodes=None):
+def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None, at_nodes=None,
+                  per_output=False):
     """Integrated gradients from a reference observation (as path.py for VisuomotorPolicy): one
     forward pass at x and x0, one over the steps * B path points, one gradient pass. The relevance
     adds up to sum_j alpha_j |y_j(x) - y_j(x0)| as the steps grow (completeness)."""
@@ -561,13 +564,23 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
             for x, r in zip(tensors, refs)]
     vals = prog.forward(path)
     prog.check(METHODS["gradient"], vals)
-    seed = (a * s).repeat(steps, 1).unsqueeze(0)
+    A = y.shape[1]
+    if per_output:  # one path integral per output (replicas), adding up to the amortised one
+        seed = torch.zeros(A, steps * B, A, dtype=y.dtype, device=y.device)
+        idx = torch.arange(A, device=y.device)
+        seed[idx, :, idx] = (a * s).repeat(steps, 1).T
+    else:
+        seed = (a * s).repeat(steps, 1).unsqueeze(0)
     G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
-    inputs = {}
+    inputs, per = {}, {}
     for n, x, r in zip(prog.graph.inputs, tensors, refs):
         g = G[n]
-        g = torch.zeros_like(x) if g is None else g[0].view(steps, *x.shape).mean(0)
-        inputs[n.name] = (x - r) * g
+        m = seed.shape[0]
+        g = torch.zeros((m, *x.shape), dtype=x.dtype, device=x.device) if g is None else \
+            g.view(m, steps, *x.shape).mean(1)
+        R = (x - r) * g  # (m, B, ...)
+        inputs[n.name] = R.sum(0)
+        per[n.name] = R.transpose(0, 1)
     ratios, gr = _ratios(inputs, groups)
     maps = {k: v.sum(1) for k, v in inputs.items() if v.dim() == 4}
     if meth.occlusion:
@@ -589,5 +602,6 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
     for p, n in at_nodes.items():  # the straight-line approximation of the node's own path (not conserved)
         g = G.get(n)
         dv = at_delta[p]
-        extras["at"][p] = torch.zeros_like(dv) if g is None else dv * g[0].view(steps, *dv.shape).mean(0)
-    return GraphExplanation(meth.name, inputs, ratios, tau, a, gr, None, extras, maps)
+        extras["at"][p] = (torch.zeros_like(dv) if g is None else
+                           (dv * g.view(g.shape[0], steps, *dv.shape).mean(1)).sum(0))
+    return GraphExplanation(meth.name, inputs, ratios, tau, a, gr, per if per_output else None, extras, maps)
