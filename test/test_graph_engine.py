@@ -475,3 +475,17 @@ def test_other_errors():
         explain_module(Two().eval(), obs)
     e = explain_module(Two().eval(), obs, output="actions")
     assert_conserved(e)
+
+
+def test_full_width_resnet18_policy():
+    """robomimic's default (ResNet-18 width 64, 84x84, MLP 1024-1024): conservation and the
+    gradient against autograd at the real size."""
+    torch.manual_seed(0)
+    model = randomize_norms(robomimic_bc(width=64, image_size=84)).eval()
+    obs = example_observation(model, 1, 84, torch.Generator().manual_seed(1))
+    for method in RELEVANCE:
+        assert_conserved(explain_module(model, obs, method=method))
+    want = autograd_x_input(model, obs)
+    got = explain_module(model, obs, method="gradient").inputs
+    for k in obs:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-7)
