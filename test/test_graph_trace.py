@@ -166,3 +166,29 @@ def test_bfloat16_rules_close_to_float32():
             assert conserved(b, rel=2e-2)
     with pytest.raises(ValueError, match="precision"):
         explain_module(model, obs, precision="int8")
+
+
+class PosGridSoftmax(nn.Module):
+    """A keypoint soft-argmax in LeRobot's attribute layout (`nets`, `pos_grid` (H*W, 2), no temperature)."""
+
+    def __init__(self, c, h, w, k):
+        super().__init__()
+        self.nets = nn.Conv2d(c, k, 1)
+        self.h, self.w, self.k = h, w, k
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        self.register_buffer("pos_grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1))
+
+    def forward(self, x):
+        att = torch.softmax(self.nets(x).reshape(-1, self.h * self.w), dim=-1)
+        return (att @ self.pos_grid).view(-1, self.k, 2)
+
+
+def test_lerobot_layout_spatial_softmax():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ELU(), PosGridSoftmax(8, 6, 6, 4), nn.Flatten(), nn.Linear(8, 8),
+                          nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    for method in ("dtd", "rap"):
+        assert conserved(explain_module(model, (x,), method=method))
+    torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
+                               grad_x_input(model, (x,))[0], rtol=1e-4, atol=1e-7)

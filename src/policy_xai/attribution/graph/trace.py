@@ -7,7 +7,8 @@ from (for error messages). `Graph.run` evaluates it once and keeps every value (
 
 Leaf modules (not traced into): every torch.nn module as usual, spatial softmax modules (ours from
 policy.py, and any keypoint soft-argmax with `pos_x`, `pos_y`, `temperature` and an optional 1x1 conv
-`nets`, robomimic's layout; see models.SpatialSoftArgmax) and frozen BatchNorm modules (a plain Module
+`nets`, robomimic's layout, see models.SpatialSoftArgmax; or with `nets` and a (H*W, 2) `pos_grid`,
+LeRobot's layout, temperature 1) and frozen BatchNorm modules (a plain Module
 with weight/bias/running_mean/running_var buffers, as in ACT/DETR). A keypoint module's 1x1 conv
 becomes its own "conv" node, so the conv rules apply to it.
 """
@@ -39,11 +40,13 @@ class SpatialSoftmaxAdapter:
     layout: str
 
     def temperature(self):
-        t = self.module.temperature
+        t = getattr(self.module, "temperature", 1.0)
         return t if torch.is_tensor(t) else float(t)
 
     def positions(self) -> torch.Tensor:
         m = self.module
+        if hasattr(m, "pos_grid"):  # LeRobot's layout: (H*W, 2) [x, y]
+            return m.pos_grid
         if hasattr(m, "pos") and not hasattr(m, "pos_x"):
             return m.pos
         return torch.stack([m.pos_x.reshape(-1), m.pos_y.reshape(-1)], dim=1)
@@ -64,7 +67,9 @@ def spatial_softmax_adapter(module: nn.Module) -> Optional[SpatialSoftmaxAdapter
 
     if isinstance(module, SpatialSoftmax):
         return SpatialSoftmaxAdapter(module, None, "flat")
-    if all(hasattr(module, a) for a in ("pos_x", "pos_y", "temperature")) and torch.is_tensor(module.pos_x):
+    robomimic = all(hasattr(module, a) for a in ("pos_x", "pos_y", "temperature")) and torch.is_tensor(module.pos_x)
+    lerobot = torch.is_tensor(getattr(module, "pos_grid", None)) and hasattr(module, "nets")
+    if robomimic or lerobot:
         nets = getattr(module, "nets", None)
         if nets is not None and not isinstance(nets, (nn.Conv2d, nn.Identity)):
             raise UnsupportedOpError(f"spatial softmax {type(module).__name__}: its keypoint network `nets` is a "
