@@ -192,3 +192,14 @@ def test_lerobot_layout_spatial_softmax():
         assert conserved(explain_module(model, (x,), method=method))
     torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
                                grad_x_input(model, (x,))[0], rtol=1e-4, atol=1e-7)
+
+
+def test_float64_model():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(64, 3)).double().eval()
+    x = torch.rand(2, 2, 10, 10)  # float32 in: converted to the model's dtype
+    e = explain_module(model, (x,), method="dtd")
+    assert e.inputs["input0"].dtype == torch.float64 and conserved(e, rel=1e-7)  # EPS = 1e-12 in the divisions: ~1e-8
+    torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
+                               grad_x_input(model, (x.double(),))[0], rtol=1e-10, atol=1e-12)

@@ -416,7 +416,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         raise ValueError(f"unknown method {method!r} for the graph engine; choose from {', '.join(METHODS)}")
     meth = METHODS[method]
     parsed = _observation(observation)
-    tensors = [t.float() if t.is_floating_point() else t for t in parsed[1]]
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    tensors = [t.to(dtype) if t.is_floating_point() else t for t in parsed[1]]
     prog = compile_module(model, observation, output, parsed)
     vals = prog.forward(tensors)
     prog.check(meth, vals)
