@@ -71,7 +71,7 @@ class LayerMap:
         if self.cl or self.dt is not None:
             W = self._variant(W, "cl" if self.cl else "plain")
         if self.dt is not None:
-            return conv(x.to(self.dt), W, None, p["stride"], p["padding"], p["dilation"], p["groups"]).float()
+            return conv(x.to(self.dt), W, None, p["stride"], p["padding"], p["dilation"], p["groups"]).to(x.dtype)
         return conv(x, W, None, p["stride"], p["padding"], p["dilation"], p["groups"])
 
     def T(self, S, W):
@@ -83,11 +83,12 @@ class LayerMap:
         B = self.x_shape[0]
         n = m * B
         S = S.reshape(n, *S.shape[2:])
+        dtype = S.dtype
         if self.dt is not None:
             S = S.to(self.dt)
         if self.fold:
             cols = self._variant(W, "cols") @ S.reshape(n, S.shape[1], -1)  # (n, C_in k k, h w)
-            out = F.fold(cols.float(), self.x_shape[2:], W.shape[2:], stride=p["stride"], padding=p["padding"])
+            out = F.fold(cols.to(dtype), self.x_shape[2:], W.shape[2:], stride=p["stride"], padding=p["padding"])
             return out.view(m, *self.x_shape)
         if self.cl:
             W, S = self._variant(W, "cl"), S.contiguous(memory_format=torch.channels_last)
@@ -96,7 +97,7 @@ class LayerMap:
         back = conv1d_input if p["nd"] == 1 else conv2d_input
         out = back((n, *self.x_shape[1:]), W, S, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
                    groups=p["groups"])
-        return out.float().reshape(m, *self.x_shape)
+        return out.to(dtype).reshape(m, *self.x_shape)
 
     def div(self, R, Z):
         # Linear layers drop units with |Z| <= EPS; conv layers divide by Z + EPS (Z >= 0 there):
