@@ -5,7 +5,8 @@
 
 Replaces the blocks between `<!-- faithfulness:NAME -->` and `<!-- /faithfulness:NAME -->` (NAME:
 summary, objects, parts, goals, readme) with the run's summary.md, objects.md, parts.md, goals.md
-and a condensed README table; the markers stay, so the script can run again.
+and a condensed README table, and copies the figures the docs show into docs/img; the markers
+stay, so the script can run again.
 """
 import csv
 import math
@@ -60,7 +61,12 @@ def main(run: str) -> int:
     doc.write_text(text)
     readme = ROOT / "README.md"
     readme.write_text(replace(readme.read_text(), "readme", readme_table(run)))
-    print(f"updated {doc} and {readme} from {run}")
+    import shutil
+
+    for fig in ("curves_reach.png", "objects_door.png"):  # the figures the docs show
+        if (run / fig).is_file():
+            shutil.copy(run / fig, ROOT / "docs" / "img" / f"faithfulness_{fig}")
+    print(f"updated {doc}, {readme} and docs/img from {run}")
     return 0
 
 
