@@ -203,3 +203,30 @@ def test_float64_model():
     assert e.inputs["input0"].dtype == torch.float64 and conserved(e, rel=1e-7)  # EPS = 1e-12 in the divisions: ~1e-8
     torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
                                grad_x_input(model, (x.double(),))[0], rtol=1e-10, atol=1e-12)
+
+
+class TokenNet(nn.Module):
+    """Linear and LayerNorm over (B, T, D) tokens, a transpose, a token mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.ln, self.mix = nn.Linear(5, 8), nn.LayerNorm(8), nn.Linear(4, 4)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, tokens):
+        h = F.gelu(self.ln(self.embed(tokens)))  # (B, 4, 8)
+        h = F.silu(self.mix(h.transpose(1, 2))).transpose(1, 2)  # mix over tokens
+        return self.out(h.mean(dim=1))
+
+
+def test_tokens_3d_linear_layernorm():
+    torch.manual_seed(8)
+    model = TokenNet().eval()
+    x = torch.randn(3, 4, 5)
+    for method in ("dtd", "rap"):
+        assert conserved(explain_module(model, (x,), method=method))
+    torch.testing.assert_close(explain_module(model, (x,), method="gradient").inputs["input0"],
+                               grad_x_input(model, (x,))[0], rtol=1e-4, atol=1e-7)
+    one = explain_module(model, (x[1:2],), method="gbp").inputs["input0"]
+    torch.testing.assert_close(one, explain_module(model, (x,), method="gbp").inputs["input0"][1:2],
+                               rtol=1e-4, atol=1e-7)
