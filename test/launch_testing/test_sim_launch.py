@@ -70,13 +70,17 @@ class TestSimGraph(unittest.TestCase):
 
     def test_the_shipped_trained_policy_is_the_default(self):
         """sim.launch.py without weights:= runs models/reach.safetensors (it ran untrained weights, whose
-        image ratio is ~0.01, where the trained reach policy gives ~0.8)."""
+        image ratio is ~0.01), explained by the default occlusion_net with the installed explainer file
+        (image ratio ~0.26 on reach: the image's share of the torque change, measured per torque)."""
         level, message, values = self.probe.wait_for_status(
             "policy_node", lambda level, msg, values: "untrained" in values)
         self.assertEqual(values["untrained"], "False", values)
+        level, message, values = self.probe.wait_for_status(
+            "attribution_node", lambda level, msg, values: "method" in values)
+        self.assertEqual(values["method"], "occlusion_net", values)
         ratios = self.probe.wait_for("ratios", 10)
         image = [m.position[list(m.name).index("image")] for m in ratios[-10:]]
-        self.assertGreater(sum(image) / len(image), 0.3, image)
+        self.assertGreater(sum(image) / len(image), 0.1, image)
 
     def test_every_node_reports_on_diagnostics(self):
         for n in NODES:
