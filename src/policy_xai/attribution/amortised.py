@@ -476,6 +476,7 @@ class Amortised(NamedTuple):
     reference_torques: torch.Tensor  # (B, J) tau(x0, c0)
     image_joint: torch.Tensor      # (B, J) the image leg's change per torque, alpha_j s_j (tau_j(x,.) - tau_j(x0,.))
     config_joint: torch.Tensor     # (B, J, D) configuration relevance per torque (sums over J to `config`)
+    feature_points: torch.Tensor   # (B, 2K) the policy's feature points of x
 
 
 #: order of the two legs of the reference path (amortised_explanation): "image" first (then the
@@ -546,4 +547,4 @@ def amortised_explanation(policy, explainer: Explainer, image: torch.Tensor, con
     I_joint = legs_I[order] if order != "both" else 0.5 * (legs_I["image"] + legs_I["config"])  # (B, J)
     total = I_joint.sum(1)
     return Amortised(share * total.view(B, 1, 1), share, R_joint.sum(1).detach(), R_pts.detach(), total, tau, tau0,
-                     I_joint.detach(), R_joint.detach())
+                     I_joint.detach(), R_joint.detach(), pts)

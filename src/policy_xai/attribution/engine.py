@@ -446,6 +446,9 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     if not (torch.isfinite(image).all() and torch.isfinite(config).all()):
         raise ValueError("observation contains NaN or infinite values")
     image, config = image.float(), config.float()
+    if method in EXPLAINER_METHODS:  # computes its own forward passes (the live default: no extra one)
+        a = _alpha_tensor(alpha, image.shape[0], spec.n_joints, torch.float32)
+        return _explain_amortised(policy, image, config, method, a, per_joint, spec)
     cache = forward_cache(policy, image, config)
     tau = cache.torques
     B, J = tau.shape
@@ -457,8 +460,6 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
 
     if method in PATH_METHODS:
         return _explain_path(policy, image, config, method, a, per_joint, spec, fp)
-    if method in EXPLAINER_METHODS:
-        return _explain_amortised(policy, image, config, method, a, per_joint, spec, fp)
 
     if method in RELEVANCE_METHODS:
         if per_joint:
@@ -581,7 +582,7 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
                        pj_cfg, extras)
 
 
-def _explain_amortised(policy, image, config, method, a, per_joint, spec, fp) -> Explanation:
+def _explain_amortised(policy, image, config, method, a, per_joint, spec) -> Explanation:
     from . import amortised as am
     from .path import occlusion_refine
 
@@ -603,5 +604,6 @@ def _explain_amortised(policy, image, config, method, a, per_joint, spec, fp) ->
     ratios = {k: torch.where(total > 0, v / safe, torch.full_like(v, float("nan"))) for k, v in parts.items()}
     extras = {"reference_torques": r.reference_torques, "output_relevance": (a * (r.torques - r.reference_torques).abs()).sum(1),
               "reference": "blur", "image_total": r.image_total, "share": r.share}
+    fp = r.feature_points.view(image.shape[0], -1, 2)
     return Explanation(method, img_map, r.config, r.points, r.torques, a, ratios, spec.group_names, fp, None, None,
                        extras)
