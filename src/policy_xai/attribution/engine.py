@@ -39,6 +39,11 @@ ig / ig_median  integrated gradients (path.py) from a reference observation: the
 ig_occlusion  |ig| refined by occluding the windows where it is largest (8 of 4/64 and 4 of 6/64
      of the image's side) with the median colour: each window's measured torque change is spread over its pixels in proportion
      to |ig| (path.occlusion_refine). Non-negative; the configuration relevance and the ratios are ig's.
+occlusion_net / occlusion_net_refined  the policy's dense occlusion map predicted by a small network
+     trained offline for these weights (amortised.py; `policy-xai explainer`), times the image's share
+     of the torque change along the reference path (both leg orders averaged); the configuration by
+     integrated gradients with the image held; ratios from per-torque magnitudes. The refined form
+     occludes the map's top windows as ig_occlusion does. The live default (DEFAULT_METHOD).
 
 Spatial softmax (all relevance methods): a feature point's relevance R_k = R_xk + R_yk is spread
 over the pixels of its feature map in proportion to the softmax attention p_kq (sum_q p_kq = 1), so

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .checks import UsageError, nonnegative_int, positive_int, writable_dir
 
-QUICK = dict(tasks="reach", methods="dtd,gradient,ig", every=25, sanity_states=2)
+QUICK = dict(tasks="reach", methods="dtd,gradient,ig,occlusion_net", every=25, sanity_states=2)
 
 
 def register(sub) -> None:
@@ -37,7 +37,7 @@ def register(sub) -> None:
                    help="weights for a task instead of models/<task>.safetensors (repeatable)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (the ms column is per this)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="reach only, dtd/gradient/ig, every 25th step")
+    p.add_argument("--quick", action="store_true", help="reach only, dtd/gradient/ig/occlusion_net, every 25th step")
     p.add_argument("--out", required=True, help="output folder (new or empty)")
     p.set_defaults(func=run)
 
