@@ -283,7 +283,9 @@ def test_occlusion_net_finds_the_blob_of_a_hand_built_policy():
     cfg = torch.zeros(len(X), 2)
     net = A.train_explainer(pol, X[:24], cfg[:24], ALPHA, epochs=30, seed=0, width=8, lr=1e-2, batch=8, sizes=SIZES)
     A.attach_explainer(pol, net)
-    for m in ("occlusion_net", "occlusion_net_refined"):
+    from policy_xai.attribution.engine import DEFAULT_METHOD
+
+    for m in dict.fromkeys((DEFAULT_METHOD, "occlusion_net", "occlusion_net_refined")):  # the live default first
         e = explain(pol, X[24:], cfg[24:], m, alpha=ALPHA)
         pts = [M.pointing_ratio(np.abs(e.image[i].numpy()), masks[24 + i]) for i in range(8)]
         assert np.mean(pts) > 3, (m, pts)
