@@ -402,6 +402,17 @@ def _onehot_out(cache, alpha, joints, signed: bool):
     return out.view(len(joints) * B, J)
 
 
+def check_observation(spec, image: torch.Tensor, config: torch.Tensor) -> None:
+    """ValueError unless image is (B, C, H, W) and config (B, D) of the spec, both finite."""
+    if image.dim() != 4 or tuple(image.shape[1:]) != (spec.image_channels, spec.image_height, spec.image_width):
+        raise ValueError(f"image batch has shape {tuple(image.shape)}, policy expects (B, {spec.image_channels}, "
+                         f"{spec.image_height}, {spec.image_width})")
+    if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
+        raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
+    if not (torch.isfinite(image).all() and torch.isfinite(config).all()):
+        raise ValueError("observation contains NaN or infinite values")
+
+
 def usable_method(policy, method: str) -> tuple[str, str]:
     """(method, "") when `method` can explain `policy`; (FALLBACK_METHOD, why) for an amortised
     method and a policy without a fitting explainer."""
@@ -443,13 +454,7 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
     spec = policy.spec
-    if image.dim() != 4 or tuple(image.shape[1:]) != (spec.image_channels, spec.image_height, spec.image_width):
-        raise ValueError(f"image batch has shape {tuple(image.shape)}, policy expects (B, {spec.image_channels}, "
-                         f"{spec.image_height}, {spec.image_width})")
-    if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
-        raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
-    if not (torch.isfinite(image).all() and torch.isfinite(config).all()):
-        raise ValueError("observation contains NaN or infinite values")
+    check_observation(spec, image, config)
     image, config = image.float(), config.float()
     if method in EXPLAINER_METHODS:  # computes its own forward passes (the live default: no extra one)
         a = _alpha_tensor(alpha, image.shape[0], spec.n_joints, torch.float32)

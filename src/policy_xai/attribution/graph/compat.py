@@ -52,12 +52,10 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
     """`policy_xai.attribution.explain` computed by the graph engine (same arguments, same result)."""
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
+    from ..engine import check_observation
+
     spec = policy.spec
-    if image.dim() != 4 or tuple(image.shape[1:]) != (spec.image_channels, spec.image_height, spec.image_width):
-        raise ValueError(f"image batch has shape {tuple(image.shape)}, policy expects (B, {spec.image_channels}, "
-                         f"{spec.image_height}, {spec.image_width})")
-    if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
-        raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
+    check_observation(spec, image, config)
     image = image.float()
     obs = {"image": image, "config": policy.normalise_config(config.float())}
     e = explain_module(policy_module(policy), obs, method=method, alpha=alpha, per_output=per_joint, layer=layer,
