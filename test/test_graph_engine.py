@@ -286,17 +286,9 @@ def test_reference_architecture(arch):
 
 
 # ---- VisuomotorPolicy: the same numbers as the existing engine ----------------------------------------
-class PolicyAdapter(nn.Module):
-    """{"image", "config"} -> torques, config already normalised (the existing engine's relevance and
-    gradient x input are on the normalised configuration)."""
-
-    def __init__(self, policy):
-        super().__init__()
-        self.policy = policy
-
-    def forward(self, obs):
-        p = self.policy
-        return p.head(p.softmax(p.conv_features(obs["image"])), obs["config"])
+from policy_xai.attribution.graph.compat import PolicyModule as PolicyAdapter  # noqa: E402
+# ({"image", "config"} -> torques, config already normalised: the existing engine's relevance and
+# gradient x input are on the normalised configuration)
 
 
 @pytest.fixture(scope="module", params=["small", "paper", "models/reach.safetensors"])
