@@ -14,6 +14,7 @@ import threading
 COMMANDS = [
     "policy_xai.commands.demo",
     "policy_xai.commands.explain",
+    "policy_xai.commands.explain_module",
     "policy_xai.commands.bench",
     "policy_xai.commands.sanity",
     "policy_xai.commands.faithfulness",
