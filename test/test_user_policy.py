@@ -306,3 +306,23 @@ def test_cli_pt2(capsys, tmp_path):
     rc, _, err = cli(capsys, "explain-model", "--model", tmp_path / "p.pt2", "--weights", tmp_path / "o.npz",
                      "--mapping", tmp_path / "m.yaml", "--observations", tmp_path / "o.npz", "--out", tmp_path / "o2")
     assert rc == 2 and "holds its weights" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_torques_take_importance_factors_from_a_robot(capsys, files):
+    from policy_xai.robot.importance import importance_factors
+    from policy_xai.robot.model import RobotModel
+
+    out = files / "robot"
+    rc, _, err = cli(capsys, *args(files, out), "--robot", "baxter_right_arm")
+    assert rc == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    robot = RobotModel.from_name("baxter_right_arm")
+    q = np.load(files / "obs.npz")["joint_state"][:, :7]
+    want = [importance_factors(robot, q[t], dt=0.05)[[list(robot.joint_names).index(j) for j in JOINTS]]
+            for t in range(5)]
+    assert np.allclose(summary["alpha"], want) and summary["robot"] == "baxter_right_arm"
+    rel = np.load(out / "relevance.npz")
+    total = rel["agentview_image"].reshape(5, -1).sum(1) + rel["joint_state"].sum(1)
+    assert np.allclose(total, (np.abs(summary["outputs"]) * np.asarray(want)).sum(1), rtol=1e-4)
+    rc, _, err = cli(capsys, *args(files, files / "r2"), "--robot", "two_link_arm")
+    assert rc == 2 and "are not the robot's joints" in err and len(err.strip().splitlines()) == 1

@@ -35,10 +35,11 @@ vectors are float arrays of the declared size (fields x joints: all of the first
 then the next field's), or a JointState-like dict {"name": [...], "position": [...], ...} whose
 joints are picked by name. The ratio groups of a fields x joints vector are its fields.
 
-Alpha (the output weights of the explanation): the given `alpha`, else 1 for every action. For
-actions that are not joint torques (end-effector deltas, gripper) 1 is the right default; for joint
-torques the paper's dynamics-based importance factors need a robot model, which the mapping does not
-carry yet (give `alpha`, or use 1).
+Alpha (the output weights of the explanation): the given `alpha`, else 1 for every action, which
+is the right default for actions that are not joint torques (end-effector deltas, gripper). Joint
+torques can instead take the paper's dynamics-based importance factors per step,
+`mapping.torque_alpha(robot_model, data)`, from the joint positions of the state vector (the
+command's `--robot`).
 
 No ROS import here: the nodes and the `policy-xai explain-model` command build on this module.
 """
@@ -447,6 +448,33 @@ class ObservationMapping:
                                       f"the model has {n_actions} outputs")
             return np.asarray(self.action_alpha, dtype=np.float64)
         return np.ones(n_actions)
+
+    def torque_alpha(self, robot, data: Mapping, dt: float = 0.05, method: str = "linearized") -> np.ndarray:
+        """Per-step importance factors (T, A) of joint-torque actions from a robot model (a
+        policy_xai.robot.RobotModel): the joint positions (and velocities, for method="exact") are
+        read from the vector observation whose `fields` hold "position" over joints that cover the
+        actions; data: name -> (T, ...) arrays. The actions must be the robot's joints."""
+        from .robot.importance import importance_factors
+
+        if self.action_kind != "torques":
+            raise UserPolicyError(f"mapping {self.path}: actions.kind is {self.action_kind!r}; importance factors "
+                                  "are for joint torques (other actions take alpha = 1 or actions.alpha)")
+        names = list(self.action_names)
+        joints = list(robot.joint_names)
+        if sorted(names) != sorted(joints):
+            raise UserPolicyError(f"mapping {self.path}: actions.names {_short(names, 8)} are not the robot's "
+                                  f"joints {_short(joints, 8)}")
+        src = next((s for s in self.observations.values() if s.kind == "vector" and "position" in s.fields
+                    and set(joints) <= set(s.joints)), None)
+        if src is None:
+            raise UserPolicyError(f"mapping {self.path}: no vector observation with a 'position' field over the "
+                                  f"joints {_short(joints, 8)} (needed for the importance factors)")
+        a = np.asarray(data[src.name], dtype=np.float64)
+        col = lambda f, j: src.fields.index(f) * len(src.joints) + src.joints.index(j)  # noqa: E731
+        q = a[:, [col("position", j) for j in joints]]
+        v = a[:, [col("velocity", j) for j in joints]] if "velocity" in src.fields else np.zeros_like(q)
+        alpha = np.stack([importance_factors(robot, q[t], v[t], dt=dt, method=method) for t in range(len(a))])
+        return alpha[:, [joints.index(n) for n in names]]
 
     def call_style(self, model) -> tuple:
         """("dict", None): model(obs); ("positional", names): model(*[obs[n] for n in names])."""

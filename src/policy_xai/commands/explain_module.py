@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import UsageError, positive_int
+from .checks import UsageError, positive_float, positive_int
 
 #: graph-engine methods that give relevance ratios per input (the Grad-CAM family does not)
 RATIO_METHODS = ("dtd", "rap", "gradient", "gbp", "ig", "ig_median", "ig_occlusion")
@@ -24,7 +24,8 @@ def register(sub) -> None:
             "writes into --out (new or empty): ratios.csv (step, input, group, ratio: each input's share of "
             "the relevance, rows with an empty group sum to 1 per step; then each named group of a vector "
             "input), relevance.npz (per input, the relevance in the model input's layout, T x ...) and "
-            "summary.json."),
+            "summary.json (outputs, alpha). alpha: the mapping's actions.alpha, else 1; joint torques can "
+            "take per-step importance factors from a robot model instead (--robot)."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="package.module:factory, or a .pt2 file (torch.export.save)")
@@ -34,6 +35,11 @@ def register(sub) -> None:
     p.add_argument("--mapping", required=True, help="observation mapping (YAML)")
     p.add_argument("--observations", required=True, help=".npz: observation name -> (steps, ...) array")
     p.add_argument("--method", default="dtd", help=f"one of {', '.join(RATIO_METHODS)}")
+    p.add_argument("--robot", default="none",
+                   help="for joint-torque actions (actions.kind: torques): a robot model (shipped name, e.g. "
+                        "baxter_right_arm, or a URDF) whose dynamics give per-step importance factors from the "
+                        "state's joint positions; 'none': the mapping's actions.alpha, else 1")
+    p.add_argument("--dt", type=positive_float, default=0.05, help="control period for the importance factors [s]")
     p.add_argument("--batch", type=positive_int, default=8, help="steps per batch")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     p.add_argument("--out", required=True, help="output folder (new or empty; nothing is overwritten)")
@@ -117,6 +123,17 @@ def run(args) -> int:
         mapping.to_batch({k: v[:1] for k, v in data.items()})  # shapes checked before any work
     except UserPolicyError as e:
         raise UsageError(str(e)) from None
+    alpha = None
+    if args.robot not in ("", "none"):
+        from ..robot.errors import RobotInputError
+        from .explain import load_robot_arg
+
+        if mapping.action_alpha is not None:
+            raise UsageError("--robot and the mapping's actions.alpha both give alpha; drop one")
+        try:
+            alpha = mapping.torque_alpha(load_robot_arg(args.robot), data, dt=args.dt)
+        except (UserPolicyError, RobotInputError) as e:
+            raise UsageError(f"--robot {args.robot}: {e}") from None
     checks.writable_dir(out)
 
     from tqdm import tqdm
@@ -128,7 +145,8 @@ def run(args) -> int:
     with tqdm(total=T, desc=f"explain-model {args.method}", unit="step") as bar:
         for s in range(0, T, args.batch):
             batch = mapping.to_batch({k: v[s:s + args.batch] for k, v in data.items()}, device=device, dtype=dtype)
-            e = mapping.explain(model, batch, method=args.method)
+            kw = {} if alpha is None else {"alpha": alpha[s:s + args.batch]}
+            e = mapping.explain(model, batch, method=args.method, **kw)
             B = e.outputs.shape[0]
             for n in mapping.names():
                 rel[n].append(e.inputs[n].detach().cpu().numpy())
@@ -151,7 +169,8 @@ def run(args) -> int:
     summary = {
         "model": args.model, "weights": args.weights, "factory_kwargs": kwargs, "mapping": str(mapping_path),
         "observations": str(obs_path), "method": args.method, "steps": int(T), "actions": names,
-        "action_kind": mapping.action_kind, "alpha": mapping.alpha(n_actions).tolist(),
+        "action_kind": mapping.action_kind, "robot": None if alpha is None else args.robot,
+        "alpha": mapping.alpha(n_actions).tolist() if alpha is None else alpha.tolist(),
         "inputs": {n: list(mapping.observations[n].shape) for n in mapping.names()},
         "mean_ratio": {n: float(np.nanmean([r[3] for r in rows if r[1] == n and not r[2]])) for n in mapping.names()},
         "outputs": y.tolist(),
