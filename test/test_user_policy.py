@@ -326,3 +326,16 @@ def test_cli_torques_take_importance_factors_from_a_robot(capsys, files):
     assert np.allclose(total, (np.abs(summary["outputs"]) * np.asarray(want)).sum(1), rtol=1e-4)
     rc, _, err = cli(capsys, *args(files, files / "r2"), "--robot", "two_link_arm")
     assert rc == 2 and "are not the robot's joints" in err and len(err.strip().splitlines()) == 1
+
+
+def test_single_tensor_model_takes_its_one_observation_whatever_its_name():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 2, 3, 2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 7 * 7, 3)).eval()
+    mapping = ObservationMapping.from_dict({"wrist_camera": {"kind": "image", "height": 16, "width": 16}})
+    assert mapping.call_style(m) == ("positional", ["wrist_camera"]) and mapping.check(m) == 3
+    e = mapping.explain(m, mapping.to_inputs(mapping.example()))
+    assert e.inputs["wrist_camera"].shape == (1, 3, 16, 16) and float(e.ratios["wrist_camera"]) == 1
+    with pytest.raises(UserPolicyError) as err:
+        ObservationMapping.from_dict({"wrist_camera": {"kind": "image", "height": 16, "width": 16},
+                                      "state": {"size": 3}}).check(m)
+    assert "forward(input)" in str(err.value)

@@ -30,7 +30,8 @@ outputs (the observations may also sit under an `observations:` key):
     gripper: {topic: /gripper/state, kind: vector, size: 2}
     actions: {names: [j1, ..., j7], kind: torques}        # or kind: other; alpha: [w1, ...] optional
 
-Images arrive as ROS gives them, H x W x 3 uint8 (RGB), and become float (1, 3, H, W) in [0, 1];
+Images arrive as ROS gives them, H x W x 3 uint8 (RGB), and become float (1, 3, H, W) in [0, 1]
+(float images are taken as already in [0, 1]);
 vectors are float arrays of the declared size (fields x joints: all of the first field's joints,
 then the next field's), or a JointState-like dict {"name": [...], "position": [...], ...} whose
 joints are picked by name. The ratio groups of a fields x joints vector are its fields.
@@ -430,7 +431,10 @@ class ObservationMapping:
                 if isinstance(v, Mapping) and not batched:
                     a = _from_fields(n, s, v)
                 else:
-                    a = np.asarray(v, dtype=np.float64)
+                    try:
+                        a = np.asarray(v, dtype=np.float64)
+                    except (TypeError, ValueError):
+                        raise UserPolicyError(f"observation {n}: expected numbers, got {type(v).__name__}") from None
                 got = a.shape[1:] if batched else a.shape
                 if tuple(got) != (s.size,) or not np.issubdtype(a.dtype, np.number):
                     raise UserPolicyError(f"observation {n}: expected a vector of {s.size} numbers"
@@ -665,6 +669,8 @@ def call_style(model, names: list, path: str = "<mapping>") -> tuple:
     required = [p.name for p in params if p.default is p.empty]
     if names and set(names) <= set(pnames) and set(required) <= set(names) and (len(pnames) > 1 or pnames == names):
         return "positional", [n for n in pnames if n in names]
+    if len(pnames) == 1 and len(names) == 1 and model_inputs(model) is None:
+        return "positional", list(names)  # forward(x) on one tensor: whatever the observation's name
     if len(required) <= 1 and pnames:
         return "dict", None
     raise UserPolicyError(f"mapping {path} does not fit the model: forward{inspect.signature(model.forward)} takes "
@@ -709,7 +715,7 @@ def describe_inputs(model) -> str:
     except (TypeError, ValueError):
         sig = "forward(...)"
     if keys is None:
-        return f"{sig} (its dict keys could not be read off the code)"
+        return f"{sig} (one tensor, or a dict whose keys could not be read off the code)"
     return f"{sig} reads {_short(keys, 10)}"
 
 
