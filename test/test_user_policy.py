@@ -339,3 +339,15 @@ def test_single_tensor_model_takes_its_one_observation_whatever_its_name():
         ObservationMapping.from_dict({"wrist_camera": {"kind": "image", "height": 16, "width": 16},
                                       "state": {"size": 3}}).check(m)
     assert "forward(input)" in str(err.value)
+
+
+def test_example_mapping_fits_robomimic_bc():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "config" / "user_policy_example.yaml"
+    model = load_user_policy(FACTORY, kwargs={"width": 4, "low_dim": {"joint_state": 14}})
+    mapping = load_mapping(path, model)
+    assert mapping.names() == ["agentview_image", "joint_state"] and mapping.action_kind == "torques"
+    assert mapping.check(model) == 7 and mapping.action_names == JOINTS
+    with pytest.raises(UserPolicyError, match="no source for robot0_eef_pos"):  # robomimic_bc() as it comes
+        load_mapping(path, load_user_policy(FACTORY, kwargs={"width": 4}))
