@@ -9,18 +9,10 @@ import pytest
 
 from policy_xai.cli import main
 
+from cli_harness import cli  # noqa: E402
+
 ARGS = ["faithfulness", "--tasks", "reach", "--methods", "dtd,ig_occlusion", "--every", "50", "--removals", "median,road",
         "--units", "1", "--sanity-states", "1"]
-
-
-def cli(capsys, *argv):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.err
-    return rc, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ from torch import nn
 
 from policy_xai.attribution import explain
 from policy_xai.attribution.graph.models import randomize_norms, robomimic_bc
-from policy_xai.cli import main
 from policy_xai.user_policy import (ObservationMapping, UserPolicyError, load_mapping, load_user_policy,
                                     model_inputs)
+
+from cli_harness import cli  # noqa: E402
 
 torch.set_num_threads(1)
 FACTORY = "policy_xai.attribution.graph.models:robomimic_bc"
@@ -41,16 +42,6 @@ class ConvLinear(nn.Module):
 
     def forward(self, image, state):
         return self.fc(torch.cat([torch.relu(self.conv(image)).flatten(1), state], 1))
-
-
-def cli(capsys, *argv):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.err
-    return rc, cap.out, cap.err
 
 
 def write_yaml(path, doc):
