@@ -118,3 +118,53 @@ def test_inputs_lists_globs_and_names(tmp_path):
     assert k == fleet.content_key(one, fleet.analysis_options({"methods": "rap"}))
     assert k != fleet.content_key(one, fleet.analysis_options(["--methods", "dtd"]))
     assert fleet.content_key(one, o, hash_bytes=True) != k
+
+
+def _task_pids() -> list[int]:
+    """Ray worker processes running a bag's analysis now (Ray titles them ray::analyze_one)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::analyze_one"):
+                        pids.append(int(p))
+            except OSError:
+                pass
+    return pids
+
+
+def test_a_killed_worker_is_retried(tmp_path):
+    import signal
+    import threading
+    import time
+
+    src = tmp_path / "in"
+    for n, seed in (("k1", 4), ("k2", 5)):
+        bags.write_synthetic_bag(src / n, SPEC, 60, "mcap", seed=seed)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024)
+    result = {}
+    try:
+        th = threading.Thread(target=lambda: result.update(
+            s=fleet.analyze_bags([src], ["--no-bag"], out=tmp_path / "out", progress=False)))
+        th.start()
+        killed = None
+        end = time.monotonic() + 60
+        while killed is None and th.is_alive() and time.monotonic() < end:
+            pids = _task_pids()
+            if pids:
+                killed = pids[0]
+                os.kill(killed, signal.SIGKILL)  # a worker of the Ray instance this test started
+            time.sleep(0.05)
+        th.join(120)
+    finally:
+        ray.shutdown()
+    assert killed is not None, "no analysis task was seen running"
+    s = result["s"]
+    assert [b["status"] for b in s["bags"]] == ["ok", "ok"] and [b["steps"] for b in s["bags"]] == [60, 60]
+    steps = bags.read_table(tmp_path / "out" / "steps.parquet")
+    one = tmp_path / "seq"
+    analyze(build_parser().parse_args(["analyze", str(src / "k1"), "--out", str(one), "--no-bag", "--no-video"]),
+            quiet=True)
+    ref = bags.read_table(one / "ratios.parquet")
+    np.testing.assert_array_equal(steps["image"][steps["bag"] == "k1"], ref["image"])
