@@ -83,10 +83,6 @@ def register(sub) -> None:
                    help="bag folder (with metadata.yaml) or a .mcap / .db3 file; more than one bag, a folder of "
                         "bags, a glob or @list.txt analyses them all in parallel on Ray (policy_xai.fleet) into "
                         "OUT/bags/<name>/ plus OUT/steps.parquet and OUT/summary.json")
-    f = p.add_argument_group("many bags (Ray)")
-    f.add_argument("--workers", type=positive_int, default=2, help="local Ray instance with this many CPUs (default 2)")
-    f.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
-    f.add_argument("--video", action="store_true", help="with many bags: heatmap videos too (off by default)")
     _explain_options(p)
     p.add_argument("--source", choices=("auto", "observation", "raw"), default="auto",
                    help="observation: the policy node's observation topics; raw: camera image + joint states; "
@@ -113,6 +109,10 @@ def register(sub) -> None:
     p.add_argument("--bench", action="store_true", help="only read, pair and explain; print the timing")
     p.add_argument("--out", default="out/analyze",
                    help="output folder (never the bag's own folder: e.g. RUN/analysis for the bag RUN/bag)")
+    f = p.add_argument_group("many bags (Ray)")
+    f.add_argument("--workers", type=positive_int, default=2, help="local Ray instance with this many CPUs (default 2)")
+    f.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
+    f.add_argument("--video", action="store_true", help="with many bags: heatmap videos too (off by default)")
     _topic_options(p)
     p.set_defaults(func=run_analyze)
 
