@@ -58,6 +58,14 @@ def _explain_options(p: argparse.ArgumentParser) -> None:
                         "machine)")
 
 
+class _BagsAction(argparse.Action):
+    """BAG [BAG ...]: args.bags is the list; args.bag the one bag of the single-bag path (as before)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.bags = list(values)
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "analyze",
@@ -71,7 +79,10 @@ def register(sub) -> None:
             "the original topics plus the attribution node's topics with the original stamps). When the bag "
             "already holds live explanation topics, they are compared with the recomputation."),
     )
-    p.add_argument("bag", help="bag folder (with metadata.yaml) or a .mcap / .db3 file")
+    p.add_argument("bag", nargs="+", action=_BagsAction, metavar="BAG",
+                   help="bag folder (with metadata.yaml) or a .mcap / .db3 file; more than one bag, a folder of "
+                        "bags, a glob or @list.txt analyses them all in parallel on Ray (policy_xai.fleet) into "
+                        "OUT/bags/<name>/ plus OUT/steps.parquet and OUT/summary.json")
     _explain_options(p)
     p.add_argument("--source", choices=("auto", "observation", "raw"), default="auto",
                    help="observation: the policy node's observation topics; raw: camera image + joint states; "
@@ -98,6 +109,10 @@ def register(sub) -> None:
     p.add_argument("--bench", action="store_true", help="only read, pair and explain; print the timing")
     p.add_argument("--out", default="out/analyze",
                    help="output folder (never the bag's own folder: e.g. RUN/analysis for the bag RUN/bag)")
+    f = p.add_argument_group("many bags (Ray)")
+    f.add_argument("--workers", type=positive_int, default=2, help="local Ray instance with this many CPUs (default 2)")
+    f.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
+    f.add_argument("--video", action="store_true", help="with many bags: heatmap videos too (off by default)")
     _topic_options(p)
     p.set_defaults(func=run_analyze)
 
@@ -430,8 +445,22 @@ def _print_summary(s: dict, out) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    analyze(args)
-    return 0
+    from .. import fleet
+
+    bags = getattr(args, "bags", None) or [args.bag]
+    if not fleet.wants_fleet(bags):
+        analyze(args)
+        return 0
+    if args.bench:
+        raise UsageError("--bench takes one bag")
+    s = fleet.analyze_bags(bags, args, workers=args.workers, ray_address=args.ray_address, out=args.out)
+    t = s["totals"]
+    print(f"analysed {t['bags']} bags ({t['resumed']} resumed, {t['truncated']} truncated, {t['failed']} failed): "
+          f"{t['steps']} steps in {t['wall_s']:.1f} s -> {args.out}/ (steps.parquet, summary.json, bags/)")
+    for b in s["bags"]:
+        if b["status"] != "ok":
+            print(f"  {b['name']}: {b['status'].upper()}: {b['error']}")
+    return 1 if t["failed"] else 0
 
 
 # ==== compare ===================================================================================
