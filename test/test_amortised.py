@@ -10,6 +10,8 @@ from policy_xai.attribution import amortised as A
 from policy_xai.faithfulness import metrics as M
 from policy_xai.policy import init_policy, save_policy
 
+import hand_policies  # noqa: E402
+
 S = 16
 GREY = 0.5
 ALPHA = torch.tensor([1.0, 0.5])
@@ -17,22 +19,7 @@ SIZES = (3 / 16, 4 / 16)   # 3 and 4 px windows at 16x16 (stride max(1, p // 2))
 
 
 def blob_policy(bias: float = 2.0):
-    """1x1 conv relu(r - g - b) (grey 0, red 1) -> spatial softmax at temperature 0.05 (the point
-    sits on the red blob's centroid; no red: (0, 0)) -> tau = (2x, -y) for bias 2 (another bias:
-    other torques, same architecture). The configuration has zero weights."""
-    spec = {"name": "blob", "image": {"channels": 3, "height": S, "width": S},
-            "conv": [{"channels": 1, "kernel": 1}], "feature_points": 1, "softmax_temperature": 0.05,
-            "config_groups": {"joint_position": 2}, "hidden": [2], "joint_names": ["a", "b"],
-            "torque_limits": [10.0, 10.0]}
-    p = init_policy(spec, seed=0)
-    with torch.no_grad():
-        p.convs[0].weight.copy_(torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1))
-        p.convs[0].bias.zero_()
-        p.fcs[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]))
-        p.fcs[0].bias.fill_(bias)
-        p.fcs[1].weight.copy_(torch.tensor([[2.0, 0.0], [0.0, -1.0]]))
-        p.fcs[1].bias.copy_(torch.tensor([-2.0 * bias, bias]))
-    return p
+    return hand_policies.blob_policy(bias, S)
 
 
 def blob_image(r: int, c: int):

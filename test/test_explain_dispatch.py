@@ -138,14 +138,7 @@ def test_visuomotor_policy_tuple_goes_to_graph_engine(policy, policy_obs):
         explain(policy, {"image": policy_obs[0], "config": policy_obs[1]})
 
 
-class WithSigmoid(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid())
-        self.out = nn.Linear(4, 2)
-
-    def forward(self, obs):
-        return self.out(self.enc(obs["state"]))
+from hand_policies import WithSigmoid  # noqa: E402
 
 
 def test_errors(bc, bc_obs, policy, policy_obs):

@@ -14,6 +14,8 @@ from policy_xai.attribution.path import blur, default_sigma
 from policy_xai.faithfulness import metrics as M
 from policy_xai.policy import init_policy
 
+import hand_policies  # noqa: E402
+
 # ---- the hand-built blob policy ---------------------------------------------------------------------
 S = 16                       # image side
 BLOB = (3, 11)               # top-left corner (row, col) of the 3x3 red blob
@@ -23,25 +25,8 @@ BLOB_X, BLOB_Y = -1 + 2 * 12 / 15, -1 + 2 * 4 / 15
 ALPHA = torch.tensor([1.0, 0.5])
 
 
-def blob_policy():
-    """3 x 16 x 16 image -> one 1x1 conv channel relu(r - g - b) (grey: -0.5 -> 0, red: 1 -> 1) ->
-    spatial softmax at temperature 0.05 (a red pixel weighs e^20 against a grey one: the point sits
-    on the blob's centroid; no red at all: uniform attention, point (0, 0)) -> fc layers
-    h = relu(x + 2, y + 2) (always active for x, y in [-1, 1]), tau_a = 2 h_0 - 4 = 2x,
-    tau_b = 2 - h_1 = -y. The configuration (2 values) has zero weights: no influence."""
-    spec = {"name": "blob", "image": {"channels": 3, "height": S, "width": S},
-            "conv": [{"channels": 1, "kernel": 1}], "feature_points": 1, "softmax_temperature": 0.05,
-            "config_groups": {"joint_position": 2}, "hidden": [2], "joint_names": ["a", "b"],
-            "torque_limits": [10.0, 10.0]}
-    p = init_policy(spec, seed=0)
-    with torch.no_grad():
-        p.convs[0].weight.copy_(torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1))
-        p.convs[0].bias.zero_()
-        p.fcs[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]))
-        p.fcs[0].bias.fill_(2.0)
-        p.fcs[1].weight.copy_(torch.tensor([[2.0, 0.0], [0.0, -1.0]]))
-        p.fcs[1].bias.copy_(torch.tensor([-4.0, 2.0]))
-    return p
+def blob_policy(bias: float = 2.0):
+    return hand_policies.blob_policy(bias, S)
 
 
 def blob_scene():

@@ -400,14 +400,7 @@ def test_policy_itself_with_raw_config(small, method):
 
 
 # ---- errors -----------------------------------------------------------------------------------------
-class WithSigmoid(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid())
-        self.out = nn.Linear(4, 2)
-
-    def forward(self, obs):
-        return self.out(self.enc(obs["state"]))
+from hand_policies import WithSigmoid  # noqa: E402
 
 
 class Gated(nn.Module):

@@ -384,14 +384,11 @@ class ActivationGradient(Rule):
         return [g.clamp(min=0) if self.guided else g]
 
 
-class ExactGradient(Rule):
-    """The op's exact vector-Jacobian product (autograd on this one op): structural ops, pooling,
-    normalisation, arithmetic with constants."""
+class ExactGradient(Select):
+    """The op's exact vector-Jacobian product (autograd on this one op, as Select): structural ops,
+    pooling, normalisation, arithmetic with constants, for the gradient methods."""
 
     name = "exact_gradient"
-
-    def __call__(self, ctx, node, xs, y, R):
-        return ctx.vjp(node, R)
 
 
 class SpatialSoftmaxGradient(Rule):
