@@ -172,6 +172,22 @@ def test_watchdog_and_rate():
     assert r.rate() == pytest.approx(20.0)
 
 
+def test_machine_jitter_times_a_fixed_task():
+    j = live.machine_jitter(seconds=0.4, rate_hz=50.0, work_ms=1.0)
+    assert j["n"] >= 10 and 0 < j["task_p50_ms"] <= j["task_p99_ms"] <= j["task_max_ms"]
+    assert j["p99_over_p50"] >= 1.0
+
+
+def test_colorize_maps_nan_and_inf_without_failing():
+    rel = np.array([[0.0, 1.0], [np.nan, -2.0]], np.float32)
+    out = viz.colorize(rel)
+    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[1, 0], out[0, 0])  # NaN is drawn as zero relevance
+    assert np.array_equal(viz.colorize(np.array([[2.0, -2.0]], np.float32))[0, 0],
+                          viz.colorize(np.array([[2.0, -2.0]], np.float32))[0, 1])  # |relevance|
+    assert viz.colorize(np.array([[np.inf, 1.0]], np.float32)).shape == (1, 2, 3)
+
+
 # ---- pictures --------------------------------------------------------------------------------------
 def test_overlay_heatmap():
     rgb = np.full((8, 8, 3), 100, np.uint8)

@@ -23,8 +23,11 @@ def relevance_scale(relevance: np.ndarray, normalize: Union[str, float] = "frame
     if isinstance(normalize, str):
         if normalize != "frame":
             raise ValueError(f"normalize must be 'frame' or a positive number, got {normalize!r}")
-        r = np.abs(np.nan_to_num(np.asarray(relevance, dtype=np.float64)))
-        return float(r.max()) if r.size else 0.0
+        r = np.asarray(relevance)
+        if not r.size:
+            return 0.0
+        m = float(np.nanmax(np.abs(r))) if not np.all(np.isnan(r)) else 0.0
+        return m if np.isfinite(m) else float(np.abs(np.nan_to_num(r.astype(np.float64))).max())
     scale = float(normalize)
     if not scale > 0:
         raise ValueError(f"fixed normalisation scale must be positive, got {normalize!r}")
@@ -33,11 +36,14 @@ def relevance_scale(relevance: np.ndarray, normalize: Union[str, float] = "frame
 
 def colorize(relevance: np.ndarray, normalize: Union[str, float] = "frame") -> np.ndarray:
     """(H, W) relevance -> (H, W, 3) uint8 RGB colour map (jet) of |relevance| / scale."""
-    r = np.abs(np.nan_to_num(np.asarray(relevance, dtype=np.float32)))
+    r = np.asarray(relevance, dtype=np.float32)
     if r.ndim != 2:
         raise ValueError(f"relevance must be HxW, got shape {r.shape}")
+    r = np.abs(r)
+    if not np.isfinite(r).all():
+        r = np.abs(np.nan_to_num(r))
     scale = relevance_scale(r, normalize)
-    u8 = np.zeros(r.shape, np.uint8) if scale <= 0 else np.clip(r * (255.0 / scale), 0, 255).astype(np.uint8)
+    u8 = np.zeros(r.shape, np.uint8) if scale <= 0 else cv2.convertScaleAbs(r, alpha=255.0 / scale)
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 

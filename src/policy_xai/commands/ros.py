@@ -68,6 +68,9 @@ def register(sub) -> None:
                    help=f"attribution method (default {_DEFAULT_METHOD}; an untrained network has no explainer "
                         "and falls back as the attribution node does)")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--machine-check", type=nonnegative_float, default=8.0, metavar="S",
+                   help="before each configuration, time a fixed CPU task at 20 Hz for S s (0: skip): the "
+                        "tail this machine adds to any pipeline")
     p.add_argument("--out", default=None, help="folder for bags and results (default: a temp folder)")
     p.add_argument("--domain-id", type=domain_id, default=None)
     _compression_arg(p)
@@ -435,6 +438,13 @@ def cmd_latency(args) -> int:
     base = Path(args.out or tempfile.mkdtemp(prefix="policy_xai_latency_"))
     rows = []
     for i, (spec, size, weights) in enumerate(configs):
+        from ..live import machine_jitter
+
+        jit = machine_jitter(args.machine_check) if args.machine_check > 0 else {}
+        if jit:
+            print(f"machine check ({args.machine_check:.0f} s, nothing else started): a fixed CPU task of "
+                  f"{jit['task_p50_ms']:.1f} ms (p50) took {jit['task_p99_ms']:.1f} ms at p99 "
+                  f"({jit['p99_over_p50']:.1f}x)")
         res = live_run(base / label(spec, size, weights), args.duration, spec, weights, args.method,
                        image_size=size, domain_id=(args.domain_id + i) if args.domain_id is not None else None,
                        precision=args.precision, compression=args.compression)
@@ -454,7 +464,9 @@ def cmd_latency(args) -> int:
                      "relevance_p50_ms": rel.get("p50_ms"), "relevance_p99_ms": rel.get("p99_ms"),
                      "heatmap_p50_ms": heat.get("p50_ms"), "heatmap_p99_ms": heat.get("p99_ms"),
                      "skipped_behind": s["attribution"].get("skipped_behind"),
-                     "attribution_compute_p50_ms": s["attribution"].get("compute_p50_ms")})
+                     "attribution_compute_p50_ms": s["attribution"].get("compute_p50_ms"),
+                     "attribution_compute_p99_ms": s["attribution"].get("compute_p99_ms"),
+                     **{f"machine_{k}": v for k, v in jit.items()}})
     (base / "latency.json").write_text(json.dumps(rows, indent=2))
     print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | stamp->relevance p50/p99 ms | "
           "stamp->heatmap p50/p99 ms | skipped |")
@@ -465,5 +477,8 @@ def cmd_latency(args) -> int:
               f"{r['size']} | {r['precision']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | {r['heatmap_hz']:.1f} | "
               f"{f(r['relevance_p50_ms'])} / {f(r['relevance_p99_ms'])} | {f(r['heatmap_p50_ms'])} / "
               f"{f(r['heatmap_p99_ms'])} | {r['skipped_behind']} |")
+    if any("machine_task_p99_ms" in r for r in rows):
+        print("machine check per row (fixed CPU task p50 / p99 ms): "
+              + "; ".join(f"{f(r.get('machine_task_p50_ms'))} / {f(r.get('machine_task_p99_ms'))}" for r in rows))
     print(f"(bags and latency.json in {base})")
     return 0
