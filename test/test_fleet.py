@@ -28,7 +28,7 @@ def fleet_run(tmp_path_factory):
     full = bags.write_synthetic_bag(d / "full", SPEC, 120, "mcap", seed=2)
     bags.truncate_bag(full, src / "c", 0.8)
     bags.truncate_bag(full, src / "dead", 0.3)
-    bags.write_synthetic_bag(src / "site2" / "a", SPEC, 24, "mcap", seed=3)
+    bags.write_synthetic_bag(src / "site2" / "a", SPEC, 24, "mcap", seed=3, gap_after=9, gap_s=2.0)  # 2 episodes
     out = d / "out"
 
     return d, src, out
@@ -73,6 +73,18 @@ def test_many_bags_match_sequential_runs_and_rerun_resumes(fleet_run, capsys):
             if col.startswith(("alpha/", "torque/")):
                 np.testing.assert_array_equal(steps[col][rows], v[ratios["step"]], err_msg=f"{name} {col}")
         assert (out / "bags" / name / "ratios.parquet").is_file() and not (out / "bags" / name / "heatmap_dtd.mp4").exists()
+
+    # episodes: a pause of >= 1 s starts the next one; the dataset figure and where the time went
+    ep = steps["episode"][steps["bag"] == "site2__a"]
+    st = steps["step"][steps["bag"] == "site2__a"]
+    assert set(ep[st <= 9]) == {0} and set(ep[st > 9]) == {1}
+    assert set(steps["episode"][steps["bag"] != "site2__a"]) == {0}
+    assert (out / "figures" / "ratios_per_bag.png").stat().st_size > 1000 and s["figures"] == ["figures/ratios_per_bag.png"]
+    assert set(s["per_bag_medians"]) == {"in__a", "b", "c", "site2__a"} and isinstance(s["stand_out"], list)
+    stg = s["stages_s"]
+    assert stg["task"] > 0 and stg["explain"] > 0 and stg["read_and_pair"] > 0
+    assert abs(stg["read_and_pair"] + stg["importance"] + stg["explain"] + stg["other"] - stg["task"]) < 0.01
+    assert "task time: read and pair" in stdout
 
     # a rerun with the same inputs skips every bag (the unreadable one too) and starts no Ray
     again = fleet.analyze_bags([src], ["--no-bag"], workers=2, out=out, progress=False)
@@ -168,3 +180,33 @@ def test_a_killed_worker_is_retried(tmp_path):
             quiet=True)
     ref = bags.read_table(one / "ratios.parquet")
     np.testing.assert_array_equal(steps["image"][steps["bag"] == "k1"], ref["image"])
+
+
+def test_episodes_and_bags_that_stand_out(tmp_path):
+    """episodes_of cuts at pauses >= the episode gap; dataset_report flags the one bag whose median
+    image ratio is far from the others' (robust z), and draws every bag."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    gaps = [{"after_step": 3, "length_s": 0.4}, {"after_step": 5, "length_s": 1.5}, {"after_step": 8, "length_s": 9.0}]
+    assert fleet.episodes_of(range(11), gaps, 1.0) == [0] * 6 + [1] * 3 + [2] * 2
+    assert fleet.episodes_of(range(4), [], 1.0) == [0] * 4
+
+    rng = np.random.default_rng(0)
+    rows = {"bag": [], "episode": [], "step": [], "method": [], "image": [], "joint_position": []}
+    for b, centre in (("a", 0.30), ("b", 0.32), ("c", 0.29), ("d", 0.31), ("odd", 0.85)):
+        for i in range(30):
+            for m in ("dtd", "rap"):
+                img = float(np.clip(centre + 0.02 * rng.standard_normal(), 0, 1))
+                for k, v in (("bag", b), ("episode", 0), ("step", i), ("method", m), ("image", img),
+                             ("joint_position", 1 - img)):
+                    rows[k].append(v)
+    pq.write_table(pa.table(rows), tmp_path / "steps.parquet")
+    rep = fleet.dataset_report(tmp_path)
+    assert {(o["bag"], o["group"]) for o in rep["stand_out"]} == {("odd", "image"), ("odd", "joint_position")}
+    assert all(o["method"] == "dtd" for o in rep["stand_out"])
+    assert rep["per_bag"]["odd"]["image"] == pytest.approx(0.85, abs=0.02)
+    assert (tmp_path / rep["figures"][0]).stat().st_size > 1000
+    assert fleet.gpus_per_task(0) == 0.0 and fleet.gpus_per_task(2) == 2.0
+    with pytest.raises(ValueError):
+        fleet.gpus_per_task(-1)

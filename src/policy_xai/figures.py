@@ -156,3 +156,31 @@ def heatmap_video(path, images: np.ndarray, maps: np.ndarray, feature_points: Op
     finally:
         vw.release()
     return path
+
+
+def ratio_distributions(path, per_bag: Mapping[str, Mapping[str, np.ndarray]], groups: Sequence[str],
+                        marked: Sequence[str] = (), title: str = "") -> Path:
+    """A fleet's ratios: one panel per input group, one box (median, quartiles, 5-95 % whiskers) per
+    bag; bags in `marked` (those that stand out) are drawn in red. per_bag: bag -> group -> (N,)."""
+    plt = _plt()
+    bags_ = list(per_bag)
+    n = max(1, len(groups))
+    fig, axes = plt.subplots(n, 1, figsize=(max(4.0, 1.2 + 0.45 * len(bags_)), 1.9 * n + 0.6), sharex=True,
+                             squeeze=False)
+    for ax, g in zip(axes[:, 0], groups):
+        data = [np.asarray(per_bag[b].get(g, []), float) for b in bags_]
+        data = [d[np.isfinite(d)] if d.size else np.array([np.nan]) for d in data]
+        box = ax.boxplot([d if d.size else np.array([np.nan]) for d in data], whis=(5, 95), showfliers=False,
+                         patch_artist=True)
+        for patch, b in zip(box["boxes"], bags_):
+            patch.set_facecolor("#d62728" if b in marked else GROUP_STYLE.get(g, ("#777", "-"))[0])
+            patch.set_alpha(0.6)
+        ax.set_ylabel(g.replace("_", "\n"), fontsize=8)
+        ax.set_ylim(0, 1)
+    axes[-1, 0].set_xticks(np.arange(1, len(bags_) + 1))
+    axes[-1, 0].set_xticklabels(bags_, rotation=60, ha="right", fontsize=7)
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

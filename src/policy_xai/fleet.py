@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
+#: a pause of at least this many seconds between two steps of a bag starts a new episode
+EPISODE_GAP_S = 1.0
+#: a bag stands out when its median ratio of a group is this many robust standard deviations (1.4826
+#: x the median absolute deviation over the bags' medians) from the fleet's median (and >= 0.05 away)
+STAND_OUT_Z = 3.5
 # Namespace entries that are not options of the per-bag analysis (or that fleet sets per bag)
-_NOT_OPTIONS = {"bag", "bags", "out", "func", "command", "workers", "ray_address", "video", "bench"}
+_NOT_OPTIONS = {"bag", "bags", "out", "func", "command", "workers", "ray_address", "video", "bench", "episode_gap",
+                "num_gpus"}
 _GLOB = set("*?[")
 
 
@@ -237,7 +243,7 @@ def analyze_one(bag: str, out: str, options: dict, key: str) -> dict:
         return rec
     rec.update(status="truncated" if s.get("truncated") else "ok", steps=int(s["steps"]),
                error=s.get("truncated"), seconds=round(time.perf_counter() - t0, 3), storage=s.get("storage"),
-               reader=s.get("reader"), methods=s.get("methods"))
+               reader=s.get("reader"), methods=s.get("methods"), timing=s.get("timing"))
     Path(out, "done.json").write_text(json.dumps(rec, indent=2, default=str))
     return rec
 
@@ -257,12 +263,15 @@ def _remote():
 # ==== many bags ==================================================================================
 def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str] = None,
                  out: Union[str, Path] = "out/fleet", progress: Union[bool, Callable] = True,
-                 hash_bytes: bool = False, resume: bool = True) -> dict:
+                 hash_bytes: bool = False, resume: bool = True, episode_gap: float = EPISODE_GAP_S,
+                 num_gpus: Optional[float] = None) -> dict:
     """Analyse every bag of `bags` (see expand_bags) in parallel on Ray into out/bags/<name>/, merge
     out/steps.parquet and write out/summary.json; returns the summary. A Ray instance already running
     in this process is used as is; else `ray_address` (a cluster; bags must be on a shared file
     system) or a local instance with `workers` CPUs, shut down at the end. `progress`: a tqdm bar over
-    the bags (True), none (False), or a callable(record, done, total) per finished bag."""
+    the bags (True), none (False), or a callable(record, done, total) per finished bag. `episode_gap`:
+    a pause of at least this many seconds between a bag's steps starts a new episode (steps.parquet's
+    `episode` column). `num_gpus` per task: None = 1 when this machine has CUDA (torch.cuda), else 0."""
     import ray
     from tqdm import tqdm
 
@@ -288,9 +297,11 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
             todo.append((p, name, key, bag_out))
 
     started = False
+    ray_start = 0.0
     bar = tqdm(total=len(paths), desc="bags", unit="bag", disable=progress is not True, initial=len(records))
     try:
         if todo:
+            t_ray = time.perf_counter()
             if not ray.is_initialized():
                 if ray_address:
                     ray.init(address=ray_address, log_to_driver=False)
@@ -298,7 +309,9 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
                     ray.init(num_cpus=int(workers), include_dashboard=False, log_to_driver=False,
                              object_store_memory=200 * 1024 * 1024)
                 started = True
-            task = _remote()
+            ray_start = time.perf_counter() - t_ray
+            gpus = gpus_per_task(num_gpus)
+            task = _remote().options(num_gpus=gpus) if gpus else _remote()
             pending = {task.remote(str(p.resolve()), str(bag_out.resolve()), opts, key): name
                        for p, name, key, bag_out in todo}
             steps = 0
@@ -327,7 +340,8 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
             ray.shutdown()
     wall = time.perf_counter() - t_start
     ordered = [records[n] for n in names]
-    merged = merge_steps(out, [r for r in ordered if r["status"] != "failed"])
+    merged = merge_steps(out, [r for r in ordered if r["status"] != "failed"], episode_gap)
+    dataset = dataset_report(out) if merged else {"figures": [], "stand_out": [], "per_bag": {}}
     analysed = [r for r in ordered if not r["resumed"]]
     new_steps = sum(r.get("steps") or 0 for r in analysed)
     summary = {
@@ -340,6 +354,9 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
                    "steps": sum(r.get("steps") or 0 for r in ordered), "rows_in_steps_parquet": merged,
                    "wall_s": round(wall, 3), "analysed_bags_per_s": round(len(analysed) / wall, 3) if wall else None,
                    "analysed_steps_per_s": round(new_steps / wall, 2) if wall else None},
+        "stages_s": stage_seconds(analysed), "ray_start_s": round(ray_start, 3),
+        "episode_gap_s": float(episode_gap),
+        "per_bag_medians": dataset["per_bag"], "stand_out": dataset["stand_out"], "figures": dataset["figures"],
         "workers": None if ray_address else int(workers), "ray_address": ray_address,
         "options": {k: v for k, v in opts.items()},
     }
@@ -347,9 +364,19 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
     return summary
 
 
-def merge_steps(out: Path, records: Sequence[dict]) -> int:
+def episodes_of(steps: Sequence[int], gaps: Sequence[dict], episode_gap: float = 1.0) -> list[int]:
+    """Episode index per step: 0 until the first pause of at least `episode_gap` s in the recording
+    (a gap of analyze's summary.json: {"after_step", "length_s"}), then 1, ... ."""
+    cuts = sorted(int(g["after_step"]) for g in gaps if float(g.get("length_s", 0.0)) >= episode_gap)
+    import bisect
+
+    return [bisect.bisect_left(cuts, int(s)) for s in steps]
+
+
+def merge_steps(out: Path, records: Sequence[dict], episode_gap: float = 1.0) -> int:
     """out/steps.parquet: each bag's ratios (one row per step and method) joined with its importance
-    factors and torques per step, with a `bag` column; returns the number of rows."""
+    factors and torques per step, with `bag` and `episode` (episodes_of) columns; returns the number of
+    rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -366,6 +393,11 @@ def merge_steps(out: Path, records: Sequence[dict]) -> int:
         t = ratios
         for c in extra:  # ratio rows keep their order (step, method as written)
             t = t.append_column(c, imp.column(c).take(take))
+        try:
+            gaps = json.loads((d / "summary.json").read_text()).get("gaps", {}).get("gaps", [])
+        except (OSError, ValueError, AttributeError):
+            gaps = []
+        t = t.add_column(0, "episode", pa.array(episodes_of(t.column("step").to_pylist(), gaps, episode_gap), pa.int32()))
         t = t.add_column(0, "bag", pa.array([r["name"]] * len(t), pa.string()))
         tables.append(t)
     if not tables:
@@ -374,3 +406,145 @@ def merge_steps(out: Path, records: Sequence[dict]) -> int:
     table = pa.concat_tables(tables, promote_options="default")
     pq.write_table(table, Path(out) / "steps.parquet")
     return len(table)
+
+
+def gpus_per_task(num_gpus: Optional[float] = None) -> float:
+    """GPUs each bag's task asks Ray for: the given number, else 1 when torch sees CUDA here, else 0."""
+    if num_gpus is not None:
+        if not num_gpus >= 0:
+            raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+        return float(num_gpus)
+    try:
+        import torch
+
+        return 1.0 if torch.cuda.is_available() else 0.0
+    except Exception:  # noqa: BLE001 - no torch / broken CUDA: CPU tasks
+        return 0.0
+
+
+def stage_seconds(records: Sequence[dict]) -> dict:
+    """Where the analysed bags' task time went (s, summed over bags): reading + pairing (decode),
+    importance factors, explanation, and the rest (tables, figures, output bag, start-up), so the
+    limit of a run is visible."""
+    tot = {"read_and_pair": 0.0, "importance": 0.0, "explain": 0.0, "other": 0.0, "task": 0.0}
+    for r in records:
+        t, sec = r.get("timing") or {}, r.get("seconds")
+        if not t or sec is None:
+            continue
+        parts = [float(t.get(k) or 0.0) for k in ("read_and_pair_s", "importance_s", "explain_s")]
+        for k, v in zip(("read_and_pair", "importance", "explain"), parts):
+            tot[k] += v
+        tot["other"] += max(0.0, float(sec) - sum(parts))
+        tot["task"] += float(sec)
+    return {k: round(v, 3) for k, v in tot.items()}
+
+
+def dataset_report(out: Path, z_limit: float = STAND_OUT_Z) -> dict:
+    """From out/steps.parquet: per bag and group the median ratio (first method), the bags that stand
+    out (robust z of their median against the other bags' medians), and out/figures/ratios_per_bag.png
+    (one box per bag and group, stand-outs in red). Returns {"per_bag", "stand_out", "figures"}."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .figures import ratio_distributions
+
+    table = pq.read_table(Path(out) / "steps.parquet")
+    cols = table.column_names
+    methods = list(dict.fromkeys(table.column("method").to_pylist()))
+    if not methods:
+        return {"per_bag": {}, "stand_out": [], "figures": []}
+    method = methods[0]
+    fixed = {"bag", "episode", "step", "stamp_ns", "time", "method"}
+    groups = [c for c in cols if c not in fixed and "/" not in c]
+    meth = np.asarray(table.column("method").to_pylist())
+    bag_col = np.asarray(table.column("bag").to_pylist())
+    sel = meth == method
+    per_bag: dict = {}
+    values: dict = {}
+    for b in dict.fromkeys(bag_col[sel].tolist()):
+        m = sel & (bag_col == b)
+        values[b] = {g: np.asarray(table.column(g).to_numpy(zero_copy_only=False), float)[m] for g in groups}
+        per_bag[b] = {g: (float(np.nanmedian(v)) if np.isfinite(v).any() else None) for g, v in values[b].items()}
+    stand_out = []
+    if len(per_bag) >= 3:
+        for g in groups:
+            meds = {b: v[g] for b, v in per_bag.items() if v[g] is not None}
+            if len(meds) < 3:
+                continue
+            arr = np.asarray(list(meds.values()))
+            for b, v in meds.items():
+                others = arr[[k != b for k in meds]]
+                c = float(np.median(others))
+                mad = 1.4826 * float(np.median(np.abs(others - c)))
+                z = (v - c) / mad if mad > 0 else (float("inf") if abs(v - c) > 0.05 else 0.0)
+                if abs(z) >= z_limit and abs(v - c) >= 0.05:
+                    stand_out.append({"bag": b, "group": g, "method": method, "median": round(v, 4),
+                                      "others_median": round(c, 4), "robust_z": round(z, 2) if np.isfinite(z) else None})
+    fig_dir = Path(out) / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    marked = sorted({s["bag"] for s in stand_out})
+    f = ratio_distributions(fig_dir / "ratios_per_bag.png", values, groups, marked,
+                            title=f"relevance ratios per bag ({method}); red: stands out")
+    return {"per_bag": per_bag, "stand_out": stand_out, "figures": [str(f.relative_to(out))]}
+
+
+def bench_fleet(n_bags: int = 8, steps: int = 120, workers: Sequence[int] = (1, 2), methods: str = "dtd",
+                storage: str = "mcap", spec: str = "small", sequential: bool = True, log=print) -> list[dict]:
+    """bags/s and steps/s of analyze_bags over `n_bags` generated bags of `steps` steps, once per
+    worker count (a fresh local Ray instance each, nothing resumed), and, with `sequential`, the same
+    bags analysed one after another in this process without Ray (torch with 1 thread, as each Ray
+    task has). Rows: mode, workers, bags, steps, wall_s, bags_per_s, steps_per_s, ray_start_s and the
+    share of task time per stage (stage_seconds)."""
+    import tempfile
+
+    import torch
+
+    from . import bags as bagmod
+    from .spec import load_spec
+
+    s = load_spec(spec)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="policy_xai_bench_fleet_") as tmp:
+        src = Path(tmp) / "in"
+        for i in range(int(n_bags)):
+            bagmod.write_synthetic_bag(src / f"bag{i:03d}", s, int(steps), storage, seed=i)
+        opts = ["--no-bag", "--methods", methods, "--policy", spec]
+
+        def row(mode, w, summ):
+            t = summ["totals"]
+            st = summ["stages_s"]
+            share = {f"{k}_share": round(st[k] / st["task"], 3) if st["task"] else None
+                     for k in ("read_and_pair", "importance", "explain", "other")}
+            r = {"mode": mode, "workers": w, "bags": t["bags"], "steps": t["steps"], "wall_s": t["wall_s"],
+                 "bags_per_s": round(t["bags"] / t["wall_s"], 3), "steps_per_s": round(t["steps"] / t["wall_s"], 2),
+                 "ray_start_s": summ.get("ray_start_s"), **share}
+            log(f"{mode:10s} workers {w}: {r['bags']} bags, {r['steps']} steps in {r['wall_s']:.1f} s -> "
+                f"{r['bags_per_s']:.2f} bags/s, {r['steps_per_s']:.1f} steps/s (Ray start {r['ray_start_s']} s; "
+                + ", ".join(f"{k[:-6]} {100 * v:.0f}%" for k, v in share.items() if v is not None) + ")")
+            return r
+
+        if sequential:
+            from .cli import build_parser
+            from .commands.analyze import analyze
+
+            prev = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                t0 = time.perf_counter()
+                recs = []
+                for b in sorted(src.iterdir()):
+                    t1 = time.perf_counter()
+                    a = build_parser().parse_args(["analyze", str(b), "--out", str(Path(tmp) / "seq" / b.name),
+                                                   "--no-video", *opts])
+                    one = analyze(a, quiet=True)
+                    recs.append({"timing": one["timing"], "seconds": time.perf_counter() - t1, "steps": one["steps"]})
+                wall = time.perf_counter() - t0
+            finally:
+                torch.set_num_threads(prev)
+            rows.append(row("sequential", 1, {"totals": {"bags": len(recs), "steps": sum(r["steps"] for r in recs),
+                                                         "wall_s": round(wall, 3)},
+                                              "stages_s": stage_seconds(recs), "ray_start_s": 0.0}))
+        for w in workers:
+            summ = analyze_bags([src], opts, workers=int(w), out=Path(tmp) / f"out{w}", progress=False, resume=False)
+            rows.append(row("ray", int(w), summ))
+    return rows

@@ -113,6 +113,10 @@ def register(sub) -> None:
     f.add_argument("--workers", type=positive_int, default=2, help="local Ray instance with this many CPUs (default 2)")
     f.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
     f.add_argument("--video", action="store_true", help="with many bags: heatmap videos too (off by default)")
+    f.add_argument("--episode-gap", type=positive_float, default=1.0, metavar="S",
+                   help="a pause of at least S s between a bag's steps starts a new episode (steps.parquet)")
+    f.add_argument("--num-gpus", type=nonnegative_float, default=None,
+                   help="GPUs per bag's task (default: 1 when torch sees CUDA, else 0)")
     _topic_options(p)
     p.set_defaults(func=run_analyze)
 
@@ -148,6 +152,21 @@ def register(sub) -> None:
     b.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     b.add_argument("--threads", type=nonnegative_int, default=1, help="torch threads (0 = torch's default)")
     b.set_defaults(func=run_bench)
+
+    fb = sub.add_parser(
+        "bench-fleet",
+        help="bags/s and steps/s of `analyze` over many generated bags: sequential, and on Ray with 1, 2 ... workers",
+        description="Writes N robot-like bags into a temporary folder and analyses them one after another without "
+                    "Ray, then with policy_xai.fleet on a fresh local Ray instance per worker count; prints bags/s, "
+                    "steps/s and where the task time went (decode, importance factors, explanation, the rest).")
+    fb.add_argument("--bags", type=positive_int, default=8)
+    fb.add_argument("--steps", type=positive_int, default=120, help="steps per bag")
+    fb.add_argument("--workers", type=positive_int_list, default="1,2", help="comma-separated worker counts")
+    fb.add_argument("--methods", default="dtd")
+    fb.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    fb.add_argument("--no-sequential", action="store_true", help="skip the run without Ray")
+    fb.add_argument("--json", default="", help="also write the rows to this JSON file (never overwritten)")
+    fb.set_defaults(func=run_bench_fleet)
 
     r = sub.add_parser(
         "replay",
@@ -453,13 +472,21 @@ def run_analyze(args: argparse.Namespace) -> int:
         return 0
     if args.bench:
         raise UsageError("--bench takes one bag")
-    s = fleet.analyze_bags(bags, args, workers=args.workers, ray_address=args.ray_address, out=args.out)
+    s = fleet.analyze_bags(bags, args, workers=args.workers, ray_address=args.ray_address, out=args.out,
+                           episode_gap=args.episode_gap, num_gpus=args.num_gpus)
     t = s["totals"]
     print(f"analysed {t['bags']} bags ({t['resumed']} resumed, {t['truncated']} truncated, {t['failed']} failed): "
           f"{t['steps']} steps in {t['wall_s']:.1f} s -> {args.out}/ (steps.parquet, summary.json, bags/)")
     for b in s["bags"]:
         if b["status"] != "ok":
             print(f"  {b['name']}: {b['status'].upper()}: {b['error']}")
+    st = s["stages_s"]
+    if st["task"] > 0:
+        print("  task time: " + ", ".join(f"{k.replace('_', ' ')} {100 * st[k] / st['task']:.0f} %"
+                                          for k in ("read_and_pair", "importance", "explain", "other")))
+    for o in s["stand_out"]:
+        print(f"  stands out: {o['bag']}: median {o['group']} ratio {o['median']:.3f} against {o['others_median']:.3f} "
+              f"for the other bags ({o['method']})")
     return 1 if t["failed"] else 0
 
 
@@ -547,6 +574,22 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 # ==== replay =====================================================================================
+def run_bench_fleet(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .. import fleet
+    from .checks import int_list
+
+    if args.json and Path(args.json).exists():
+        raise UsageError(f"{args.json} exists; choose another --json")
+    rows = fleet.bench_fleet(args.bags, args.steps, int_list(args.workers, label="--workers"), args.methods,
+                             args.storage, sequential=not args.no_sequential)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def run_replay(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
