@@ -106,6 +106,13 @@ def test_many_bags_match_sequential_runs_and_rerun_resumes(fleet_run, capsys):
     assert [b["resumed"] for b in third["bags"]] == [False, True, True] and seen == [("in__a", 3, 3)]
     assert third["bags"][0]["steps"] == 40
 
+    # alone, bag in/a would be named "a": it keeps the folder of its earlier results and resumes; a new
+    # bag also called "a" never goes into another bag's folder
+    assert fleet.reuse_names(out, [src / "a"], ["a"]) == ["in__a"]
+    alone = fleet.analyze_bags([src / "a"], {"no_bag": True}, out=out, progress=False)
+    assert [(b["name"], b["resumed"]) for b in alone["bags"]] == [("in__a", True)]
+    assert fleet.reuse_names(out, [d / "elsewhere" / "b"], ["b"]) == ["b-1"]
+
 
 def test_inputs_lists_globs_and_names(tmp_path):
     for n in ("r1/bag", "r2/bag"):
@@ -210,3 +217,32 @@ def test_episodes_and_bags_that_stand_out(tmp_path):
     assert fleet.gpus_per_task(0) == 0.0 and fleet.gpus_per_task(2) == 2.0
     with pytest.raises(ValueError):
         fleet.gpus_per_task(-1)
+
+
+def test_an_existing_cluster_with_the_code_shipped(tmp_path):
+    """--ray-address: a Ray cluster started outside (here a head node process of ray.cluster_utils) is
+    used and left running; --ship-code sends this policy_xai to its workers, which import that copy."""
+    from ray.cluster_utils import Cluster
+
+    import policy_xai
+
+    src = tmp_path / "in"
+    for n, seed in (("x", 6), ("y", 7)):
+        bags.write_synthetic_bag(src / n, SPEC, 12, "mcap", seed=seed)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    try:
+        s = fleet.analyze_bags([src], ["--no-bag", "--methods", "dtd"], ray_address=cluster.address,
+                               out=tmp_path / "out", progress=False, ship_code=True)
+        assert not ray.is_initialized()  # this process disconnected; the cluster goes on
+        assert [b["status"] for b in s["bags"]] == ["ok", "ok"] and s["workers"] is None
+        local = str(os.path.dirname(os.path.realpath(policy_xai.__file__)))
+        assert all(b["code"] != local and b["code"].endswith("policy_xai") for b in s["bags"]), s["bags"]
+        ref = tmp_path / "seq"
+        analyze(build_parser().parse_args(["analyze", str(src / "x"), "--out", str(ref), "--no-bag", "--no-video",
+                                           "--methods", "dtd"]), quiet=True)
+        steps = bags.read_table(tmp_path / "out" / "steps.parquet")
+        np.testing.assert_array_equal(steps["image"][steps["bag"] == "x"], bags.read_table(ref / "ratios.parquet")["image"])
+    finally:
+        cluster.shutdown()
+    with pytest.raises(ValueError, match="ship_code needs ray_address"):
+        fleet.analyze_bags([src], ["--no-bag"], out=tmp_path / "out2", progress=False, ship_code=True)

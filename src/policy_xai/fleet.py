@@ -28,7 +28,7 @@ EPISODE_GAP_S = 1.0
 STAND_OUT_Z = 3.5
 # Namespace entries that are not options of the per-bag analysis (or that fleet sets per bag)
 _NOT_OPTIONS = {"bag", "bags", "out", "func", "command", "workers", "ray_address", "video", "bench", "episode_gap",
-                "num_gpus"}
+                "num_gpus", "ship_code"}
 _GLOB = set("*?[")
 
 
@@ -209,6 +209,37 @@ def content_key(bag: Path, options: dict, hash_bytes: bool = False) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def reuse_names(out: Path, paths: Sequence[Path], names: Sequence[str]) -> list[str]:
+    """Output folder names: a bag analysed before into out/bags/<old>/ (its done.json names the same
+    bag path) keeps <old>, so that a rerun with other bags next to it (whose names would differ)
+    still finds its results; other bags take `names`, made unique against the kept ones."""
+    earlier: dict[str, str] = {}
+    others = set()  # folders of bags not in this run: never written into
+    root = Path(out) / "bags"
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            try:
+                rec = json.loads((d / "done.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(rec, dict) and rec.get("bag"):
+                earlier.setdefault(str(Path(rec["bag"]).resolve()), d.name)
+                others.add(d.name)
+    kept = [earlier.get(str(Path(p).resolve())) for p in paths]
+    taken = {k for k in kept if k} | others
+    result = []
+    for k, n in zip(kept, names):
+        if k:
+            result.append(k)
+            continue
+        m, i = n, 1
+        while m in taken:
+            m, i = f"{n}-{i}", i + 1
+        taken.add(m)
+        result.append(m)
+    return result
+
+
 def _done(bag_out: Path, key: str) -> Optional[dict]:
     try:
         d = json.loads((bag_out / "done.json").read_text())
@@ -241,6 +272,9 @@ def analyze_one(bag: str, out: str, options: dict, key: str) -> dict:
             Path(out).mkdir(parents=True, exist_ok=True)
             Path(out, "done.json").write_text(json.dumps(rec, indent=2, default=str))
         return rec
+    import policy_xai
+
+    rec["code"] = str(Path(policy_xai.__file__).resolve().parent)
     rec.update(status="truncated" if s.get("truncated") else "ok", steps=int(s["steps"]),
                error=s.get("truncated"), seconds=round(time.perf_counter() - t0, 3), storage=s.get("storage"),
                reader=s.get("reader"), methods=s.get("methods"), timing=s.get("timing"))
@@ -261,17 +295,39 @@ def _remote():
 
 
 # ==== many bags ==================================================================================
+def code_runtime_env(stage: Path) -> dict:
+    """A Ray runtime_env that ships this policy_xai to a cluster's workers: the package as a py_module
+    and its shared files (config/, urdf/, launch/, models/) as the working directory, found there
+    through POLICY_XAI_SHARE. The workers still need the dependencies (the README's pip install)."""
+    import shutil
+
+    import policy_xai
+
+    from .resources import share_dir
+
+    share = share_dir()
+    stage = Path(stage)
+    for sub in ("config", "urdf", "launch", "models"):
+        if (share / sub).is_dir():
+            shutil.copytree(share / sub, stage / sub, dirs_exist_ok=True)
+    return {"py_modules": [str(Path(policy_xai.__file__).resolve().parent)], "working_dir": str(stage),
+            "env_vars": {"POLICY_XAI_SHARE": "."}}
+
+
 def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str] = None,
                  out: Union[str, Path] = "out/fleet", progress: Union[bool, Callable] = True,
                  hash_bytes: bool = False, resume: bool = True, episode_gap: float = EPISODE_GAP_S,
-                 num_gpus: Optional[float] = None) -> dict:
+                 num_gpus: Optional[float] = None, ship_code: bool = False) -> dict:
     """Analyse every bag of `bags` (see expand_bags) in parallel on Ray into out/bags/<name>/, merge
     out/steps.parquet and write out/summary.json; returns the summary. A Ray instance already running
     in this process is used as is; else `ray_address` (a cluster; bags must be on a shared file
     system) or a local instance with `workers` CPUs, shut down at the end. `progress`: a tqdm bar over
     the bags (True), none (False), or a callable(record, done, total) per finished bag. `episode_gap`:
     a pause of at least this many seconds between a bag's steps starts a new episode (steps.parquet's
-    `episode` column). `num_gpus` per task: None = 1 when this machine has CUDA (torch.cuda), else 0."""
+    `episode` column). `num_gpus` per task: None = 1 when this machine has CUDA (torch.cuda), else 0.
+    `ship_code` (with `ray_address`): send this policy_xai and its shared files to the cluster's
+    workers (code_runtime_env) instead of using the policy_xai installed there."""
+    import tempfile
     import ray
     from tqdm import tqdm
 
@@ -280,9 +336,12 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
     if not paths:
         raise FileNotFoundError(f"no bag in {bags}")
     opts = analysis_options(options)
+    pol = str(opts.get("policy") or "")
+    if pol and Path(pol).is_file():  # the workers' working directory may differ (a cluster's, --ship-code)
+        opts["policy"] = str(Path(pol).resolve())
     if opts.get("bench"):
         raise ValueError("--bench analyses one bag")
-    names = bag_names(paths)
+    names = reuse_names(out, paths, bag_names(paths))
     (out / "bags").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     records: dict[str, dict] = {}
@@ -298,13 +357,20 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
 
     started = False
     ray_start = 0.0
+    stage = None
     bar = tqdm(total=len(paths), desc="bags", unit="bag", disable=progress is not True, initial=len(records))
     try:
         if todo:
             t_ray = time.perf_counter()
+            if ship_code and (ray.is_initialized() or not ray_address):
+                raise ValueError("ship_code needs ray_address (and no Ray already running in this process)")
             if not ray.is_initialized():
                 if ray_address:
-                    ray.init(address=ray_address, log_to_driver=False)
+                    env = None
+                    if ship_code:
+                        stage = Path(tempfile.mkdtemp(prefix="policy_xai_ship_"))
+                        env = code_runtime_env(stage)
+                    ray.init(address=ray_address, log_to_driver=False, runtime_env=env)
                 else:
                     ray.init(num_cpus=int(workers), include_dashboard=False, log_to_driver=False,
                              object_store_memory=200 * 1024 * 1024)
@@ -338,6 +404,10 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
         bar.close()
         if started:
             ray.shutdown()
+        if stage is not None:
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)
     wall = time.perf_counter() - t_start
     ordered = [records[n] for n in names]
     merged = merge_steps(out, [r for r in ordered if r["status"] != "failed"], episode_gap)
@@ -346,7 +416,7 @@ def analyze_bags(bags, options=None, workers: int = 2, ray_address: Optional[str
     new_steps = sum(r.get("steps") or 0 for r in analysed)
     summary = {
         "bags": [{k: r.get(k) for k in ("name", "bag", "status", "steps", "error", "seconds", "resumed", "storage",
-                                         "reader")} for r in ordered],
+                                         "reader", "code")} for r in ordered],
         "totals": {"bags": len(ordered), "ok": sum(r["status"] == "ok" for r in ordered),
                    "truncated": sum(r["status"] == "truncated" for r in ordered),
                    "failed": sum(r["status"] == "failed" for r in ordered),

@@ -113,6 +113,9 @@ def register(sub) -> None:
     f.add_argument("--workers", type=positive_int, default=2, help="local Ray instance with this many CPUs (default 2)")
     f.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
     f.add_argument("--video", action="store_true", help="with many bags: heatmap videos too (off by default)")
+    f.add_argument("--ship-code", action="store_true",
+                   help="with --ray-address: send this policy_xai (code, config, urdf, models) to the cluster's "
+                        "workers (their Python still needs the dependencies)")
     f.add_argument("--episode-gap", type=positive_float, default=1.0, metavar="S",
                    help="a pause of at least S s between a bag's steps starts a new episode (steps.parquet)")
     f.add_argument("--num-gpus", type=nonnegative_float, default=None,
@@ -472,8 +475,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         return 0
     if args.bench:
         raise UsageError("--bench takes one bag")
+    if args.ship_code and not args.ray_address:
+        raise UsageError("--ship-code goes with --ray-address (a local instance runs this install's code)")
     s = fleet.analyze_bags(bags, args, workers=args.workers, ray_address=args.ray_address, out=args.out,
-                           episode_gap=args.episode_gap, num_gpus=args.num_gpus)
+                           episode_gap=args.episode_gap, num_gpus=args.num_gpus, ship_code=args.ship_code)
     t = s["totals"]
     print(f"analysed {t['bags']} bags ({t['resumed']} resumed, {t['truncated']} truncated, {t['failed']} failed): "
           f"{t['steps']} steps in {t['wall_s']:.1f} s -> {args.out}/ (steps.parquet, summary.json, bags/)")
