@@ -37,3 +37,8 @@ class WithSigmoid(torch.nn.Module):
 
     def forward(self, obs):
         return self.out(self.enc(obs["state"]))
+
+
+def first_torque(torques, observation):
+    """A user's target for `policy-xai states find --target hand_policies:first_torque`."""
+    return torques[:, 0]

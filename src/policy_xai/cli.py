@@ -19,6 +19,7 @@ COMMANDS = [
     "policy_xai.commands.sanity",
     "policy_xai.commands.faithfulness",
     "policy_xai.commands.explainer",
+    "policy_xai.commands.states",
     "policy_xai.commands.analyze",
     "policy_xai.commands.train",
     "policy_xai.commands.rollout",

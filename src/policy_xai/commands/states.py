@@ -1,0 +1,138 @@
+"""`policy-xai states train | find`: a generative model of the policy's observations and the search
+of its latent space for states of interest (library: policy_xai.states)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checks import UsageError, nonnegative_float, positive_float, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("states", help="states of interest: train a state model (VAE), search it for states",
+                       description="A VAE over what the policy observes (image and configuration), trained on "
+                                   "states the policy visits, and the search of its latent space for states where "
+                                   "a target is extreme (Rupprecht et al., ../shared/papers/003).")
+    s = p.add_subparsers(dest="states_command", metavar="SUB")
+
+    t = s.add_parser("train", help="train the state model of a policy from its rollouts (or a bag)")
+    t.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    t.add_argument("--out", required=True, help="state model file to write (never overwritten)")
+    t.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
+    t.add_argument("--bag", default="", help="take the states from this recording instead of rollouts")
+    t.add_argument("--episodes", type=positive_int, default=6, help="rollouts per task condition")
+    t.add_argument("--every", type=positive_int, default=1, help="keep every n-th control step")
+    t.add_argument("--epsilon", type=nonnegative_float, default=0.1, help="probability of a random torque per step")
+    t.add_argument("--torque-noise", type=nonnegative_float, default=0.1, help="smooth noise x the torque limits")
+    t.add_argument("--epochs", type=positive_int, default=30)
+    t.add_argument("--batch", type=positive_int, default=64)
+    t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument("--latent", type=positive_int, default=32)
+    t.add_argument("--kl", type=nonnegative_float, default=1.0, help="weight of the KL term")
+    t.add_argument("--perception", type=nonnegative_float, default=0.1, help="weight of the agent-perception term")
+    t.add_argument("--attention", default="gbp", help="explanation method of the attentive term ('none': plain)")
+    t.add_argument("--threads", type=positive_int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=run_train)
+
+    f = s.add_parser("find", help="search the state model for states where a target is extreme")
+    f.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    f.add_argument("--generator", required=True, help="state model trained for these weights (states train)")
+    f.add_argument("--target", required=True,
+                   help="torque:<joint>:max|min, torque_norm:max, saturation, image_share:max|min, sensitivity:max, "
+                        "or module:function")
+    f.add_argument("--n", type=positive_int, default=8, help="states to find (random starts)")
+    f.add_argument("--steps", type=positive_int, default=200, help="gradient steps per start")
+    f.add_argument("--lr", type=positive_float, default=0.05)
+    f.add_argument("--lam", type=nonnegative_float, default=0.1, help="weight of the prior term 0.5 ||z||^2")
+    f.add_argument("--task", default="", help="task for the real states compared with (default: the model's)")
+    f.add_argument("--real-episodes", type=positive_int, default=1, help="rollouts per condition for the real states")
+    f.add_argument("--real-bag", default="", help="compare with the states of this recording instead")
+    f.add_argument("--method", default="", help="explanation of the found states (default: the live default)")
+    f.add_argument("--starts", choices=("real", "prior"), default="real",
+                   help="start from the latents of random real states (default) or from the prior N(0, I)")
+    f.add_argument("--naive", action="store_true", help="also the naive search over raw pixels (the paper's Fig. 4)")
+    f.add_argument("--threads", type=positive_int, default=1)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", required=True, help="output folder (new or empty)")
+    f.set_defaults(func=run_find)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _policy(path: str) -> Path:
+    from ..policy import PolicyLoadError, load_policy
+    from .checks import input_file
+
+    w = input_file(path, "--policy file")
+    try:
+        load_policy(w)
+    except PolicyLoadError as e:
+        raise UsageError(str(e)) from e
+    return w
+
+
+def run_train(args) -> int:
+    from ..states.train import TrainOptions, train_state_model
+    from .checks import input_path, writable_file
+
+    w = _policy(args.policy)
+    if Path(args.out).exists():
+        raise UsageError(f"{args.out} exists; choose another --out (a state model is never overwritten)")
+    if args.bag:
+        input_path(args.bag, "--bag")
+    writable_file(args.out, "--out", {"--policy": w, "--bag": args.bag or None})
+    if args.attention != "none":
+        from ..attribution import METHODS
+
+        if args.attention not in METHODS:
+            raise UsageError(f"--attention {args.attention!r}: choose none or one of {', '.join(METHODS)}")
+    opt = TrainOptions(policy=str(w), task=args.task, bag=args.bag, episodes=args.episodes, every=args.every,
+                       epsilon=args.epsilon, torque_noise=args.torque_noise, epochs=args.epochs, batch=args.batch,
+                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception,
+                       attention=args.attention, threads=args.threads, seed=args.seed, out=args.out)
+    try:
+        r = train_state_model(opt)
+    except (ValueError, FileExistsError) as e:
+        raise UsageError(str(e).splitlines()[0]) from e
+    b, a = r["before"], r["after"]
+    print(f"trained on {r['train_states']} states ({r['held_out_states']} held out) in {r['train_s']:.1f} s "
+          f"(+ {r['attention_s']:.1f} s of {r['attention']} maps) -> {r['file']}")
+    print(f"held-out reconstruction: pixel RMSE {b['pixel_rmse_255']:.1f} -> {a['pixel_rmse_255']:.1f} (0-255), "
+          f"configuration RMSE {b['config_rmse']:.3f} -> {a['config_rmse']:.3f} (normalised), perception error "
+          f"(max_j |d tau_j|) RMS {b['torque_err_rms_nm']:.2f} -> {a['torque_err_rms_nm']:.2f} N·m")
+    return 0
+
+
+def run_find(args) -> int:
+    from ..states.find import FindOptions, find
+    from ..states.model import StateModelError
+    from ..states.search import TargetError
+    from .checks import input_file
+
+    w = _policy(args.policy)
+    g = input_file(args.generator, "--generator file")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out} is not an empty folder; choose another")
+    opt = FindOptions(policy=str(w), generator=str(g), target=args.target, n=args.n, steps=args.steps, lr=args.lr,
+                      lam=args.lam, task=args.task, real_episodes=args.real_episodes, real_bag=args.real_bag,
+                      method=args.method, naive=args.naive, starts=args.starts, threads=args.threads, seed=args.seed, out=str(out))
+    try:
+        s = find(opt)
+    except (StateModelError, TargetError, ValueError, FileExistsError) as e:
+        raise UsageError(str(e).splitlines()[0]) from e
+    r = s["real"]["percentiles"]
+    print(f"{s['target']}: found median {s['found']['median']:.4g} (from {s['found']['start_median']:.4g} at the "
+          f"starts), best {s['found']['best']:.4g}; real states ({s['real']['states']}): median {r['50']:.4g}, "
+          f"1-99 % {r['1']:.4g} .. {r['99']:.4g}")
+    rl = s["realism"]
+    import numpy as np
+
+    print(f"realism: nearest real state RMS median {np.median(rl['nearest_real_rms']):.3f} (real to real "
+          f"{rl['real_to_real_rms_median']:.3f}); perception error median {np.median(rl['perception_err_nm_found']):.2f} "
+          f"N·m (real {rl['perception_err_nm_real_median']:.2f})")
+    if "naive" in s and "median" in s["naive"]:
+        print(f"naive pixel search: median {s['naive']['median']:.4g}, nearest real RMS median "
+              f"{np.median(s['naive']['nearest_real_rms']):.3f}, perception error median "
+              f"{np.median(s['naive']['perception_err_nm']):.2f} N·m")
+    print(f"search {s['seconds']['per_state']:.2f} s per state -> {out}/ (states.npz, summary.json, grid.png)")
+    return 0

@@ -1,0 +1,178 @@
+"""`policy-xai states find` as a library function: search, compare with real states, write DIR.
+
+DIR/states.npz   image (N, H, W, 3) uint8, config (N, D) float32 (raw), torques (N, J) float32 (the
+                 policy's torques on exactly these inputs), score (N,) the target on them, z (N, latent)
+DIR/summary.json the target over the real states (percentiles) and over the found ones, realism (RMS
+                 distance to the nearest real state; the perception error between a found state and
+                 its reconstruction through the state model, N·m), the explanation ratios of the found
+                 states by `method`, the optional naive pixel search, the search's cost
+DIR/grid.png     per found state: the state, its heatmap and ratios, its nearest real state
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import search as S
+
+
+@dataclass
+class FindOptions:
+    policy: str = ""
+    generator: str = ""
+    target: str = "torque_norm:max"
+    n: int = 8
+    steps: int = 200
+    lr: float = 0.05
+    lam: float = 0.1              # weight of the prior term 0.5 ||z||^2
+    task: str = ""                # real states from rollouts of this task (default: the model's)
+    real_episodes: int = 1        # rollouts per condition for the real states
+    real_bag: str = ""            # or the states of a recording
+    method: str = ""              # explanation of the found states (default: the live default or its fallback)
+    naive: bool = False           # also the naive pixel search
+    starts: str = "real"          # "real": latent means of random real states; "prior": z ~ N(0, I)
+    threads: int = 1
+    seed: int = 0
+    out: str = ""
+
+
+def _real_states(opt: FindOptions, policy, model):
+    from .train import bag_states, default_task, rollout_states
+    from ..robot.tasks import TASKS
+
+    if opt.real_bag:
+        return bag_states(opt.real_bag, policy)
+    task = opt.task or model.meta.get("training", {}).get("task") or default_task(opt.policy)
+    if task not in TASKS:
+        raise ValueError(f"real states: no task known for this state model; give --task ({', '.join(sorted(TASKS))}) "
+                         "or --real-bag")
+    return rollout_states(task, policy, opt.real_episodes, 1, 0.0, 0.0, seed=opt.seed + 1000)
+
+
+def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dict:
+    """Search, compare and write opt.out (module docstring); `real`: the real states to compare with
+    (a train.TrainingStates; default: rollouts of the task or opt.real_bag)."""
+    from ..attribution import explain
+    from ..attribution.engine import DEFAULT_METHOD, usable_method
+    from ..policy import load_policy
+    from .model import load_state_model
+
+    if not opt.out:
+        raise ValueError("an output folder is needed (--out)")
+    out = Path(opt.out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose another --out")
+    if opt.n < 1 or opt.steps < 1:
+        raise ValueError("--n and --steps must be >= 1")
+    prev = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(opt.threads)))
+    try:
+        policy = load_policy(opt.policy)
+        model = load_state_model(opt.generator, policy_path=opt.policy, spec=policy.spec)
+        target = S.make_target(opt.target, policy)
+        if opt.starts not in ("real", "prior"):
+            raise ValueError(f"starts must be real or prior, got {opt.starts!r}")
+        real = real if real is not None else _real_states(opt, policy, model)
+        log(f"searching {opt.n} states for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, starts: {opt.starts})")
+        z0 = (S.start_points(model, policy, opt.n, opt.seed, real.images, real.configs) if opt.starts == "real"
+              else S.start_points(model, policy, opt.n, opt.seed))
+        res = S.find_states(model, policy, target, opt.n, opt.steps, opt.lr, opt.lam, opt.seed, start=z0)
+        X = torch.from_numpy(real.images).permute(0, 3, 1, 2).float() / 255.0
+        C = torch.from_numpy(real.configs)
+        real_scores = torch.cat([S.score(target, policy, X[i:i + 128], C[i:i + 128], model)
+                                 for i in range(0, len(X), 128)]).numpy()
+        idx, dist = S.nearest_real(res.image, res.config, real.images, real.configs, policy)
+        # perception error of the found states through the state model (are they states it knows?)
+        xf = torch.from_numpy(res.image).permute(0, 3, 1, 2).float() / 255.0
+        cf = torch.from_numpy(res.config)
+        with torch.no_grad():
+            img_r, cn_r, _, _ = model(xf, policy.normalise_config(cf), sample=False)
+            perc = (policy(img_r, cn_r * policy.config_std + policy.config_mean) - policy(xf, cf)).abs().max(1).values
+            real_n = min(len(X), 256)
+            img_q, cn_q, _, _ = model(X[:real_n], policy.normalise_config(C[:real_n]), sample=False)
+            perc_real = (policy(img_q, cn_q * policy.config_std + policy.config_mean)
+                         - policy(X[:real_n], C[:real_n])).abs().max(1).values
+            # the real states' own nearest-neighbour distances (leave one out) as the scale of "near"
+            ii, dd = S.nearest_real(real.images[:real_n], real.configs[:real_n], real.images, real.configs, policy,
+                                    exclude_self=True)
+        method, why = usable_method(policy, opt.method or DEFAULT_METHOD)
+        if why:
+            log(f"note: {why}; explaining the found states with {method}")
+        e = explain(policy, xf, cf, method=method)
+        ratios = {k: v.numpy().tolist() for k, v in (e.ratios or {}).items()}
+        pct = [0, 1, 5, 25, 50, 75, 95, 99, 100]
+        summary = {
+            "target": opt.target, "description": target.description, "maximise": target.sign > 0,
+            "policy": opt.policy, "generator": opt.generator, "n": int(opt.n), "steps": int(opt.steps),
+            "lambda": opt.lam, "lr": opt.lr, "seed": opt.seed, "starts": opt.starts,
+            "found": {"score": res.score.tolist(), "best": float(res.score.max() if target.sign > 0 else res.score.min()),
+                      "median": float(np.median(res.score)),
+                      "start_median": float(np.median(res.trace[0])), "prior_0.5_z2": res.prior[-1].tolist()},
+            "real": {"states": int(len(real.images)), "source": real.source,
+                     "percentiles": {str(p): float(np.percentile(real_scores, p)) for p in pct}},
+            "found_beyond_real": {"share_beyond_real_max" if target.sign > 0 else "share_below_real_min":
+                                  float(np.mean(res.score > real_scores.max()) if target.sign > 0
+                                        else np.mean(res.score < real_scores.min()))},
+            "realism": {"nearest_real_rms": dist.tolist(), "nearest_real_index": idx.tolist(),
+                        "real_to_real_rms_median": float(np.median(dd)),
+                        "perception_err_nm_found": perc.numpy().tolist(),
+                        "perception_err_nm_real_median": float(perc_real.median())},
+            "explanation": {"method": method, "ratios": ratios},
+            "seconds": {"search": round(res.seconds, 3), "per_state": round(res.seconds / opt.n, 4)},
+        }
+        if opt.naive:
+            if target.needs_z:
+                summary["naive"] = {"skipped": f"{opt.target} needs the latent space"}
+            else:
+                nv = S.optimise_pixels(policy, target, tuple(xf.shape[1:]), C[:1], opt.n, opt.steps, opt.lr, opt.seed)
+                ni, nd = S.nearest_real(nv.image, nv.config, real.images, real.configs, policy)
+                with torch.no_grad():
+                    xn = torch.from_numpy(nv.image).permute(0, 3, 1, 2).float() / 255.0
+                    img_n, cn_n, _, _ = model(xn, policy.normalise_config(torch.from_numpy(nv.config)), sample=False)
+                    perc_n = (policy(img_n, cn_n * policy.config_std + policy.config_mean)
+                              - policy(xn, torch.from_numpy(nv.config))).abs().max(1).values
+                summary["naive"] = {"score": nv.score.tolist(), "median": float(np.median(nv.score)),
+                                    "nearest_real_rms": nd.tolist(), "perception_err_nm": perc_n.numpy().tolist()}
+                res.extras["naive"] = nv
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / "states.npz", image=res.image, config=res.config, torques=res.torques,
+                            score=res.score, z=res.z.numpy())
+        np.savez_compressed(out / "trace.npz", target=res.trace, energy=res.energy, prior=res.prior)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        grid_png(out / "grid.png", res, e, real, idx, dist, opt.target)
+        summary["files"] = ["states.npz", "trace.npz", "summary.json", "grid.png"]
+        return summary
+    finally:
+        torch.set_num_threads(prev)
+
+
+def grid_png(path, res, explanation, real, idx, dist, title: str) -> Path:
+    from ..figures import _plt
+    from .. import viz
+
+    plt = _plt()
+    n = len(res.image)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.4 * n), squeeze=False)
+    maps = explanation.image.detach().numpy()
+    for i in range(n):
+        a0, a1, a2 = axes[i]
+        a0.imshow(res.image[i])
+        a0.set_title(f"found {i}: {res.score[i]:.3g}", fontsize=8)
+        a1.imshow(viz.overlay_heatmap(res.image[i], maps[i], normalize="frame", opacity=0.6))
+        if explanation.ratios:
+            txt = ", ".join(f"{k[:9]} {float(v[i]):.2f}" for k, v in explanation.ratios.items())
+            a1.set_title(f"{explanation.method}\n{txt}", fontsize=6)
+        a2.imshow(real.images[idx[i]])
+        a2.set_title(f"nearest real (RMS {dist[i]:.3f})", fontsize=8)
+        for a in (a0, a1, a2):
+            a.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,288 @@
+"""Training the state model (`policy-xai states train`).
+
+Training states: rollouts of the policy in the task's MuJoCo simulation with exploration noise (the
+paper's agent is epsilon-greedy: here each step's torques are, with probability `epsilon`, uniform
+random within the limits, else the policy's plus smooth noise of `torque_noise` x the limits), or
+the observations of a rosbag recording.
+
+Loss per state (x image in [0, 1], c the normalised configuration, (x', c') the reconstruction from a
+sample of q(z | x, c), tau the policy's raw torques, L the torque limits):
+
+    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + mean (c' - c)^2
+    perception                mean_j ((tau_j(x', c') - tau_j(x, c)) / sigma_j)^2    (weight `perception`)
+    KL                        KL(q(z | x, c) || N(0, I)) / (C H W)                   (weight `kl`)
+
+sigma_j is the spread of the policy's torque j over the training states (their standard deviation,
+at least 1e-3 x its limit), so the term is on the scale of the torques the policy really commands.
+M(x) is the policy's own image relevance for the state (method `attention`, default `gbp` as in the
+paper; any of policy_xai's methods), |R| summed over channels, blurred with a 5 x 5 box filter and
+scaled to mean 1 per image, so the reconstruction is weighted towards what drives the torques.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import StateVAE, kl_divergence, state_model_for
+
+
+@dataclass
+class TrainOptions:
+    policy: str = ""              # weights file
+    task: str = ""                # simulation task (default: the policy file's stem when it names a task)
+    bag: str = ""                 # a rosbag to take the states from instead of rollouts
+    episodes: int = 6             # rollouts per task condition
+    every: int = 1                # keep every n-th step
+    epsilon: float = 0.1          # probability of a random torque per step
+    torque_noise: float = 0.1     # smooth noise on the policy's torques, x the torque limits
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 1e-3
+    latent: int = 32
+    filters: int = 32
+    kl: float = 1.0               # weight of the KL term (per pixel value, see the module docstring)
+    perception: float = 0.1       # weight of the agent-perception term
+    attention: str = "gbp"        # method of the attentive term's pixel weights ("none": plain MSE)
+    holdout: float = 0.1          # share of states kept out of training for the measurements
+    threads: int = 1
+    seed: int = 0
+    out: str = ""
+
+
+@dataclass
+class TrainingStates:
+    images: np.ndarray        # (N, H, W, 3) uint8
+    configs: np.ndarray       # (N, D) raw
+    targets: Optional[np.ndarray] = None   # (N, 3) task object position (rollouts only; for measuring)
+    teacher: Optional[np.ndarray] = None   # (N, J) the task's state-feedback teacher torques (rollouts)
+    source: str = ""
+
+
+def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon: float = 0.1,
+                   torque_noise: float = 0.1, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None
+                   ) -> TrainingStates:
+    """States the policy visits in `task`: `episodes` per condition, exploration as in the module
+    docstring, every `every`-th step kept, labelled with the task's teacher torques."""
+    from ..robot.sim import Simulation
+    from ..training import GROUPS, make_teacher
+
+    spec = policy.spec
+    rng = np.random.default_rng(seed)
+    sim = Simulation(task, image_size=(spec.image_height, spec.image_width), seed=seed)
+    try:
+        teacher = make_teacher(sim)
+        lim = np.asarray(sim.torque_limits, float)
+        imgs, cfgs, tgts, labels = [], [], [], []
+        n_cond = len(sim.conditions)
+        total, done = int(episodes) * n_cond, 0
+        for _ in range(int(episodes)):
+            for cond in range(n_cond):
+                obs = sim.reset(cond, noise=0.05)
+                ou = np.zeros(sim.n_joints)
+                for k in range(sim.task.horizon):
+                    cfg = obs.config(GROUPS)
+                    tgt = sim.target_position
+                    if k % every == 0:
+                        imgs.append(obs.image)
+                        cfgs.append(cfg)
+                        tgts.append(np.asarray(tgt, np.float32))
+                        labels.append(teacher.act(obs.joint_position, obs.joint_velocity, tgt))
+                    if rng.random() < epsilon:
+                        tau = rng.uniform(-lim, lim)
+                    else:
+                        ou = 0.8 * ou + 0.2 * rng.normal(0.0, 1.0, sim.n_joints)
+                        tau = np.clip(policy.act(obs.image, cfg) + torque_noise * lim * ou * 2.0, -lim, lim)
+                    obs = sim.step(tau)
+                done += 1
+                if progress:
+                    progress(done, total)
+    finally:
+        sim.close()
+    return TrainingStates(np.stack(imgs).astype(np.uint8), np.stack(cfgs).astype(np.float32),
+                          np.stack(tgts).astype(np.float32), np.stack(labels).astype(np.float32),
+                          f"rollouts of {task}: {episodes} episode(s) per condition, epsilon {epsilon}, "
+                          f"torque noise {torque_noise}, seed {seed}")
+
+
+def bag_states(bag: str, policy) -> TrainingStates:
+    """The observations of a rosbag recording (default topics; see `policy-xai analyze`)."""
+    from .. import bags
+
+    opts = bags.ReadOptions(bags.default_topics(), resize=True)
+    with bags.BagSource(bag) as src:
+        obs = bags.read_observations(src, policy.spec, opts)
+    if len(obs) == 0:
+        raise ValueError(f"{bag}: no observation could be paired (topics: camera image and joint states)")
+    return TrainingStates(np.asarray(obs.images, np.uint8), np.asarray(obs.configs, np.float32),
+                          source=f"bag {bag}: {len(obs)} observations")
+
+
+def attention_weights(policy, images: torch.Tensor, configs: torch.Tensor, method: str = "gbp",
+                      batch: int = 64) -> torch.Tensor:
+    """(N, H, W) pixel weights 1 + M(x) of the attentive term (module docstring); ones for "none"."""
+    N, _, H, W = images.shape
+    if method == "none":
+        return torch.ones(N, H, W)
+    from ..attribution import explain
+
+    out = []
+    for i in range(0, N, batch):
+        e = explain(policy, images[i:i + batch], configs[i:i + batch], method=method)
+        m = e.image.abs().float()
+        if m.dim() == 4:
+            m = m.sum(1)
+        m = F.avg_pool2d(m.unsqueeze(1), 5, stride=1, padding=2, count_include_pad=False)[:, 0]
+        mean = m.flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1)
+        out.append(1.0 + m / mean)
+    return torch.cat(out)
+
+
+@dataclass
+class Losses:
+    reconstruction: float
+    config: float
+    perception: float
+    kl: float
+    total: float
+
+
+def _terms(model: StateVAE, policy, x, cn, w, tau, lim, opt: TrainOptions, sample: bool = True):
+    img, cfg, mu, logvar = model(x, cn, sample=sample)
+    rec = ((img - x) ** 2 * w.unsqueeze(1)).mean()
+    crec = ((cfg - cn) ** 2).mean() if cn.shape[1] else x.new_zeros(())
+    raw = cfg * policy.config_std + policy.config_mean
+    tau_r = policy(img, raw)
+    perc = (((tau_r - tau) / lim) ** 2).mean()
+    kl = kl_divergence(mu, logvar).mean() / x[0].numel()
+    total = rec + crec + opt.perception * perc + opt.kl * kl
+    return total, Losses(*(float(t.detach()) for t in (rec, crec, perc, kl, total)))
+
+
+def measure(model: StateVAE, policy, images: torch.Tensor, configs: torch.Tensor, batch: int = 128) -> dict:
+    """Reconstruction from the latent mean: pixel RMSE (0-255 units), configuration RMSE (normalised
+    units), and the perception error: RMS and max over states of max_j |tau_j(x', c') - tau_j(x, c)| (N·m)."""
+    model.eval()
+    se, n, cse, errs = 0.0, 0, 0.0, []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x, c = images[i:i + batch], configs[i:i + batch]
+            cn = policy.normalise_config(c)
+            img, cfg, _, _ = model(x, cn, sample=False)
+            se += float(((img - x) * 255.0).pow(2).sum())
+            n += x.numel()
+            cse += float((cfg - cn).pow(2).sum())
+            tau = policy(x, c)
+            tau_r = policy(img, cfg * policy.config_std + policy.config_mean)
+            errs.append((tau_r - tau).abs().max(1).values)
+    e = torch.cat(errs) if errs else torch.zeros(0)
+    return {"pixel_rmse_255": (se / max(n, 1)) ** 0.5,
+            "config_rmse": (cse / max(configs.numel(), 1)) ** 0.5,
+            "torque_err_rms_nm": float(e.pow(2).mean().sqrt()) if len(e) else float("nan"),
+            "torque_err_max_nm": float(e.max()) if len(e) else float("nan")}
+
+
+def fit(model: StateVAE, policy, states: TrainingStates, opt: TrainOptions,
+        log: Callable[[str], None] = lambda s: None) -> dict:
+    """Train `model` on `states` (a held-out share kept for the measurements); returns what was
+    measured before and after training, the losses per epoch and the seconds."""
+    g = torch.Generator().manual_seed(int(opt.seed))
+    for p in policy.parameters():
+        p.requires_grad_(False)
+    policy.eval()
+    X = torch.from_numpy(states.images).permute(0, 3, 1, 2).float() / 255.0
+    C = torch.from_numpy(np.asarray(states.configs, np.float32))
+    N = len(X)
+    perm = torch.randperm(N, generator=g)
+    n_hold = int(round(opt.holdout * N)) if N >= 10 else 0
+    hold, train = perm[:n_hold], perm[n_hold:]
+    t0 = time.perf_counter()
+    W = attention_weights(policy, X[train], C[train], opt.attention)
+    t_att = time.perf_counter() - t0
+    with torch.no_grad():
+        TAU = torch.cat([policy(X[train][i:i + 256], C[train][i:i + 256]) for i in range(0, len(train), 256)])
+    lim = torch.maximum(TAU.std(0) if len(TAU) > 1 else torch.ones(TAU.shape[1]),
+                        1e-3 * policy.torque_limits.float())  # sigma_j (module docstring)
+    eval_x, eval_c = (X[hold], C[hold]) if n_hold else (X[train], C[train])
+    before = measure(model, policy, eval_x, eval_c)
+    optim = torch.optim.Adam(model.parameters(), lr=opt.lr)
+    history = []
+    t1 = time.perf_counter()
+    Xt, Ct = X[train], C[train]
+    CNt = policy.normalise_config(Ct)
+    for epoch in range(int(opt.epochs)):
+        model.train()
+        order = torch.randperm(len(train), generator=g)
+        sums = np.zeros(5)
+        batches = 0
+        for i in range(0, len(order), int(opt.batch)):
+            idx = order[i:i + int(opt.batch)]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            loss, parts = _terms(model, policy, Xt[idx], CNt[idx], W[idx], TAU[idx], lim, opt)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            sums += [parts.reconstruction, parts.config, parts.perception, parts.kl, parts.total]
+            batches += 1
+        mean = sums / max(batches, 1)
+        history.append({"epoch": epoch + 1, "reconstruction": mean[0], "config": mean[1], "perception": mean[2],
+                        "kl": mean[3], "total": mean[4]})
+        log(f"epoch {epoch + 1}/{opt.epochs}: loss {mean[4]:.5f} (reconstruction {mean[0]:.5f}, configuration "
+            f"{mean[1]:.4f}, perception {mean[2]:.5f}, KL {mean[3]:.5f})")
+    train_s = time.perf_counter() - t1
+    model.eval()
+    after = measure(model, policy, eval_x, eval_c)
+    return {"states": int(N), "train_states": int(len(train)), "held_out_states": int(n_hold),
+            "attention": opt.attention, "attention_s": round(t_att, 2), "train_s": round(train_s, 2),
+            "epochs": int(opt.epochs), "before": before, "after": after, "history": history,
+            "source": states.source}
+
+
+def default_task(policy_path: str) -> str:
+    from ..robot.tasks import TASKS
+
+    stem = Path(policy_path).stem.split(".")[0]
+    return stem if stem in TASKS else ""
+
+
+def train_state_model(opt: TrainOptions, log: Callable[[str], None] = print) -> dict:
+    """Collect the states, train a StateVAE for opt.policy and save it to opt.out (never over an
+    existing file); returns the measurements (also stored in the file)."""
+    from ..policy import load_policy
+    from ..robot.tasks import TASKS
+    from .model import save_state_model
+
+    if not opt.out:
+        raise ValueError("an output file is needed (--out)")
+    if Path(opt.out).exists():
+        raise FileExistsError(f"{opt.out} exists; choose another --out")
+    prev = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(opt.threads)))
+    torch.manual_seed(int(opt.seed))
+    try:
+        policy = load_policy(opt.policy)
+        if opt.bag:
+            states = bag_states(opt.bag, policy)
+        else:
+            task = opt.task or default_task(opt.policy)
+            if task not in TASKS:
+                raise ValueError(f"--task {task or '(none)'}: choose one of {', '.join(sorted(TASKS))} (or give --bag)")
+            t0 = time.perf_counter()
+            states = rollout_states(task, policy, opt.episodes, opt.every, opt.epsilon, opt.torque_noise, opt.seed,
+                                    progress=lambda d, n: log(f"rollouts {d}/{n}") if d == n else None)
+            log(f"{len(states.images)} states from rollouts of {task} in {time.perf_counter() - t0:.1f} s")
+        model = state_model_for(policy.spec, opt.latent, filters=opt.filters)
+        res = fit(model, policy, states, opt, log)
+        res["task"] = opt.task or default_task(opt.policy)
+        res["options"] = {k: getattr(opt, k) for k in TrainOptions.__dataclass_fields__}
+        save_state_model(model, opt.out, opt.policy, training=res)
+        res["file"] = str(opt.out)
+        return res
+    finally:
+        torch.set_num_threads(prev)

@@ -1,0 +1,200 @@
+"""States of interest (policy_xai.states): the VAE trains, the latent search raises its target and
+respects the prior, it finds a hand-built policy's known weak spot, states.npz holds the policy's
+torques on exactly the stored inputs, and bad arguments are one-line errors. One real MuJoCo run of
+`policy-xai states train` on the shipped reach policy."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cli_harness import cli
+from hand_policies import blob_policy
+from policy_xai.policy import save_policy
+from policy_xai.resources import share_path
+from policy_xai.states import (StateModelError, StateModelMismatchError, TargetError, find_states, load_state_model,
+                               make_target, save_state_model)
+from policy_xai.states.find import FindOptions, find
+from policy_xai.states.model import StateVAE
+from policy_xai.states.search import start_points
+from policy_xai.states.train import TrainingStates, TrainOptions, fit
+
+SIZE = 16
+
+
+def blob_states(n: int = 240, seed: int = 0, span: float = 0.75):
+    """Grey 16x16 images (a random shade each) with one red 3x3 blob, its centre uniform in
+    [-span, span]^2 (image coords)."""
+    rng = np.random.default_rng(seed)
+    imgs = np.repeat(rng.integers(40, 200, (n, 1, 1, 1)), SIZE, 1).repeat(SIZE, 2).repeat(3, 3).astype(np.uint8)
+    xy = rng.uniform(-span, span, (n, 2))
+    for k, (x, y) in enumerate(xy):
+        cx, cy = int(round((x + 1) / 2 * (SIZE - 1))), int(round((y + 1) / 2 * (SIZE - 1)))
+        imgs[k, max(0, cy - 1):cy + 2, max(0, cx - 1):cx + 2] = (230, 30, 30)
+    cfg = rng.normal(0, 1, (n, 2)).astype(np.float32)
+    return TrainingStates(imgs, cfg, source="blobs"), xy
+
+
+def red_x(images: np.ndarray) -> np.ndarray:
+    """x in [-1, 1] of the red pixels' centroid per image (nan without red)."""
+    im = images.astype(float)
+    red = (im[..., 0] - 0.5 * (im[..., 1] + im[..., 2])) > 80
+    xs = np.linspace(-1, 1, SIZE)[None, None, :].repeat(SIZE, 1)
+    return np.array([xs[0][m].mean() if m.any() else np.nan for m in red])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: more threads only add contention
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, one_thread):
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("states")
+    policy = blob_policy(size=SIZE)
+    pfile = save_policy(policy, d / "blob.safetensors")
+    states, xy = blob_states()
+    model = StateVAE(3, SIZE, SIZE, 2, latent=6, stages=2, filters=16)
+    opt = TrainOptions(epochs=60, batch=32, lr=2e-3, kl=0.5, perception=0.1, attention="gradient", seed=0)
+    res = fit(model, policy, states, opt)
+    gfile = save_state_model(model, d / "blob_states.safetensors", pfile, training=res)
+    return {"dir": d, "policy": policy, "pfile": pfile, "model": model, "gfile": gfile, "res": res,
+            "states": states, "xy": xy}
+
+
+def test_the_state_model_trains_and_reconstructs_better(trained):
+    r = trained["res"]
+    assert r["after"]["pixel_rmse_255"] < 0.6 * r["before"]["pixel_rmse_255"], r
+    assert r["after"]["config_rmse"] < r["before"]["config_rmse"]
+    assert r["history"][-1]["total"] < r["history"][0]["total"]
+    assert r["held_out_states"] == 24 and r["train_states"] == 216
+    # the file round trip gives the same model; it is refused for other weights or shapes
+    back = load_state_model(trained["gfile"], policy_path=trained["pfile"], spec=trained["policy"].spec)
+    z = torch.randn(3, 6)
+    for a, b in zip(trained["model"].decode(z), back.decode(z)):
+        torch.testing.assert_close(a, b)
+    assert back.meta["training"]["train_states"] == 216
+    other = save_policy(blob_policy(bias=3.0, size=SIZE), trained["dir"] / "other.safetensors")
+    with pytest.raises(StateModelMismatchError, match="trained for the policy file 'blob.safetensors'"):
+        load_state_model(trained["gfile"], policy_path=other)
+    with pytest.raises(StateModelMismatchError, match="the policy takes 32x32x3"):
+        load_state_model(trained["gfile"], spec=blob_policy(size=32).spec)
+    bad = trained["dir"] / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(StateModelError, match="not a readable safetensors"):
+        load_state_model(bad)
+    with pytest.raises(FileExistsError):
+        save_state_model(trained["model"], trained["gfile"], trained["pfile"])
+
+
+def test_search_raises_the_target_and_respects_the_prior(trained):
+    policy, model = trained["policy"], trained["model"]
+    t = make_target("torque:a:max", policy)
+    z0 = start_points(model, policy, 6, 1, trained["states"].images, trained["states"].configs)
+    res = find_states(model, policy, t, steps=80, lr=0.05, lam=0.05, start=z0)
+    med = np.median(res.trace, axis=1)
+    assert med[-1] > med[0] + 0.3  # tau_a = 2 x: the blob moved right
+    drops = np.diff(np.maximum.accumulate(med)) < -1e-6
+    assert not drops.any()
+    assert np.mean(np.diff(med) < -0.02) < 0.1  # monotone within noise
+    assert (res.score >= res.trace[0] - 1e-3).all()
+    # a heavier prior term keeps the latents nearer the origin
+    tight = find_states(model, policy, t, steps=80, lr=0.05, lam=5.0, start=z0)
+    assert np.median(tight.prior[-1]) < np.median(res.prior[-1])
+    # minimising goes the other way
+    low = find_states(model, policy, make_target("torque:a:min", policy), steps=80, lr=0.05, lam=0.05, start=z0)
+    assert np.median(low.score) < np.median(res.trace[0]) - 0.3
+
+
+def test_the_search_finds_the_known_weak_spot(trained):
+    """tau_a = 2 x saturates at the limit 1.0 where the blob sits right of x = 0.5: searched for
+    saturation, the found states have their blob there (most real states do not)."""
+    policy, model = trained["policy"], trained["model"]
+    with torch.no_grad():
+        policy.torque_limits.copy_(torch.tensor([1.0, 10.0]))
+    try:
+        t = make_target("saturation", policy)
+        z0 = start_points(model, policy, 8, 2, trained["states"].images, trained["states"].configs)
+        res = find_states(model, policy, t, steps=100, lr=0.05, lam=0.05, start=z0)
+        x = red_x(res.image)
+        real_x = trained["xy"][:, 0]
+        assert np.mean(np.abs(real_x) > 0.5) < 0.4
+        assert np.mean(np.abs(x) > 0.5) >= 0.75, x
+        assert np.median(res.score) > 1.0  # beyond the limit: the command would be clipped
+    finally:
+        with torch.no_grad():
+            policy.torque_limits.copy_(torch.tensor([10.0, 10.0]))
+
+
+def test_find_writes_the_policys_torques_on_the_stored_inputs(trained):
+    out = trained["dir"] / "found"
+    opt = FindOptions(policy=str(trained["pfile"]), generator=str(trained["gfile"]), target="torque:b:max", n=4,
+                      steps=30, method="gradient", naive=True, out=str(out))
+    s = find(opt, log=lambda m: None, real=trained["states"])
+    z = np.load(out / "states.npz")
+    assert z["image"].dtype == np.uint8 and z["image"].shape == (4, SIZE, SIZE, 3)
+    assert z["config"].dtype == np.float32 and z["torques"].dtype == np.float32 and z["score"].shape == (4,)
+    policy = trained["policy"]
+    tau = policy(torch.from_numpy(z["image"]).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(z["config"]))
+    np.testing.assert_array_equal(z["torques"], tau.detach().numpy())
+    np.testing.assert_allclose(z["score"], z["torques"][:, 1], atol=1e-6)
+    summ = json.loads((out / "summary.json").read_text())
+    assert summ["real"]["states"] == 240 and set(summ["real"]["percentiles"]) >= {"1", "50", "99"}
+    assert len(summ["realism"]["nearest_real_rms"]) == 4 and summ["realism"]["real_to_real_rms_median"] > 0
+    assert summ["explanation"]["method"] == "gradient" and "image" in summ["explanation"]["ratios"]
+    assert len(summ["naive"]["score"]) == 4
+    assert (out / "grid.png").stat().st_size > 2000 and s["files"][-1] == "grid.png"
+    with pytest.raises(FileExistsError):
+        find(opt, log=lambda m: None, real=trained["states"])
+
+
+def test_bad_targets_and_arguments_are_one_line_errors(trained, capsys, tmp_path):
+    policy = trained["policy"]
+    with pytest.raises(TargetError, match="unknown target 'speed:max': not one of torque:<joint>:max"):
+        make_target("speed:max", policy)
+    with pytest.raises(TargetError, match="unknown target 'fastest'; choose one of torque:<joint>:max"):
+        make_target("fastest", policy)
+    with pytest.raises(TargetError, match="unknown joint 'elbow'; the policy's joints are a, b"):
+        make_target("torque:elbow:max", policy)
+    with pytest.raises(TargetError, match="cannot import"):
+        make_target("no_such_module_xyz:score", policy)
+    other = save_policy(blob_policy(bias=3.0, size=SIZE), tmp_path / "other.safetensors")
+    rc, out, err = cli(capsys, "states", "find", "--policy", other, "--generator", trained["gfile"], "--target",
+                       "saturation", "--out", tmp_path / "o")
+    assert rc == 2 and "trained for the policy file 'blob.safetensors'" in err and len(err.strip().splitlines()) == 1
+    rc, out, err = cli(capsys, "states", "find", "--policy", trained["pfile"], "--generator", trained["gfile"],
+                       "--target", "torque:x:max", "--out", tmp_path / "o2")
+    assert rc == 2 and "unknown joint 'x'" in err
+    rc, out, err = cli(capsys, "states", "train", "--policy", trained["pfile"], "--out", trained["gfile"])
+    assert rc == 2 and "exists" in err and "never overwritten" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+def test_states_train_on_the_shipped_reach_policy(capsys, tmp_path):
+    """Real MuJoCo rollouts of models/reach.safetensors -> a state model file that loads for it."""
+    w = share_path("models", "reach.safetensors")
+    out = tmp_path / "reach_states.safetensors"
+    rc, stdout, err = cli(capsys, "states", "train", "--policy", w, "--out", out, "--episodes", 1, "--every", 8,
+                          "--epochs", 2, "--latent", 8)
+    assert rc == 0, err
+    assert "held-out reconstruction: pixel RMSE" in stdout
+    m = load_state_model(out, policy_path=w)
+    assert m.arch["height"] == 64 and m.arch["config_dim"] == 20 and m.meta["training"]["task"] == "reach"
+
+
+def test_every_target_runs_and_a_users_callable_is_searched(trained):
+    policy, model = trained["policy"], trained["model"]
+    z0 = start_points(model, policy, 3, 3, trained["states"].images, trained["states"].configs)
+    for name in ("torque_norm:max", "saturation", "image_share:max", "image_share:min", "sensitivity:max"):
+        r = find_states(model, policy, make_target(name, policy), steps=3, start=z0)
+        assert r.score.shape == (3,) and np.isfinite(r.score).all(), name
+    share = find_states(model, policy, make_target("image_share:max", policy), steps=3, start=z0).score
+    assert ((share >= 0) & (share <= 1)).all()
+    user = make_target("hand_policies:first_torque", policy)
+    r = find_states(model, policy, user, steps=40, start=z0)
+    assert np.median(r.trace[-1]) > np.median(r.trace[0])
+    np.testing.assert_allclose(r.score, r.torques[:, 0], atol=1e-6)
