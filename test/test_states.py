@@ -105,6 +105,16 @@ def test_search_raises_the_target_and_respects_the_prior(trained):
     # a heavier prior term keeps the latents nearer the origin
     tight = find_states(model, policy, t, steps=80, lr=0.05, lam=5.0, start=z0)
     assert np.median(tight.prior[-1]) < np.median(res.prior[-1])
+    # the aggregate prior (a Gaussian of the real states' latents) holds a heavily regularised search
+    # near them
+    from policy_xai.states.search import LatentPrior, real_latents
+
+    mu = real_latents(model, policy, trained["states"].images, trained["states"].configs)
+    agg = LatentPrior.aggregate(mu)
+    assert float(agg.energy(agg.mean[None])) == pytest.approx(0.0, abs=1e-9)
+    assert float(agg.energy(mu).mean()) == pytest.approx(0.5 * mu.shape[1], rel=0.1)  # whitened
+    held = find_states(model, policy, t, steps=80, lr=0.05, lam=50.0, start=z0, prior=agg)
+    assert np.median(held.prior[-1]) <= np.median(held.prior[0])
     # minimising goes the other way
     low = find_states(model, policy, make_target("torque:a:min", policy), steps=80, lr=0.05, lam=0.05, start=z0)
     assert np.median(low.score) < np.median(res.trace[0]) - 0.3

@@ -43,7 +43,9 @@ def register(sub) -> None:
     f.add_argument("--n", type=positive_int, default=8, help="states to find (random starts)")
     f.add_argument("--steps", type=positive_int, default=200, help="gradient steps per start")
     f.add_argument("--lr", type=positive_float, default=0.05)
-    f.add_argument("--lam", type=nonnegative_float, default=0.1, help="weight of the prior term 0.5 ||z||^2")
+    f.add_argument("--lam", type=nonnegative_float, default=0.1, help="weight of the prior term R(z)")
+    f.add_argument("--prior", choices=("aggregate", "standard"), default="aggregate",
+                   help="R(z): the Gaussian of the real states' latents (default) or N(0, I) (the paper's)")
     f.add_argument("--task", default="", help="task for the real states compared with (default: the model's)")
     f.add_argument("--real-episodes", type=positive_int, default=1, help="rollouts per condition for the real states")
     f.add_argument("--real-bag", default="", help="compare with the states of this recording instead")
@@ -115,7 +117,7 @@ def run_find(args) -> int:
         raise UsageError(f"--out {out} is not an empty folder; choose another")
     opt = FindOptions(policy=str(w), generator=str(g), target=args.target, n=args.n, steps=args.steps, lr=args.lr,
                       lam=args.lam, task=args.task, real_episodes=args.real_episodes, real_bag=args.real_bag,
-                      method=args.method, naive=args.naive, starts=args.starts, threads=args.threads, seed=args.seed, out=str(out))
+                      method=args.method, naive=args.naive, starts=args.starts, prior=args.prior, threads=args.threads, seed=args.seed, out=str(out))
     try:
         s = find(opt)
     except (StateModelError, TargetError, ValueError, FileExistsError) as e:

@@ -36,6 +36,7 @@ class FindOptions:
     method: str = ""              # explanation of the found states (default: the live default or its fallback)
     naive: bool = False           # also the naive pixel search
     starts: str = "real"          # "real": latent means of random real states; "prior": z ~ N(0, I)
+    prior: str = "aggregate"      # regulariser: "aggregate" (Gaussian of the real states' latents) or "standard"
     threads: int = 1
     seed: int = 0
     out: str = ""
@@ -79,9 +80,13 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             raise ValueError(f"starts must be real or prior, got {opt.starts!r}")
         real = real if real is not None else _real_states(opt, policy, model)
         log(f"searching {opt.n} states for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, starts: {opt.starts})")
+        if opt.prior not in ("aggregate", "standard"):
+            raise ValueError(f"prior must be aggregate or standard, got {opt.prior!r}")
         z0 = (S.start_points(model, policy, opt.n, opt.seed, real.images, real.configs) if opt.starts == "real"
               else S.start_points(model, policy, opt.n, opt.seed))
-        res = S.find_states(model, policy, target, opt.n, opt.steps, opt.lr, opt.lam, opt.seed, start=z0)
+        prior = (S.LatentPrior.aggregate(S.real_latents(model, policy, real.images, real.configs))
+                 if opt.prior == "aggregate" else S.LatentPrior.standard(model.latent))
+        res = S.find_states(model, policy, target, opt.n, opt.steps, opt.lr, opt.lam, opt.seed, start=z0, prior=prior)
         X = torch.from_numpy(real.images).permute(0, 3, 1, 2).float() / 255.0
         C = torch.from_numpy(real.configs)
         real_scores = torch.cat([S.score(target, policy, X[i:i + 128], C[i:i + 128], model)
@@ -110,9 +115,11 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             "target": opt.target, "description": target.description, "maximise": target.sign > 0,
             "policy": opt.policy, "generator": opt.generator, "n": int(opt.n), "steps": int(opt.steps),
             "lambda": opt.lam, "lr": opt.lr, "seed": opt.seed, "starts": opt.starts,
+            "prior": opt.prior,
             "found": {"score": res.score.tolist(), "best": float(res.score.max() if target.sign > 0 else res.score.min()),
                       "median": float(np.median(res.score)),
-                      "start_median": float(np.median(res.trace[0])), "prior_0.5_z2": res.prior[-1].tolist()},
+                      "start_median": float(np.median(res.trace[0])), "prior_term": res.prior[-1].tolist(),
+                      "prior_term_start": res.prior[0].tolist()},
             "real": {"states": int(len(real.images)), "source": real.source,
                      "percentiles": {str(p): float(np.percentile(real_scores, p)) for p in pct}},
             "found_beyond_real": {"share_beyond_real_max" if target.sign > 0 else "share_below_real_min":

@@ -3,9 +3,12 @@
 Energy of a latent point z (the paper's Eq. 4-5, with the regulariser as the negative log-density
 of the standard normal prior the model was trained towards):
 
-    E(z) = -s * T(policy, g(z)) + lam * 0.5 * ||z||^2
+    E(z) = -s * T(policy, g(z)) + lam * R(z),   R(z) = 0.5 (z - m)^T S^-1 (z - m)
 
-where g(z) = (image, configuration) decoded from z, T the target and s = +1 to maximise it, -1 to
+where R is the negative log-density of a Gaussian prior over the latent space: N(0, I) (m = 0, S = I:
+the paper's regulariser, --prior standard) or the Gaussian fitted to the latent means of the real
+states (--prior aggregate, the default: a trained VAE's real states sit far from the origin, and
+z = 0 decodes to a blurred average no real state looks like), g(z) = (image, configuration) decoded from z, T the target and s = +1 to maximise it, -1 to
 minimise it. E is minimised with Adam from n starts, each start's best point is one found state. The
 starts are the latent means of real states drawn at random (`policy-xai states find` default,
 --starts real) or draws z ~ N(0, I) from the prior (--starts prior, the paper's choice).
@@ -152,7 +155,7 @@ class SearchResult:
     score: np.ndarray             # (N,) target on the stored inputs
     trace: np.ndarray             # (steps + 1, N) target along the optimisation (decoded, float images)
     energy: np.ndarray            # (steps + 1, N)
-    prior: np.ndarray             # (steps + 1, N) 0.5 ||z||^2
+    prior: np.ndarray             # (steps + 1, N) R(z)
     seconds: float
     target: str = ""
     extras: dict = field(default_factory=dict)
@@ -173,33 +176,70 @@ def start_points(model: StateVAE, policy, n: int, seed: int = 0, images: Optiona
     return mu
 
 
+@dataclass
+class LatentPrior:
+    """A Gaussian over the latent space: 0.5 ||(z - mean) @ whiten||^2 is its negative log-density up
+    to a constant. standard(): N(0, I) (the paper's regulariser); aggregate(): fitted to the latent
+    means of real states (where the real states are in a trained model's latent space)."""
+    mean: torch.Tensor
+    whiten: torch.Tensor
+    kind: str = "standard"
+
+    @staticmethod
+    def standard(latent: int) -> "LatentPrior":
+        return LatentPrior(torch.zeros(latent), torch.eye(latent), "standard")
+
+    @staticmethod
+    def aggregate(mu: torch.Tensor, shrink: float = 1e-2) -> "LatentPrior":
+        m = mu.mean(0)
+        cov = torch.cov((mu - m).T) if len(mu) > 1 else torch.eye(mu.shape[1])
+        cov = cov + shrink * torch.eye(mu.shape[1]) * max(float(cov.diagonal().mean()), 1e-6)
+        evals, evecs = torch.linalg.eigh(cov)
+        return LatentPrior(m, evecs @ torch.diag(evals.clamp_min(1e-9).rsqrt()) @ evecs.T, "aggregate")
+
+    def energy(self, z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((z - self.mean) @ self.whiten).pow(2).sum(1)
+
+
+def real_latents(model: StateVAE, policy, images: np.ndarray, configs: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """The posterior means of real states (N, latent)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.asarray(images[i:i + batch])).permute(0, 3, 1, 2).float() / 255.0
+            c = torch.from_numpy(np.asarray(configs[i:i + batch], np.float32))
+            out.append(model.encode(x, policy.normalise_config(c))[0])
+    return torch.cat(out)
+
+
 def find_states(model: StateVAE, policy, target: Target, n: int = 8, steps: int = 200, lr: float = 0.05,
                 lam: float = 0.1, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
-                start: Optional[torch.Tensor] = None) -> SearchResult:
+                start: Optional[torch.Tensor] = None, prior: Optional[LatentPrior] = None) -> SearchResult:
     """Minimise E(z) (module docstring) from n starts (`start` (n, latent), default draws from the
-    prior); returns the best point of each."""
+    prior) with `prior`'s regulariser (default N(0, I)); returns the best point of each."""
     model.eval()
     policy.eval()
     for p in list(model.parameters()) + list(policy.parameters()):
         p.requires_grad_(False)
+    prior = prior or LatentPrior.standard(model.latent)
     if start is None:
         start = start_points(model, policy, n, seed)
     n = len(start)
     z = start.detach().clone().float().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     dec = decoder(model, policy)
-    trace, energy, prior = [], [], []
+    trace, energy, priors = [], [], []
     best_e = torch.full((int(n),), float("inf"))
     best_z = z.detach().clone()
     t0 = time.perf_counter()
     for k in range(int(steps) + 1):
         img, cfg = dec(z)
         s = target.fn(policy, img, cfg, dec, z)
-        pr = 0.5 * z.pow(2).sum(1)
+        pr = prior.energy(z)
         e = -target.sign * s + lam * pr
         trace.append(s.detach().numpy().copy())
         energy.append(e.detach().numpy().copy())
-        prior.append(pr.detach().numpy().copy())
+        priors.append(pr.detach().numpy().copy())
         better = e.detach() < best_e
         best_e = torch.where(better, e.detach(), best_e)
         best_z[better] = z.detach()[better]
@@ -219,7 +259,7 @@ def find_states(model: StateVAE, policy, target: Target, n: int = 8, steps: int 
         sc = score(target, policy, x, cfg, model, best_z if target.needs_z else None)
     return SearchResult(best_z, u8.permute(0, 2, 3, 1).numpy(), cfg.numpy().astype(np.float32),
                         tau.numpy().astype(np.float32), sc.numpy().astype(np.float32), np.stack(trace),
-                        np.stack(energy), np.stack(prior), seconds, target.name)
+                        np.stack(energy), np.stack(priors), seconds, target.name)
 
 
 def optimise_pixels(policy, target: Target, image_shape, config: torch.Tensor, n: int = 8, steps: int = 200,
