@@ -49,6 +49,7 @@ MODULES = {
     "attribution_node": "policy_xai.ros.attribution_node",
     "visualization_node": "policy_xai.ros.visualization_node",
     "recorder": "policy_xai.ros.recorder",
+    "user_policy_node": "policy_xai.ros.user_policy_node",
 }
 
 
@@ -83,6 +84,10 @@ def visualization_node() -> int:
 
 def recorder() -> int:
     return run("recorder")
+
+
+def user_policy_node() -> int:
+    return run("user_policy_node")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ GRAPHS: dict[str, tuple[tuple[str, ...], str]] = {
     "robot": (("policy_node", "attribution_node", "visualization_node"), "baxter.yaml"),
     "replay": (("attribution_node", "visualization_node"), "sim.yaml"),
     "explain": (("policy_node", "attribution_node", "visualization_node"), "sim.yaml"),
+    # a user's model (user_policy_node: the model, its mapping and the explanation) driving the sim
+    "user_sim": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
 }
 
 
