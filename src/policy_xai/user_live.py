@@ -143,10 +143,10 @@ class UserLive:
         s = self.mapping.observations[name]
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise UserPolicyError(f"observation {name} ({s.topic}): expected an H x W x 3 image, got shape {rgb.shape}")
+            raise UserPolicyError(f"{name} from {s.topic}: expected an H x W x 3 image, got shape {rgb.shape}")
         if rgb.shape[:2] != (s.height, s.width):
             if not resize:
-                raise UserPolicyError(f"observation {name} ({s.topic}): image is {rgb.shape[1]}x{rgb.shape[0]}, the "
+                raise UserPolicyError(f"{name} from {s.topic}: image is {rgb.shape[1]}x{rgb.shape[0]}, the "
                                       f"mapping says {s.width}x{s.height} (set resize:=true to resize)")
             import cv2
 
@@ -165,20 +165,20 @@ class UserLive:
             v = np.asarray(fields.get(f, ()), dtype=np.float64).ravel()
             if s.joints:
                 if len(v) != len(names):
-                    raise UserPolicyError(f"observation {name} ({s.topic}): joint state has {len(names)} names but "
+                    raise UserPolicyError(f"{name} from {s.topic}: joint state has {len(names)} names but "
                                           f"{len(v)} {f} values")
                 missing = [j for j in s.joints if j not in names]
                 if missing:
-                    raise UserPolicyError(f"observation {name} ({s.topic}): joints {_short(missing)} are not in the "
+                    raise UserPolicyError(f"{name} from {s.topic}: joints {_short(missing)} are not in the "
                                           f"message (it names {_short(names, 8)})")
                 v = v[[names.index(j) for j in s.joints]]
             parts.append(v)
         out = np.concatenate(parts) if parts else np.zeros(0)
         if out.shape != (s.size,):
-            raise UserPolicyError(f"observation {name} ({s.topic}): expected {s.size} values "
+            raise UserPolicyError(f"{name} from {s.topic}: expected {s.size} values "
                                   f"({'+'.join(s.fields or ['position'])}), got {out.size}")
         if not np.all(np.isfinite(out)):
-            raise UserPolicyError(f"observation {name} ({s.topic}): NaN or infinite values")
+            raise UserPolicyError(f"{name} from {s.topic}: NaN or infinite values")
         return out
 
     # ---- decisions and explanations --------------------------------------------------------------
