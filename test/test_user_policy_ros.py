@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from policy_xai.ros.graph import NodeLaunch, graph
+from policy_xai.ros.graph import NodeLaunch, graph, user_sim_overrides
 from policy_xai.ros.interfaces import NODES
 from policy_xai.ros.runner import GraphRunner
 
@@ -63,10 +63,10 @@ def procs(tmp_path_factory):
     net = _export_program(tmp / "policy.pt2")
     (tmp / "pt2_mapping.yaml").write_text(PT2_MAPPING)
     t0 = time.monotonic()
-    sim = GraphRunner(graph("user_sim", overrides={
-        "user_policy_node": {"model": FACTORY, "model_kwargs": KWARGS, "mapping": "user_policy_sim",
-                             "allow_untrained": True},
-        "visualization_node": {"plot_rate": 4.0}}), domain_id=BASE, log_dir=tmp / "sim_logs")
+    overrides = user_sim_overrides(FACTORY, "user_policy_sim", KWARGS, allow_untrained=True)  # as the launch file
+    assert overrides["sim_node"] == {"image_height": 64, "image_width": 64}  # the mapping's camera size
+    sim = GraphRunner(graph("user_sim", overrides={**overrides, "visualization_node": {"plot_rate": 4.0}}),
+                      domain_id=BASE, log_dir=tmp / "sim_logs")
     pt2 = GraphRunner([_node(model=str(tmp / "policy.pt2"), mapping=str(tmp / "pt2_mapping.yaml"))],
                       domain_id=BASE + 1, log_dir=tmp / "pt2_logs")
     refused = GraphRunner([_node(model=FACTORY, model_kwargs=KWARGS, mapping="user_policy_sim")],

@@ -97,6 +97,47 @@ def with_shipped_policy(params_file: Optional[str], overrides: Mapping[str, Mapp
     return out
 
 
+def user_sim_overrides(model: str, mapping: str = "user_policy_sim", model_kwargs: str = "", weights: str = "",
+                       method: str = "", allow_untrained: bool = False, device: str = "",
+                       image_size: Optional[Sequence[int]] = None) -> dict:
+    """Overrides of graph "user_sim": the user_policy_node's model, mapping and options, and the sim
+    camera at the size of the mapping's first camera (image_size: (height, width) to choose another;
+    the node then needs resize:=true). No torch: the mapping is only read for that size."""
+    node = {"model": str(model), "mapping": str(mapping)}
+    for k, v in (("model_kwargs", model_kwargs), ("weights", weights), ("method", method), ("device", device)):
+        if v:
+            node[k] = str(v)
+    if allow_untrained:
+        node["allow_untrained"] = True
+    size = tuple(image_size) if image_size else first_camera_size(mapping)
+    out = {"user_policy_node": node}
+    if size:
+        out["sim_node"] = {"image_height": int(size[0]), "image_width": int(size[1])}
+    return out
+
+
+def first_camera_size(mapping: str) -> Optional[tuple]:
+    """(height, width) of the first image observation of a mapping file, None if there is none or
+    the file cannot be read (the node reports that at start-up)."""
+    import yaml
+
+    from ..resources import config_path
+
+    try:
+        doc = yaml.safe_load(open(config_path(str(mapping)))) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    obs = doc.get("observations") if isinstance(doc.get("observations"), dict) else doc
+    for name, spec in obs.items():
+        if name != "actions" and isinstance(spec, dict) and (spec.get("kind") == "image" or "height" in spec):
+            h, w = spec.get("height"), spec.get("width")
+            if isinstance(h, int) and isinstance(w, int):
+                return h, w
+    return None
+
+
 def _file_sets(params_file: Optional[str], node: str, keys: Sequence[str]) -> bool:
     """True if the parameter file gives `node` a non-empty value for any of `keys`."""
     if not params_file:
