@@ -436,3 +436,13 @@ def test_live_other_actions_and_dynamics_alpha(tmp_path):
     e = live.explain(inputs, {"state": obs["state"]}, "gradient", importance="dynamics")  # not torques: mapping's alpha
     assert e.alpha.tolist() == [1, 1, 1, 0.5, 2] and a.shape == (5,)
     assert e.ratio_names == ["image", "state/position", "state/velocity"]
+
+
+def test_run_command_checks_the_users_model_before_starting(capsys, tmp_path):
+    """`policy-xai run --model`: a mapping that does not fit is one line and exit code 2, before any
+    node starts (the live run itself: test_user_policy_ros.py and docs/ros.md)."""
+    rc, _, err = cli(capsys, "run", "--model", FACTORY, "--mapping", "user_policy_sim", "--out", tmp_path / "r")
+    assert rc == 2 and "does not fit the model" in err and "robot0_eef_pos" in err
+    assert not (tmp_path / "r" / "bag").exists()
+    rc, _, err = cli(capsys, "run", "--mapping", "other.yaml", "--out", tmp_path / "r2")
+    assert rc == 2 and "--mapping and --model-kwargs are for --model" in err
