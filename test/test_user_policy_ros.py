@@ -1,8 +1,10 @@
 """A user's policy live (user_policy_node) as real processes over Fast DDS, no mocks:
 
-- graph user_sim: the MuJoCo sim driven by an untrained robomimic_bc (factory + model_kwargs,
-  allow_untrained:=true) through config/user_policy_sim.yaml, the explanation and the heatmap;
-- a torch.export program (.pt2, written here) with `actions.kind: other`, fed by the test;
+- graph user_sim (what launch/user_policy.launch.py starts): the MuJoCo sim driven by an untrained
+  robomimic_bc (factory + model_kwargs, allow_untrained:=true) in user_policy_node through
+  config/user_policy_sim.yaml, explained by user_explainer_node, and the heatmap;
+- a torch.export program (.pt2, written here) with `actions.kind: other` in one user_policy_node
+  that acts and explains, fed by the test;
 - start-up refusals: a factory model without weights (safety), a mapping that does not fit.
 
 Every process starts at once (module fixture) so that their imports overlap; DDS domains 221-250."""
@@ -130,6 +132,14 @@ def test_sim_driven_by_a_users_model_and_explained(procs):
     assert (img.encoding, img.height, img.width) == ("32FC1", 64, 64)  # the camera's size
     imp = probe.wait_for("importance", 1)[-1]
     assert list(imp.name) == JOINTS and all(a == 1.0 for a in imp.position)
+    assert not procs["sim"].dead(), procs["sim"].report()  # four processes: the explainer explains
+    probe.wait_for("diagnostics", 1, timeout=5, pred=lambda m: any(  # once a second
+        s.name.endswith("/user_explainer_node") and {kv.key: kv.value for kv in s.values}.get("explained", "0") != "0"
+        for s in m.status))
+    _, _, explainer = probe.diagnostics("user_explainer_node")
+    assert explainer["act"] == "False" and int(explainer["explained"]) > 0
+    _, _, actor = probe.diagnostics("user_policy_node")
+    assert actor["act"] == "True" and int(actor["decisions"]) > 0 and actor["explained"] == "0"
 
 
 def test_bad_input_at_run_time_is_reported_and_the_node_keeps_running(procs):
@@ -174,12 +184,12 @@ def test_method_changes_at_run_time_are_checked(procs):
     probe.wait_for("ratios", 1, timeout=60)
     from test_ros_pipeline import _set
 
-    assert not _set(probe, "user_policy_node", method="no_such_method")["method"][0]
-    assert not _set(probe, "user_policy_node", model="x.pt2")["model"][0]  # read-only
-    assert _set(probe, "user_policy_node", method="gradient")["method"][0]
+    assert not _set(probe, "user_explainer_node", method="no_such_method")["method"][0]
+    assert not _set(probe, "user_explainer_node", model="x.pt2")["model"][0]  # read-only
+    assert _set(probe, "user_explainer_node", method="gradient")["method"][0]
     probe.clear("diagnostics")
     probe.wait_for("diagnostics", 1, timeout=5, pred=lambda m: any(
-        s.name.endswith("/user_policy_node") and any(kv.key == "method" and kv.value == "gradient" for kv in s.values)
+        s.name.endswith("/user_explainer_node") and any(kv.key == "method" and kv.value == "gradient" for kv in s.values)
         for s in m.status))
     n = len(probe.get("ratios"))
     probe.wait_for("ratios", n + 3, timeout=10)

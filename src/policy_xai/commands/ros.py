@@ -98,6 +98,8 @@ def _live_args(p) -> None:
     g.add_argument("--mapping", default="user_policy_sim",
                    help="YAML observation mapping (default: the shipped config/user_policy_sim.yaml)")
     g.add_argument("--model-kwargs", default="", help="factory keyword arguments, a JSON object")
+    g.add_argument("--one-process", action="store_true",
+                   help="act and explain in one user_policy_node (default: a user_explainer_node explains)")
 
 
 def _print_tables() -> int:
@@ -191,13 +193,16 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
 
         cam = first_camera_size(user["mapping"])
         size = image_size or (cam[0] if cam else 64)
+        split = not user.get("one_process")
         overrides = user_sim_overrides(user["model"], user["mapping"], user.get("model_kwargs", ""),
                                        user.get("weights", ""), method, allow_untrained=True,
-                                       image_size=(size, size) if image_size else None)
+                                       image_size=(size, size) if image_size else None, split=split)
         overrides["sim_node"] = {**overrides.get("sim_node", {}), "task": task}
         if image_size and cam and tuple(cam) != (size, size):
-            overrides["user_policy_node"]["resize"] = True
-        graph_name, name = "user_sim", str(user["model"])
+            for n in ("user_policy_node", "user_explainer_node"):
+                if n in overrides:
+                    overrides[n]["resize"] = True
+        graph_name, name = ("user_sim" if split else "user_sim_one"), str(user["model"])
     else:
         s = load_spec(spec)
         size = image_size or s.image_height
@@ -377,7 +382,7 @@ def cmd_run(args) -> int:
         if live.untrained:
             print(f"note: {args.model} runs UNTRAINED (no --weights): random actions, in simulation only")
         user = {"model": args.model, "mapping": args.mapping, "model_kwargs": args.model_kwargs,
-                "weights": args.weights}
+                "weights": args.weights, "one_process": args.one_process}
         args.method = method
     elif getattr(args, "model_kwargs", "") or getattr(args, "mapping", "user_policy_sim") != "user_policy_sim":
         raise UsageError("--mapping and --model-kwargs are for --model")

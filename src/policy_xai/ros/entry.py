@@ -50,6 +50,7 @@ MODULES = {
     "visualization_node": "policy_xai.ros.visualization_node",
     "recorder": "policy_xai.ros.recorder",
     "user_policy_node": "policy_xai.ros.user_policy_node",
+    "user_explainer_node": "policy_xai.ros.user_explainer_node",
 }
 
 
@@ -88,6 +89,10 @@ def recorder() -> int:
 
 def user_policy_node() -> int:
     return run("user_policy_node")
+
+
+def user_explainer_node() -> int:
+    return run("user_explainer_node")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ GRAPHS: dict[str, tuple[tuple[str, ...], str]] = {
     "robot": (("policy_node", "attribution_node", "visualization_node"), "baxter.yaml"),
     "replay": (("attribution_node", "visualization_node"), "sim.yaml"),
     "explain": (("policy_node", "attribution_node", "visualization_node"), "sim.yaml"),
-    # a user's model (user_policy_node: the model, its mapping and the explanation) driving the sim
-    "user_sim": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
+    # a user's model driving the sim: user_policy_node acts, user_explainer_node explains (user_sim), or
+    # user_policy_node does both in one process (user_sim_one)
+    "user_sim": (("sim_node", "user_policy_node", "user_explainer_node", "visualization_node"), "sim.yaml"),
+    "user_sim_one": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
 }
 
 
@@ -99,18 +101,22 @@ def with_shipped_policy(params_file: Optional[str], overrides: Mapping[str, Mapp
 
 def user_sim_overrides(model: str, mapping: str = "user_policy_sim", model_kwargs: str = "", weights: str = "",
                        method: str = "", allow_untrained: bool = False, device: str = "",
-                       image_size: Optional[Sequence[int]] = None) -> dict:
-    """Overrides of graph "user_sim": the user_policy_node's model, mapping and options, and the sim
-    camera at the size of the mapping's first camera (image_size: (height, width) to choose another;
-    the node then needs resize:=true). No torch: the mapping is only read for that size."""
+                       image_size: Optional[Sequence[int]] = None, split: bool = True) -> dict:
+    """Overrides of graphs "user_sim" (split: user_policy_node acts with explain:=false,
+    user_explainer_node explains) and "user_sim_one" (split=False: user_policy_node does both): the
+    model, mapping and options, and the sim camera at the size of the mapping's first camera
+    (image_size: (height, width) to choose another; the nodes then need resize:=true). No torch:
+    the mapping is only read for that size."""
     node = {"model": str(model), "mapping": str(mapping)}
     for k, v in (("model_kwargs", model_kwargs), ("weights", weights), ("method", method), ("device", device)):
         if v:
             node[k] = str(v)
+    explainer = dict(node)
     if allow_untrained:
         node["allow_untrained"] = True
     size = tuple(image_size) if image_size else first_camera_size(mapping)
-    out = {"user_policy_node": node}
+    out = {"user_policy_node": {**node, "explain": False}, "user_explainer_node": explainer} if split \
+        else {"user_policy_node": node}
     if size:
         out["sim_node"] = {"image_height": int(size[0]), "image_width": int(size[1])}
     return out

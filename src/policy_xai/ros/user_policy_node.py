@@ -18,10 +18,15 @@ camera's relevance on /policy_xai/relevance/image (so visualization_node draws t
 camera's on /policy_xai/relevance/cameras/<name>, the ratios per input and per named group on
 /policy_xai/relevance/ratios (sum to 1), the vector relevance and the alpha used.
 
-Why one node and not a policy + attribution pair: the observation of a user's model is any set of
-named tensors; handing it to a second process would mean one topic per observation and a second
-copy of the model loaded from the same files. In one process the explanation is computed on exactly
-the tensors the model acted on, and the worker thread keeps it off the control path.
+One node, run once or twice. With explain:=true one process acts and explains (its worker thread
+explains on exactly the tensors the model acted on). As the existing policy_node /
+attribution_node pair does, the launch file and `policy-xai run --model` instead run it twice: a
+user_policy_node with explain:=false that acts, and a user_explainer_node (this node with
+act:=false, which never commands) on the same topics. Both get the same messages, pair them by the
+same stamps and load the same model, so the explanation of stamp t is that of the decision of stamp
+t; the explanation's Python work then never competes with the control path for one interpreter
+(docs/ros.md has the measured difference). No observation is forwarded: a user's observation is any
+set of named tensors, which would need a topic each.
 """
 from __future__ import annotations
 
@@ -37,24 +42,26 @@ from .common import XaiNode, main as run_node, qos
 
 
 class UserPolicyNode(XaiNode):
-    def __init__(self):
-        super().__init__("user_policy_node")
+    def __init__(self, name: str = "user_policy_node"):
+        super().__init__(name)
         import torch
 
         from ..user_live import load_live
 
         torch.set_num_threads(max(1, int(self.p("threads"))))
         self.importance = str(self.p("importance"))
+        self.acting = bool(self.p("act"))  # false: explain only (user_explainer_node), never command
         self.live = L = load_live(
             self.p("model"), self.p("mapping"), weights=self.p("weights"), model_kwargs=self.p("model_kwargs"),
-            device=self.p("device"), allow_untrained=bool(self.p("allow_untrained")), method=self.p("method"),
+            device=self.p("device"), allow_untrained=bool(self.p("allow_untrained")) or not self.acting,
+            method=self.p("method"),
             robot=str(self.p("robot")) if self.importance == "dynamics" else "", dt=float(self.p("dt")))
         self.method = L.method
-        if L.untrained:
+        if L.untrained and self.acting:
             self.get_logger().warning(f"running an UNTRAINED {L.source} (allow_untrained:=true): its actions are a "
                                       "random network's")
         self.action_names = list(L.mapping.action_names)
-        self.torques = L.mapping.action_kind == "torques"
+        self.torques = L.mapping.action_kind == "torques" and self.acting
         self.limits = self.torque_limits(self.p("torque_limits"))
         self.plan = L.topic_plan()
         self.cameras = L.image_names()
@@ -68,11 +75,12 @@ class UserPolicyNode(XaiNode):
         self.max_action_diff = 0.0
         self.lock = threading.Lock()  # the explainer copy of the model: one explanation (or check) at a time
         self.slot = lv.LatestSlot()
-        self.pub_actions = self.pub("actions")
+        self.pub_actions = self.pub("actions") if self.acting else None
         if self.torques:
             self.pub_cmd, self.pub_torques = self.pub("commands"), self.pub("torques")
-        self.pub_obs_image = self.pub("obs_image") if self.cameras else None
-        self.pub_obs_config = self.pub("obs_config") if self.element_names else None
+        # what it decided on (the heatmap pairs the first camera's image with its relevance by stamp)
+        self.pub_obs_image = self.pub("obs_image") if self.cameras and self.acting else None
+        self.pub_obs_config = self.pub("obs_config") if self.element_names and self.acting else None
         self.pubs = {k: self.pub(k) for k in ("relevance_points", "relevance_config", "ratios", "importance")}
         if self.cameras:
             self.pubs["relevance_image"] = self.pub("relevance_image")
@@ -97,7 +105,8 @@ class UserPolicyNode(XaiNode):
         self.worker.start()
         self.get_logger().info(f"{L.source}: {len(self.action_names)} {L.mapping.action_kind} actions from "
                                f"{', '.join(f'{n} <- {t}' for t, (_, ns) in self.plan.items() for n in ns)}; "
-                               f"explaining with {self.method!r}")
+                               + ("acting" if self.acting else "explain only")
+                               + (f", explaining with {self.method!r}" if self.p("explain") else ", not explaining"))
 
     def warm_up(self) -> None:
         """One decision and one explanation on a random observation: the first calls are slow."""
@@ -166,6 +175,13 @@ class UserPolicyNode(XaiNode):
 
     # ---- decision ------------------------------------------------------------------------------
     def act(self, stamp: int, obs: dict, frame_id: str) -> None:
+        vec = {n: obs[n] for n in self.live.vector_names()}
+        if not self.acting:  # explain only: the acting node decided on these same messages
+            if self.p("explain"):
+                L = self.live
+                self.slot.put((stamp, L.mapping.to_inputs(obs, device=L.device, dtype=L.dtype), vec, None, frame_id))
+            self.rate.tick()
+            return
         t0 = time.perf_counter()
         try:
             inputs, raw = self.live.decide(obs)
@@ -178,13 +194,12 @@ class UserPolicyNode(XaiNode):
         if self.torques:
             self.send(a)
             self.pub_torques.publish(cv.joint_state_msg(stamp, self.action_names, effort=a))
-        self.pub_actions.publish(cv.named_vector_msg(stamp, self.action_names, a))
+        self.pub_actions.publish(cv.named_vector_msg(stamp, self.action_names, a))  # acting: always there
         self.watchdog.feed()
         self.rate.tick()
         self.age.add((self.now_ns() - stamp) * 1e-9)
         if self.pub_obs_image is not None:
             self.pub_obs_image.publish(cv.image_msg(obs[self.cameras[0]], stamp, frame_id))
-        vec = {n: obs[n] for n in self.live.vector_names()}
         if self.pub_obs_config is not None:
             self.pub_obs_config.publish(cv.named_vector_msg(stamp, self.element_names,
                                                             np.concatenate(list(vec.values()))))
@@ -217,9 +232,9 @@ class UserPolicyNode(XaiNode):
         with self.lock:
             e = self.live.explain(inputs, vec, self.method, self.importance)
         self.explain_time.add(time.perf_counter() - t0)
-        diff = float(np.max(np.abs(e.outputs - actions))) if len(actions) else 0.0
+        diff = float(np.max(np.abs(e.outputs - actions))) if actions is not None and len(actions) else 0.0
         self.max_action_diff = max(self.max_action_diff, diff)
-        if diff > 1e-3 * max(1.0, float(np.max(np.abs(actions)))):
+        if actions is not None and diff > 1e-3 * max(1.0, float(np.max(np.abs(actions)))):
             self.mismatches += 1
             self.report_error("action_mismatch", f"the explained outputs differ from the actions by {diff:.4g}",
                               throttle=5.0)
@@ -243,7 +258,7 @@ class UserPolicyNode(XaiNode):
         L = self.live
         values = {
             "model": L.source, "mapping": L.mapping.path, "action_kind": L.mapping.action_kind,
-            "untrained": L.untrained, "device": str(L.device), "method": self.method,
+            "untrained": L.untrained, "device": str(L.device), "method": self.method, "act": self.acting,
             "rate_hz": self.rate.rate(), "decisions": self.rate.total, "explained": self.explain_rate.total,
             "explain_rate_hz": self.explain_rate.rate(), "skipped_behind": self.slot.skipped,
             "compute_p50_ms": 1e3 * self.compute.percentile(50), "compute_p99_ms": 1e3 * self.compute.percentile(99),
@@ -260,6 +275,8 @@ class UserPolicyNode(XaiNode):
         jump = self.sync.jump_status()
         if jump:
             return 1, jump, values
+        if not self.acting:
+            return 0, f"explaining at {values['explain_rate_hz']:.1f} Hz (explain only)", values
         if self.watchdog.stale():
             return 1, f"no fresh observation for > {self.watchdog.timeout} s" + \
                 (": commanding zero torque" if self.torques else ""), values
