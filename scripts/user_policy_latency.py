@@ -1,9 +1,10 @@
-"""Does explaining in the user_policy_node's worker thread slow its control path? The sim driven by a
-user's model (graph user_sim) with explain:=true and explain:=false, one after the other; a probe in
-this process measures observation stamp -> arrival of /policy_xai/torques, relevance/ratios and the
-heatmap (p50 / p99 / max ms) and the rates.
+"""Does explaining in the acting process slow the control path? The sim driven by a user's model,
+one configuration after the other: "split" (graph user_sim: user_policy_node acts, user_explainer_node
+explains), "one" (user_sim_one: one user_policy_node acts and explains in its worker thread) and
+"none" (user_sim_one with explain:=false); a probe in this process measures observation stamp ->
+arrival of /policy_xai/torques, relevance/ratios and the heatmap (p50 / p99 / max ms) and the rates.
 
-    python scripts/user_policy_latency.py [--duration 25] [--domain-id 228] [--method dtd]
+    python scripts/user_policy_latency.py [--duration 25] [--domain-id 228] [--method dtd] [--modes split one none]
 """
 import argparse
 import json
@@ -19,17 +20,20 @@ FACTORY = "policy_xai.attribution.graph.models:robomimic_bc"
 KWARGS = '{"width": 8, "image_size": 64, "low_dim": {"joint_state": 14}, "tanh": false}'
 
 
-def measure(explain: bool, duration: float, domain: int, method: str) -> dict:
+def measure(mode: str, duration: float, domain: int, method: str) -> dict:
     from policy_xai.ros.graph import graph, user_sim_overrides
     from policy_xai.ros.runner import GraphRunner
     from ros_harness import Probe
 
-    overrides = user_sim_overrides(FACTORY, "user_policy_sim", KWARGS, method=method, allow_untrained=True)
-    overrides["user_policy_node"]["explain"] = explain
+    overrides = user_sim_overrides(FACTORY, "user_policy_sim", KWARGS, method=method, allow_untrained=True,
+                                   split=mode == "split")
+    explain = mode != "none"
+    overrides["user_policy_node"]["explain"] = mode == "one"
     probe = Probe(domain)
     keys = ("torques", "ratios", "heatmap")
     probe.listen(*keys)
-    with GraphRunner(graph("user_sim", overrides=overrides), domain_id=domain) as g:
+    with GraphRunner(graph("user_sim" if mode == "split" else "user_sim_one", overrides=overrides),
+                     domain_id=domain) as g:
         probe.wait_for("torques", 20, timeout=90)
         if explain:
             probe.wait_for("heatmap", 3, timeout=60)
@@ -42,7 +46,7 @@ def measure(explain: bool, duration: float, domain: int, method: str) -> dict:
             got = {k: list(probe.msgs[k]) for k in keys}
         dead = g.dead()
     probe.close()
-    out = {"explain": explain, "method": method, "duration_s": round(ran, 1), "dead": dead,
+    out = {"mode": mode, "method": method, "duration_s": round(ran, 1), "dead": dead,
            "load_average": os.getloadavg()}
     for k, rows in got.items():
         if not rows:
@@ -58,9 +62,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=25.0)
     ap.add_argument("--domain-id", type=int, default=228)
     ap.add_argument("--method", default="dtd")
+    ap.add_argument("--modes", nargs="*", default=["split", "one", "none"], choices=["split", "one", "none"])
     a = ap.parse_args()
-    rows = [measure(e, a.duration, a.domain_id, a.method) for e in (True, False)]
-    print(json.dumps(rows, indent=1))
+    rows = [measure(m, a.duration, a.domain_id, a.method) for m in a.modes]
+    for r in rows:
+        print(json.dumps(r))
     return 0
 
 
