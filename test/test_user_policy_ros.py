@@ -133,11 +133,13 @@ def test_sim_driven_by_a_users_model_and_explained(procs):
     imp = probe.wait_for("importance", 1)[-1]
     assert list(imp.name) == JOINTS and all(a == 1.0 for a in imp.position)
     assert not procs["sim"].dead(), procs["sim"].report()  # four processes: the explainer explains
-    probe.wait_for("diagnostics", 1, timeout=5, pred=lambda m: any(  # once a second
-        s.name.endswith("/user_explainer_node") and {kv.key: kv.value for kv in s.values}.get("explained", "0") != "0"
+    probe.wait_for("diagnostics", 1, timeout=8, pred=lambda m: any(  # once a second
+        s.name.endswith("/user_explainer_node") and int({kv.key: kv.value for kv in s.values}.get("actions_checked", 0)) >= 3
         for s in m.status))
     _, _, explainer = probe.diagnostics("user_explainer_node")
     assert explainer["act"] == "False" and int(explainer["explained"]) > 0
+    # its recomputed actions are the acting node's (same model, same messages, same stamps)
+    assert int(explainer["actions_checked"]) > 0 and explainer["action_mismatches"] == "0", explainer
     _, _, actor = probe.diagnostics("user_policy_node")
     assert actor["act"] == "True" and int(actor["decisions"]) > 0 and actor["explained"] == "0"
 

@@ -283,10 +283,12 @@ def mapping_path(mapping) -> str:
 
 def load_live(model: str, mapping: str, weights: str = "", model_kwargs="", device: str = "cpu",
               allow_untrained: bool = False, method: str = "dtd", check_explain: bool = True,
-              robot: str = "", dt: float = 0.05) -> UserLive:
+              robot: str = "", dt: float = 0.05, init_seed: int = 0) -> UserLive:
     """Load and check a user's model and mapping for driving a robot: UserPolicyError (one line) for a
     missing file, a model that does not load, a mapping that does not fit (listing the model's
-    inputs), a device that is not there, or a factory model without weights unless allow_untrained."""
+    inputs), a device that is not there, or a factory model without weights unless allow_untrained.
+    An untrained factory model is built after torch.manual_seed(init_seed): every process that loads
+    it (the acting and the explaining node) gets the same network."""
     model = str(model or "").strip()
     if not model:
         raise UserPolicyError("no model: set the parameter 'model' to package.module:factory or a .pt2 file")
@@ -301,6 +303,8 @@ def load_live(model: str, mapping: str, weights: str = "", model_kwargs="", devi
             f"no trained weights for {model}: set the parameter 'weights' to a .safetensors or state_dict file; "
             "an untrained network would drive the robot at random (allow_untrained:=true permits that, for "
             "simulation and tests only)")
+    if untrained:
+        torch.manual_seed(int(init_seed))
     m = load_user_policy(model, weights=str(weights or "") or None, kwargs=kwargs)
     try:
         m = m.to(dev)

@@ -245,6 +245,8 @@ _USER_PARAMS: dict = {
                      "weights_only=True); required unless allow_untrained is true"),
     "allow_untrained": P(False, "run a factory model without weights (random actions: simulation and tests "
                                 "only; never on a real robot)"),
+    "init_seed": P(0, "torch seed the untrained factory model is built with (the same network in every process)",
+                   lo=0),
     "mapping": P("", "YAML observation mapping: observation names -> topics and fields, the actions "
                      "(a path, or a shipped config/ name such as user_policy_sim)"),
     "method": P("dtd", "attribution method of the graph engine (checked on the model before it applies)",

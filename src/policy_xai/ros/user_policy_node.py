@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 
 import numpy as np
 
@@ -55,7 +56,8 @@ class UserPolicyNode(XaiNode):
             self.p("model"), self.p("mapping"), weights=self.p("weights"), model_kwargs=self.p("model_kwargs"),
             device=self.p("device"), allow_untrained=bool(self.p("allow_untrained")) or not self.acting,
             method=self.p("method"),
-            robot=str(self.p("robot")) if self.importance == "dynamics" else "", dt=float(self.p("dt")))
+            robot=str(self.p("robot")) if self.importance == "dynamics" else "", dt=float(self.p("dt")),
+            init_seed=int(self.p("init_seed")))
         self.method = L.method
         if L.untrained and self.acting:
             self.get_logger().warning(f"running an UNTRAINED {L.source} (allow_untrained:=true): its actions are a "
@@ -71,7 +73,7 @@ class UserPolicyNode(XaiNode):
         self.watchdog = lv.Watchdog(self.p("stale_timeout"))
         self.rate, self.explain_rate = lv.RateMeter(), lv.RateMeter()
         self.compute, self.explain_time, self.age, self.latency = (lv.LatencyStats() for _ in range(4))
-        self.stale_commands = self.mismatches = 0
+        self.stale_commands = self.mismatches = self.checked = 0
         self.max_action_diff = 0.0
         self.lock = threading.Lock()  # the explainer copy of the model: one explanation (or check) at a time
         self.slot = lv.LatestSlot()
@@ -101,6 +103,10 @@ class UserPolicyNode(XaiNode):
                 self.create_subscription(JointState, topic, cb, qos(itf.SENSOR_DATA, 5))
         if self.torques:
             self.create_timer(0.05, self.on_watchdog)
+        self.published = OrderedDict()  # explain only: stamp -> the acting node's actions, to check against
+        self.published_lock = threading.Lock()  # not self.lock: an explanation must not hold these up
+        if not self.acting:
+            self.sub("actions", self.guarded("actions", self.on_actions), depth=20)
         self.worker = threading.Thread(target=self.work, name="explain", daemon=True)
         self.worker.start()
         self.get_logger().info(f"{L.source}: {len(self.action_names)} {L.mapping.action_kind} actions from "
@@ -206,6 +212,14 @@ class UserPolicyNode(XaiNode):
         if self.p("explain"):
             self.slot.put((stamp, inputs, vec, raw, frame_id))
 
+    def on_actions(self, msg) -> None:
+        """explain only: the acting node's actions by stamp (its decision on the messages explained)."""
+        a = cv.select_joints(msg.name, msg.position, self.action_names, "position")
+        with self.published_lock:
+            self.published[cv.stamp_to_ns(msg.header.stamp)] = a
+            while len(self.published) > 50:
+                self.published.popitem(last=False)
+
     def send(self, tau) -> None:
         self.pub_cmd.publish(cv.float_array_msg(tau))
 
@@ -232,12 +246,18 @@ class UserPolicyNode(XaiNode):
         with self.lock:
             e = self.live.explain(inputs, vec, self.method, self.importance)
         self.explain_time.add(time.perf_counter() - t0)
+        if actions is None:  # explain only: compare with what the acting node published for this stamp
+            with self.published_lock:
+                actions = self.published.get(stamp)
+            if actions is not None:
+                e.outputs = np.clip(e.outputs, -self.limits, self.limits)
+        self.checked += actions is not None
         diff = float(np.max(np.abs(e.outputs - actions))) if actions is not None and len(actions) else 0.0
         self.max_action_diff = max(self.max_action_diff, diff)
         if actions is not None and diff > 1e-3 * max(1.0, float(np.max(np.abs(actions)))):
             self.mismatches += 1
-            self.report_error("action_mismatch", f"the explained outputs differ from the actions by {diff:.4g}",
-                              throttle=5.0)
+            self.report_error("action_mismatch", f"the explained outputs differ from the actions by {diff:.4g} "
+                              "(another model, weights or torque_limits than the acting node's?)", throttle=5.0)
         P = self.pubs
         for i, c in enumerate(self.cameras):
             if c not in e.maps:
@@ -267,7 +287,7 @@ class UserPolicyNode(XaiNode):
             "observation_age_p50_ms": 1e3 * self.age.percentile(50),
             **self.latency.summary("stamp_to_explained"),
             "unpaired_dropped": self.sync.dropped, "stale": self.watchdog.stale(),
-            "stale_commands": self.stale_commands, "action_mismatches": self.mismatches,
+            "stale_commands": self.stale_commands, "actions_checked": self.checked, "action_mismatches": self.mismatches,
             "max_action_diff": self.max_action_diff,
         }
         if self.recent_error():
