@@ -1,18 +1,19 @@
 """A user's PyTorch policy driving the MuJoCo arm, explained live (graph "user_sim": sim_node,
-user_policy_node, visualization_node; parameters from config/sim.yaml).
+user_policy_node, visualization_node; split:=true: graph "user_sim_split" with a
+user_explainer_node; parameters from config/sim.yaml).
 
     ros2 launch policy_xai user_policy.launch.py model:=my_pkg.policies:make_policy \
         weights:=policy.safetensors mapping:=my_mapping.yaml [model_kwargs:='{"width": 8}'] \
-        [method:=dtd] [device:=cpu] [split:=false] [rviz:=true]
+        [method:=dtd] [device:=cpu] [split:=true] [rviz:=true]
     ros2 launch policy_xai user_policy.launch.py model:=policy.pt2 mapping:=my_mapping.yaml
 
 model:= is `package.module:factory` (with weights:=, a .safetensors or state_dict file) or a
 torch.export program (.pt2). mapping:= defaults to the shipped config/user_policy_sim.yaml (the sim's
 64x64 camera and its 7 joints' positions and velocities); the sim camera takes the size of the
 mapping's first camera. Without weights:= a factory model is refused unless allow_untrained:=true
-(simulation and tests only). split:=true (default): user_policy_node acts (explain:=false) and
-user_explainer_node explains in a process of its own, as policy_node and attribution_node do;
-split:=false: one user_policy_node does both (graph "user_sim_one").
+(simulation and tests only). By default the user_policy_node acts and explains; split:=true runs it
+with explain:=false and a user_explainer_node that explains in a process of its own (as
+policy_node and attribution_node do; docs/ros.md compares the two).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -35,8 +36,8 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="", description="torch device (default cpu)"),
         DeclareLaunchArgument("allow_untrained", default_value="false",
                               description="run a factory model without weights (simulation and tests only)"),
-        DeclareLaunchArgument("split", default_value="true",
-                              description="act and explain in two processes (false: one user_policy_node)"),
+        DeclareLaunchArgument("split", default_value="false",
+                              description="explain in a user_explainer_node of its own"),
         DeclareLaunchArgument("params_file", default_value="", description="parameter file (default config/sim.yaml)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/policy_xai.rviz"),
     ]
@@ -44,12 +45,12 @@ def generate_launch_description():
     def nodes(context):
         get = lambda name: LaunchConfiguration(name, default="").perform(context)  # noqa: E731
         yes = lambda name, default="false": (get(name) or default).lower() in ("true", "1", "yes")  # noqa: E731
-        split = yes("split", "true")
+        split = yes("split")
         overrides = user_sim_overrides(get("model"), get("mapping") or "user_policy_sim", get("model_kwargs"),
                                        get("weights"), get("method"), yes("allow_untrained"), get("device"),
                                        split=split)
         out = []
-        for n in graph("user_sim" if split else "user_sim_one", params_file=get("params_file") or None,
+        for n in graph("user_sim_split" if split else "user_sim", params_file=get("params_file") or None,
                        overrides=overrides):
             params = [n.params_file] if n.params_file else []
             if n.parameters:  # strings stay strings (model_kwargs is JSON, not a YAML mapping)

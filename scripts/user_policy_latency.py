@@ -1,7 +1,7 @@
 """Does explaining in the acting process slow the control path? The sim driven by a user's model,
-one configuration after the other: "split" (graph user_sim: user_policy_node acts, user_explainer_node
-explains), "one" (user_sim_one: one user_policy_node acts and explains in its worker thread) and
-"none" (user_sim_one with explain:=false); a probe in this process measures observation stamp ->
+one configuration after the other: "split" (graph user_sim_split: user_policy_node acts,
+user_explainer_node explains), "one" (user_sim: one user_policy_node acts and explains in its worker
+thread) and "none" (user_sim with explain:=false); a probe in this process measures observation stamp ->
 arrival of /policy_xai/torques, relevance/ratios and the heatmap (p50 / p99 / max ms) and the rates.
 
     python scripts/user_policy_latency.py [--duration 25] [--domain-id 228] [--method dtd] [--modes split one none]
@@ -32,7 +32,7 @@ def measure(mode: str, duration: float, domain: int, method: str) -> dict:
     probe = Probe(domain)
     keys = ("torques", "ratios", "heatmap")
     probe.listen(*keys)
-    with GraphRunner(graph("user_sim" if mode == "split" else "user_sim_one", overrides=overrides),
+    with GraphRunner(graph("user_sim_split" if mode == "split" else "user_sim", overrides=overrides),
                      domain_id=domain) as g:
         probe.wait_for("torques", 20, timeout=90)
         if explain:

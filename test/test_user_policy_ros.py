@@ -1,10 +1,10 @@
 """A user's policy live (user_policy_node) as real processes over Fast DDS, no mocks:
 
 - graph user_sim (what launch/user_policy.launch.py starts): the MuJoCo sim driven by an untrained
-  robomimic_bc (factory + model_kwargs, allow_untrained:=true) in user_policy_node through
-  config/user_policy_sim.yaml, explained by user_explainer_node, and the heatmap;
-- a torch.export program (.pt2, written here) with `actions.kind: other` in one user_policy_node
-  that acts and explains, fed by the test;
+  robomimic_bc (factory + model_kwargs, allow_untrained:=true) in one user_policy_node that acts
+  and explains through config/user_policy_sim.yaml, and the heatmap;
+- a torch.export program (.pt2, written here) with `actions.kind: other`, split as user_sim_split
+  runs it: a user_policy_node (explain:=false) acts, a user_explainer_node explains, fed by the test;
 - start-up refusals: a factory model without weights (safety), a mapping that does not fit.
 
 Every process starts at once (module fixture) so that their imports overlap; DDS domains 221-250."""
@@ -54,9 +54,9 @@ def _export_program(path):
     return net
 
 
-def _node(**params):
-    info = NODES["user_policy_node"]
-    return NodeLaunch("user_policy_node", info.module, info.executable, None, params)
+def _node(name="user_policy_node", **params):
+    info = NODES[name]
+    return NodeLaunch(name, info.module, info.executable, None, params)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,8 @@ def procs(tmp_path_factory):
     assert overrides["sim_node"] == {"image_height": 64, "image_width": 64}  # the mapping's camera size
     sim = GraphRunner(graph("user_sim", overrides={**overrides, "visualization_node": {"plot_rate": 4.0}}),
                       domain_id=BASE, log_dir=tmp / "sim_logs")
-    pt2 = GraphRunner([_node(model=str(tmp / "policy.pt2"), mapping=str(tmp / "pt2_mapping.yaml"))],
+    pt2_params = {"model": str(tmp / "policy.pt2"), "mapping": str(tmp / "pt2_mapping.yaml")}
+    pt2 = GraphRunner([_node(**pt2_params, explain=False), _node("user_explainer_node", **pt2_params)],
                       domain_id=BASE + 1, log_dir=tmp / "pt2_logs")
     refused = GraphRunner([_node(model=FACTORY, model_kwargs=KWARGS, mapping="user_policy_sim")],
                           domain_id=BASE + 2, log_dir=tmp / "refused_logs")
@@ -78,7 +79,7 @@ def procs(tmp_path_factory):
     probe = Probe(BASE)
     probe.listen("commands", "actions", "torques", "relevance_image", "ratios", "importance", "heatmap", "diagnostics")
     probe2 = Probe(BASE + 1)
-    probe2.listen("actions", "ratios", "relevance_image", "commands", "diagnostics")
+    probe2.listen("actions", "ratios", "relevance_image", "commands", "heatmap", "diagnostics")
     runners = (sim, pt2, refused, misfit)
     for r in runners:
         r.start()
@@ -93,7 +94,7 @@ def procs(tmp_path_factory):
         probe.close()
         probe2.close()
     assert not [n for n in sim.dead() if sim[n].returncode not in (0, None)], sim.report()
-    assert pt2["user_policy_node"].returncode in (0, None), pt2.report()
+    assert not [n for n in pt2.dead() if pt2[n].returncode not in (0, None)], pt2.report()
 
 
 def _fatal_line(runner):
@@ -132,16 +133,13 @@ def test_sim_driven_by_a_users_model_and_explained(procs):
     assert (img.encoding, img.height, img.width) == ("32FC1", 64, 64)  # the camera's size
     imp = probe.wait_for("importance", 1)[-1]
     assert list(imp.name) == JOINTS and all(a == 1.0 for a in imp.position)
-    assert not procs["sim"].dead(), procs["sim"].report()  # four processes: the explainer explains
+    assert not procs["sim"].dead(), procs["sim"].report()
     probe.wait_for("diagnostics", 1, timeout=8, pred=lambda m: any(  # once a second
-        s.name.endswith("/user_explainer_node") and int({kv.key: kv.value for kv in s.values}.get("actions_checked", 0)) >= 3
+        s.name.endswith("/user_policy_node") and int({kv.key: kv.value for kv in s.values}.get("explained", 0)) >= 3
         for s in m.status))
-    _, _, explainer = probe.diagnostics("user_explainer_node")
-    assert explainer["act"] == "False" and int(explainer["explained"]) > 0
-    # its recomputed actions are the acting node's (same model, same messages, same stamps)
-    assert int(explainer["actions_checked"]) > 0 and explainer["action_mismatches"] == "0", explainer
-    _, _, actor = probe.diagnostics("user_policy_node")
-    assert actor["act"] == "True" and int(actor["decisions"]) > 0 and actor["explained"] == "0"
+    _, _, node = probe.diagnostics("user_policy_node")
+    assert node["act"] == "True" and int(node["decisions"]) > 0  # one process acts and explains
+    assert node["action_mismatches"] == "0", node  # the explained outputs are the actions
 
 
 def test_bad_input_at_run_time_is_reported_and_the_node_keeps_running(procs):
@@ -186,12 +184,12 @@ def test_method_changes_at_run_time_are_checked(procs):
     probe.wait_for("ratios", 1, timeout=60)
     from test_ros_pipeline import _set
 
-    assert not _set(probe, "user_explainer_node", method="no_such_method")["method"][0]
-    assert not _set(probe, "user_explainer_node", model="x.pt2")["model"][0]  # read-only
-    assert _set(probe, "user_explainer_node", method="gradient")["method"][0]
+    assert not _set(probe, "user_policy_node", method="no_such_method")["method"][0]
+    assert not _set(probe, "user_policy_node", model="x.pt2")["model"][0]  # read-only
+    assert _set(probe, "user_policy_node", method="gradient")["method"][0]
     probe.clear("diagnostics")
     probe.wait_for("diagnostics", 1, timeout=5, pred=lambda m: any(
-        s.name.endswith("/user_explainer_node") and any(kv.key == "method" and kv.value == "gradient" for kv in s.values)
+        s.name.endswith("/user_policy_node") and any(kv.key == "method" and kv.value == "gradient" for kv in s.values)
         for s in m.status))
     n = len(probe.get("ratios"))
     probe.wait_for("ratios", n + 3, timeout=10)
@@ -212,10 +210,19 @@ def test_exported_program_runs_in_the_node(procs):
         np.testing.assert_allclose(m.position, want, atol=1e-4)
         checked += 1
     assert checked == 5
-    ratios = probe2.wait_for("ratios", 3, timeout=30)
+    ratios = probe2.wait_for("ratios", 3, timeout=30)  # from the user_explainer_node
     assert list(ratios[-1].name) == ["agentview_image", "joint_state"]
     assert sum(ratios[-1].position) == pytest.approx(1.0, abs=1e-5)
     assert probe2.get("commands") == []  # kind: other is not an effort command
+    probe2.wait_for("diagnostics", 1, timeout=10, pred=lambda m: any(
+        s.name.endswith("/user_explainer_node") and int({kv.key: kv.value for kv in s.values}.get("actions_checked", 0)) >= 3
+        for s in m.status))
+    _, _, explainer = probe2.diagnostics("user_explainer_node")
+    assert explainer["act"] == "False" and int(explainer["explained"]) > 0
+    # its recomputed actions are the acting node's (same program, same messages, same stamps)
+    assert explainer["action_mismatches"] == "0", explainer
+    _, _, actor = probe2.diagnostics("user_policy_node")
+    assert actor["explained"] == "0" and int(actor["decisions"]) > 0  # explain:=false: it only acts
 
 
 def test_factory_model_without_weights_is_refused(procs):

@@ -1,7 +1,7 @@
 """launch_testing test of `ros2 launch policy_xai user_policy.launch.py`: the MuJoCo arm driven by a
 user's model (an untrained robomimic_bc from its factory, allow_untrained:=true) through the shipped
-config/user_policy_sim.yaml, explained by user_explainer_node, with the heatmap, from the package's
-install over real DDS.
+config/user_policy_sim.yaml, acting and explaining in one user_policy_node, with the heatmap, from
+the package's install over real DDS.
 
 Run by test/test_launch.py with the `launch_test` command against a colcon install of the package.
 Every process must exit with code 0 when launch stops it with SIGINT.
@@ -22,7 +22,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from launch_probe import Probe, check_installed_from, stamp_ns  # noqa: E402
 
-NODES = ("sim_node", "user_policy_node", "user_explainer_node", "visualization_node")
+NODES = ("sim_node", "user_policy_node", "visualization_node")
 JOINTS = ["right_s0", "right_s1", "right_e0", "right_e1", "right_w0", "right_w1", "right_w2"]
 
 
@@ -71,8 +71,8 @@ class TestUserPolicyGraph(unittest.TestCase):
         for n in NODES:
             self.probe.wait_for_status(n, lambda level, msg, values: True, timeout=60)
         level, message, values = self.probe.wait_for_status(
-            "user_explainer_node", lambda level, msg, values: int(values.get("explained", "0")) > 0)
-        self.assertEqual(values.get("act"), "False", (level, message, values))
+            "user_policy_node", lambda level, msg, values: int(values.get("explained", "0")) > 0)
+        self.assertEqual(values.get("action_mismatches"), "0", (level, message, values))
 
 
 @launch_testing.post_shutdown_test()

@@ -98,8 +98,8 @@ def _live_args(p) -> None:
     g.add_argument("--mapping", default="user_policy_sim",
                    help="YAML observation mapping (default: the shipped config/user_policy_sim.yaml)")
     g.add_argument("--model-kwargs", default="", help="factory keyword arguments, a JSON object")
-    g.add_argument("--one-process", action="store_true",
-                   help="act and explain in one user_policy_node (default: a user_explainer_node explains)")
+    g.add_argument("--split", action="store_true",
+                   help="explain in a user_explainer_node of its own (default: the user_policy_node explains)")
 
 
 def _print_tables() -> int:
@@ -174,7 +174,8 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
              on_up=None, user: "dict | None" = None) -> dict:
     """Start recorder + sim graph, wait until heatmaps flow, run `duration` s, stop, summarise.
 
-    user: {"model", "mapping", "model_kwargs", "weights"} runs graph "user_sim" instead (the user's
+    user: {"model", "mapping", "model_kwargs", "weights", "split"} runs graph "user_sim" (or
+    "user_sim_split") instead (the user's
     model in user_policy_node, the sim camera at the mapping's size unless image_size is given).
 
     A node that exits early is noted (exit code, time, last log lines) and the others keep running
@@ -193,7 +194,7 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
 
         cam = first_camera_size(user["mapping"])
         size = image_size or (cam[0] if cam else 64)
-        split = not user.get("one_process")
+        split = bool(user.get("split"))
         overrides = user_sim_overrides(user["model"], user["mapping"], user.get("model_kwargs", ""),
                                        user.get("weights", ""), method, allow_untrained=True,
                                        image_size=(size, size) if image_size else None, split=split)
@@ -202,7 +203,7 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
             for n in ("user_policy_node", "user_explainer_node"):
                 if n in overrides:
                     overrides[n]["resize"] = True
-        graph_name, name = ("user_sim" if split else "user_sim_one"), str(user["model"])
+        graph_name, name = ("user_sim_split" if split else "user_sim"), str(user["model"])
     else:
         s = load_spec(spec)
         size = image_size or s.image_height
@@ -382,7 +383,7 @@ def cmd_run(args) -> int:
         if live.untrained:
             print(f"note: {args.model} runs UNTRAINED (no --weights): random actions, in simulation only")
         user = {"model": args.model, "mapping": args.mapping, "model_kwargs": args.model_kwargs,
-                "weights": args.weights, "one_process": args.one_process}
+                "weights": args.weights, "split": args.split}
         args.method = method
     elif getattr(args, "model_kwargs", "") or getattr(args, "mapping", "user_policy_sim") != "user_policy_sim":
         raise UsageError("--mapping and --model-kwargs are for --model")

@@ -18,10 +18,10 @@ GRAPHS: dict[str, tuple[tuple[str, ...], str]] = {
     "robot": (("policy_node", "attribution_node", "visualization_node"), "baxter.yaml"),
     "replay": (("attribution_node", "visualization_node"), "sim.yaml"),
     "explain": (("policy_node", "attribution_node", "visualization_node"), "sim.yaml"),
-    # a user's model driving the sim: user_policy_node acts, user_explainer_node explains (user_sim), or
-    # user_policy_node does both in one process (user_sim_one)
-    "user_sim": (("sim_node", "user_policy_node", "user_explainer_node", "visualization_node"), "sim.yaml"),
-    "user_sim_one": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
+    # a user's model driving the sim: user_policy_node acts and explains (user_sim), or acts while
+    # user_explainer_node explains in a process of its own (user_sim_split)
+    "user_sim": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
+    "user_sim_split": (("sim_node", "user_policy_node", "user_explainer_node", "visualization_node"), "sim.yaml"),
 }
 
 
@@ -101,9 +101,9 @@ def with_shipped_policy(params_file: Optional[str], overrides: Mapping[str, Mapp
 
 def user_sim_overrides(model: str, mapping: str = "user_policy_sim", model_kwargs: str = "", weights: str = "",
                        method: str = "", allow_untrained: bool = False, device: str = "",
-                       image_size: Optional[Sequence[int]] = None, split: bool = True) -> dict:
-    """Overrides of graphs "user_sim" (split: user_policy_node acts with explain:=false,
-    user_explainer_node explains) and "user_sim_one" (split=False: user_policy_node does both): the
+                       image_size: Optional[Sequence[int]] = None, split: bool = False) -> dict:
+    """Overrides of graphs "user_sim" (user_policy_node acts and explains) and "user_sim_split"
+    (split=True: user_policy_node acts with explain:=false, user_explainer_node explains): the
     model, mapping and options, and the sim camera at the size of the mapping's first camera
     (image_size: (height, width) to choose another; the nodes then need resize:=true). No torch:
     the mapping is only read for that size."""

@@ -18,15 +18,16 @@ camera's relevance on /policy_xai/relevance/image (so visualization_node draws t
 camera's on /policy_xai/relevance/cameras/<name>, the ratios per input and per named group on
 /policy_xai/relevance/ratios (sum to 1), the vector relevance and the alpha used.
 
-One node, run once or twice. With explain:=true one process acts and explains (its worker thread
-explains on exactly the tensors the model acted on). As the existing policy_node /
-attribution_node pair does, the launch file and `policy-xai run --model` instead run it twice: a
-user_policy_node with explain:=false that acts, and a user_explainer_node (this node with
-act:=false, which never commands) on the same topics. Both get the same messages, pair them by the
-same stamps and load the same model, so the explanation of stamp t is that of the decision of stamp
-t; the explanation's Python work then never competes with the control path for one interpreter
-(docs/ros.md has the measured difference). No observation is forwarded: a user's observation is any
-set of named tensors, which would need a topic each.
+One node, run once or twice. By default (explain:=true; the launch file, `policy-xai run --model`)
+one process acts and explains: its worker thread explains exactly the tensors the model acted on,
+and checks that the explanation's outputs are the actions. With split:=true / --split it runs
+twice, as the existing policy_node / attribution_node pair does: a user_policy_node with
+explain:=false that acts, and a user_explainer_node (this node with act:=false, which never
+commands) on the same topics. Both get the same messages, pair them by the same stamps and load
+the same model (an untrained one from the same seed); the explainer checks its recomputed actions
+against the acting node's /policy_xai/actions of the same stamp. No observation is forwarded: a
+user's observation is any set of named tensors, which would need a topic each. docs/ros.md has the
+measured cost of each on this machine.
 """
 from __future__ import annotations
 
