@@ -44,6 +44,8 @@ setup(
             "attribution_node = policy_xai.ros.entry:attribution_node",
             "visualization_node = policy_xai.ros.entry:visualization_node",
             "policy_xai_recorder = policy_xai.ros.entry:recorder",
+            "user_policy_node = policy_xai.ros.entry:user_policy_node",
+            "user_explainer_node = policy_xai.ros.entry:user_explainer_node",
         ],
     },
 )

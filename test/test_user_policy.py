@@ -342,3 +342,107 @@ def test_example_mapping_fits_robomimic_bc():
     assert mapping.check(model) == 7 and mapping.action_names == JOINTS
     with pytest.raises(UserPolicyError, match="no source for robot0_eef_pos"):  # robomimic_bc() as it comes
         load_mapping(path, load_user_policy(FACTORY, kwargs={"width": 4}))
+
+
+# ==== live, without ROS (policy_xai.user_live: what user_policy_node computes) =======================
+SIM_KW = '{"width": 8, "image_size": 64, "low_dim": {"joint_state": 14}, "tanh": false}'
+
+
+@pytest.fixture(scope="module")
+def sim_live():
+    from policy_xai.user_live import load_live
+
+    return load_live(FACTORY, "user_policy_sim", model_kwargs=SIM_KW, allow_untrained=True)
+
+
+def test_shipped_sim_mapping_fits_robomimic_bc_at_64(sim_live):
+    from policy_xai.ros.graph import first_camera_size
+
+    assert sim_live.n_actions == 7 and sim_live.mapping.action_kind == "torques"
+    assert sim_live.topic_plan() == {"/camera/image_raw": ("image", ["agentview_image"]),
+                                     "/joint_states": ("joint_state", ["joint_state"])}
+    assert first_camera_size("user_policy_sim") == (64, 64)
+    rng = np.random.default_rng(0)
+    q = sim_live.vector_from_joint_state("joint_state", JOINTS[::-1], {"position": np.arange(7.0), "velocity": np.ones(7)})
+    assert q.tolist() == list(range(6, -1, -1)) + [1.0] * 7  # picked by name, positions then velocities
+    rgb = sim_live.image("agentview_image", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    inputs, actions = sim_live.decide({"agentview_image": rgb, "joint_state": q})
+    e = sim_live.explain(inputs, {"joint_state": q}, "dtd")
+    assert e.ratio_names == ["agentview_image", "joint_state/position", "joint_state/velocity"]
+    assert e.ratio_values.sum() == pytest.approx(1.0, abs=1e-5)
+    assert e.maps["agentview_image"].shape == (64, 64) and e.maps["agentview_image"].dtype == np.float32
+    np.testing.assert_allclose(e.outputs, actions, atol=1e-5)
+    assert e.element_names[0] == "joint_position/right_s0" and e.element_names[7] == "joint_velocity/right_s0"
+    assert e.element_relevance.shape == (14,) and e.alpha.tolist() == [1.0] * 7
+
+
+def test_live_input_errors_are_one_line(sim_live):
+    def err(fn):
+        with pytest.raises(UserPolicyError) as ei:
+            fn()
+        assert "\n" not in str(ei.value)
+        return str(ei.value)
+
+    assert "32x32, the mapping says 64x64" in err(lambda: sim_live.image("agentview_image", np.zeros((32, 32, 3), np.uint8)))
+    assert sim_live.image("agentview_image", np.zeros((32, 32, 3), np.uint8), resize=True).shape == (64, 64, 3)
+    f = {"position": np.zeros(7), "velocity": np.zeros(7)}
+    assert "left_0" in err(lambda: sim_live.vector_from_joint_state("joint_state", [f"left_{i}" for i in range(7)], f))
+    assert "NaN" in err(lambda: sim_live.vector_from_joint_state(
+        "joint_state", JOINTS, {"position": np.full(7, np.nan), "velocity": np.zeros(7)}))
+    assert "0 velocity values" in err(lambda: sim_live.vector_from_joint_state("joint_state", JOINTS,
+                                                                               {"position": np.zeros(7)}))
+    assert "cannot explain" in err(lambda: sim_live.check_method("no_such_method"))
+
+
+def test_live_loading_refuses_and_names_the_problem():
+    from policy_xai.user_live import UntrainedModelRefused, check_device, load_live, parse_kwargs
+
+    with pytest.raises(UntrainedModelRefused, match="allow_untrained:=true"):
+        load_live(FACTORY, "user_policy_sim", model_kwargs=SIM_KW)
+    with pytest.raises(UserPolicyError, match="robot0_eef_pos"):  # the model's inputs are listed
+        load_live(FACTORY, "user_policy_sim", allow_untrained=True)
+    with pytest.raises(UserPolicyError, match="not JSON"):
+        parse_kwargs("{width: 8")
+    with pytest.raises(UserPolicyError, match="JSON object"):
+        parse_kwargs("[1, 2]")
+    assert parse_kwargs("") == {} and parse_kwargs('{"width": 8}') == {"width": 8}
+    assert str(check_device("cpu")) == "cpu"
+    with pytest.raises(UserPolicyError, match="expected cpu, cuda"):
+        check_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserPolicyError, match="CUDA is not available"):
+            check_device("cuda")
+    with pytest.raises(UserPolicyError, match="mapping file not found: no_such_mapping.yaml"):
+        load_live(FACTORY, "no_such_mapping.yaml", model_kwargs=SIM_KW, allow_untrained=True)
+    with pytest.raises(UserPolicyError, match="model file not found"):
+        load_live("missing.pt2", "user_policy_sim")
+    with pytest.raises(UserPolicyError, match="no model"):
+        load_live("", "user_policy_sim")
+
+
+def test_live_other_actions_and_dynamics_alpha(tmp_path):
+    from policy_xai.user_live import load_live
+
+    torch.manual_seed(0)
+    torch.save(ConvLinear().state_dict(), tmp_path / "w.pt")
+    mapping = write_yaml(tmp_path / "map.yaml", {
+        "image": {"topic": "/cam", "kind": "image", "height": 16, "width": 16},
+        "state": {"topic": "/joint_states", "kind": "vector", "fields": ["position", "velocity"], "joints": JOINTS},
+        "actions": {"names": ["dx", "dy", "dz", "roll", "grip"], "kind": "other", "alpha": [1, 1, 1, 0.5, 2]}})
+    live = load_live("test_user_policy:ConvLinear", str(mapping), weights=str(tmp_path / "w.pt"))
+    assert not live.untrained and live.mapping.action_kind == "other"
+    obs = live.mapping.example()
+    inputs, a = live.decide(obs)
+    e = live.explain(inputs, {"state": obs["state"]}, "gradient", importance="dynamics")  # not torques: mapping's alpha
+    assert e.alpha.tolist() == [1, 1, 1, 0.5, 2] and a.shape == (5,)
+    assert e.ratio_names == ["image", "state/position", "state/velocity"]
+
+
+def test_run_command_checks_the_users_model_before_starting(capsys, tmp_path):
+    """`policy-xai run --model`: a mapping that does not fit is one line and exit code 2, before any
+    node starts (the live run itself: test_user_policy_ros.py and docs/ros.md)."""
+    rc, _, err = cli(capsys, "run", "--model", FACTORY, "--mapping", "user_policy_sim", "--out", tmp_path / "r")
+    assert rc == 2 and "does not fit the model" in err and "robot0_eef_pos" in err
+    assert not (tmp_path / "r" / "bag").exists()
+    rc, _, err = cli(capsys, "run", "--mapping", "other.yaml", "--out", tmp_path / "r2")
+    assert rc == 2 and "--mapping and --model-kwargs are for --model" in err

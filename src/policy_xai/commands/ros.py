@@ -2,7 +2,8 @@
 
 run      start the simulated graph (sim, policy, attribution, visualisation) as processes over real
          DDS for a while, record every topic to a rosbag2 MCAP, then write the heatmap video, the
-         ratio plot and a summary (rates, latency, success)
+         ratio plot and a summary (rates, latency, success); --model runs a user's PyTorch policy
+         (package.module:factory or .pt2, with a YAML --mapping) in user_policy_node instead
 record   record topics of a running graph to MCAP until Ctrl-C
 play     publish a bag's topics with their timing (rate, loop, start offset)
 latency  observation stamp -> heatmap arrival, p50/p99, for the small (64x64) and paper (240x240) specs
@@ -91,6 +92,14 @@ def _live_args(p) -> None:
     p.add_argument("--image-size", type=positive_int, default=None, help="camera size (default: the spec's input size)")
     p.add_argument("--params-file", default=None, help="parameter file (default config/sim.yaml)")
     p.add_argument("--domain-id", type=domain_id, default=None, help="ROS_DOMAIN_ID (default: a random free-ish one)")
+    g = p.add_argument_group("a user's policy instead of the spec's (user_policy_node; --spec is then unused)")
+    g.add_argument("--model", default="", help="package.module:factory (with --weights, else untrained: simulation) "
+                                               "or a torch.export program (.pt2)")
+    g.add_argument("--mapping", default="user_policy_sim",
+                   help="YAML observation mapping (default: the shipped config/user_policy_sim.yaml)")
+    g.add_argument("--model-kwargs", default="", help="factory keyword arguments, a JSON object")
+    g.add_argument("--split", action="store_true",
+                   help="explain in a user_explainer_node of its own (default: the user_policy_node explains)")
 
 
 def _print_tables() -> int:
@@ -132,6 +141,20 @@ def check_live_args(out: Path, spec: str, weights: str = "", params_file=None, i
     checks.writable_dir(out)
 
 
+def check_user_model(model: str, mapping: str, model_kwargs: str = "", weights: str = "", method: str = "dtd"):
+    """--model / --mapping load and fit (and the method explains the model) before any node starts;
+    a UsageError with the node's one-line reason otherwise. In simulation a factory model without
+    --weights runs untrained (as --spec does)."""
+    from ..user_live import load_live
+    from ..user_policy import UserPolicyError
+
+    try:
+        return load_live(model, mapping, weights=weights, model_kwargs=model_kwargs, allow_untrained=True,
+                         method=method)
+    except UserPolicyError as e:
+        raise UsageError(str(e)) from None
+
+
 def _death(p, t0: float, phase: str) -> dict:
     """What the summary says about a node that exited while the run went on."""
     rc = p.returncode
@@ -148,8 +171,12 @@ def _death(p, t0: float, phase: str) -> dict:
 def live_run(out: Path, duration: float, spec: str = "small", weights: str = "", method: str = "dtd",
              task: str = "reach", image_size=None, params_file=None, domain_id=None, log=print,
              warmup_timeout: float = 90.0, precision: str = "float32", compression: str = "zstd",
-             on_up=None) -> dict:
+             on_up=None, user: "dict | None" = None) -> dict:
     """Start recorder + sim graph, wait until heatmaps flow, run `duration` s, stop, summarise.
+
+    user: {"model", "mapping", "model_kwargs", "weights", "split"} runs graph "user_sim" (or
+    "user_sim_split") instead (the user's
+    model in user_policy_node, the sim camera at the mapping's size unless image_size is given).
 
     A node that exits early is noted (exit code, time, last log lines) and the others keep running
     to the end of the run (a dead recorder ends it: nothing more is recorded); what was recorded is
@@ -162,12 +189,29 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
     from ..ros.runner import GraphRunner
     from ..spec import load_spec
 
-    s = load_spec(spec)
-    size = image_size or s.image_height
-    pol = {"spec": spec, "weights": weights}
-    overrides = {"sim_node": {"task": task, "image_width": int(size), "image_height": int(size)},
-                 "policy_node": {**pol, "resize": size != s.image_height},
-                 "attribution_node": {**pol, "method": method, "precision": precision}}
+    if user:
+        from ..ros.graph import first_camera_size, user_sim_overrides
+
+        cam = first_camera_size(user["mapping"])
+        size = image_size or (cam[0] if cam else 64)
+        split = bool(user.get("split"))
+        overrides = user_sim_overrides(user["model"], user["mapping"], user.get("model_kwargs", ""),
+                                       user.get("weights", ""), method, allow_untrained=True,
+                                       image_size=(size, size) if image_size else None, split=split)
+        overrides["sim_node"] = {**overrides.get("sim_node", {}), "task": task}
+        if image_size and cam and tuple(cam) != (size, size):
+            for n in ("user_policy_node", "user_explainer_node"):
+                if n in overrides:
+                    overrides[n]["resize"] = True
+        graph_name, name = ("user_sim_split" if split else "user_sim"), str(user["model"])
+    else:
+        s = load_spec(spec)
+        size = image_size or s.image_height
+        pol = {"spec": spec, "weights": weights}
+        overrides = {"sim_node": {"task": task, "image_width": int(size), "image_height": int(size)},
+                     "policy_node": {**pol, "resize": size != s.image_height},
+                     "attribution_node": {**pol, "method": method, "precision": precision}}
+        graph_name, name = "sim", s.name
     out.mkdir(parents=True, exist_ok=True)
     bag = out / "bag"
     if bag.exists():
@@ -175,9 +219,9 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
     dom = _domain(domain_id)
     rec = NodeLaunch("recorder", NODES["recorder"].module, NODES["recorder"].executable, None,
                      {"output": str(bag), "compression": compression})
-    runner = GraphRunner([rec, *graph("sim", params_file=params_file, overrides=overrides)], domain_id=dom,
+    runner = GraphRunner([rec, *graph(graph_name, params_file=params_file, overrides=overrides)], domain_id=dom,
                          log_dir=out / "logs")
-    log(f"starting recorder + sim graph on ROS_DOMAIN_ID={dom} (logs: {runner.log_dir})")
+    log(f"starting recorder + {graph_name} graph on ROS_DOMAIN_ID={dom} (logs: {runner.log_dir})")
     t_start = time.monotonic()
     dead: dict = {}
     interrupted = False
@@ -229,7 +273,7 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
         problem = src.problem.describe(src.start_ns) if src.problem is not None else None
     run = bagtools.read_run(bag)
     summary = bagtools.summarize(run)
-    summary.update({"spec": s.name, "image_size": int(size), "method": method, "precision": precision,
+    summary.update({"spec": name, "image_size": int(size), "method": method, "precision": precision,
                     "task": task, "duration_s": duration, "ran_s": round(ran_s, 2),
                     "bag": str(bag), "domain_id": dom, "compression": compression,
                     "bag_bytes": sum(p.stat().st_size for p in bag.iterdir() if p.is_file()),
@@ -321,6 +365,8 @@ def _print_summary(summary: dict, out=None) -> None:
               file=out)
     if summary.get("attribution"):
         print(f"  attribution: {summary['attribution']}", file=out)
+    if summary.get("user_policy"):
+        print(f"  user_policy_node: {summary['user_policy']}", file=out)
     if summary.get("success"):
         print(f"  simulation: {summary['success']}", file=out)
 
@@ -330,9 +376,21 @@ def cmd_run(args) -> int:
 
     out = Path(args.out or time.strftime("runs/%Y%m%d_%H%M%S"))
     check_live_args(out, args.spec, args.weights, args.params_file, args.image_size)
+    user = None
+    if getattr(args, "model", ""):
+        method = args.method if args.method != _DEFAULT_METHOD else "dtd"  # occlusion_net is for our policies
+        live = check_user_model(args.model, args.mapping, args.model_kwargs, args.weights, method)
+        if live.untrained:
+            print(f"note: {args.model} runs UNTRAINED (no --weights): random actions, in simulation only")
+        user = {"model": args.model, "mapping": args.mapping, "model_kwargs": args.model_kwargs,
+                "weights": args.weights, "split": args.split}
+        args.method = method
+    elif getattr(args, "model_kwargs", "") or getattr(args, "mapping", "user_policy_sim") != "user_policy_sim":
+        raise UsageError("--mapping and --model-kwargs are for --model")
     res = live_run(out, args.duration, args.spec, args.weights, args.method, args.task, args.image_size,
                    args.params_file, args.domain_id, precision=getattr(args, "precision", "float32"),
-                   compression=getattr(args, "compression", "zstd"), on_up=getattr(args, "on_up", None))
+                   compression=getattr(args, "compression", "zstd"), on_up=getattr(args, "on_up", None),
+                   user=user)
     run, summary = res["run"], res["summary"]
     if not args.no_video:
         v = bagtools.write_video(run, out / "heatmap.mp4")

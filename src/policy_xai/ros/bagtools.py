@@ -87,6 +87,10 @@ def summarize(run: dict) -> dict:
                     if k in sim},
         "attribution": {k: attr.get(k) for k in ("method", "explained", "skipped_behind", "torque_mismatches",
                                                  "compute_p50_ms", "compute_p99_ms") if k in attr},
+        "user_policy": {f"{node}/{k}": diag[node].get(k) for node in ("user_policy_node", "user_explainer_node")
+                        for k in ("method", "decisions", "explained", "skipped_behind", "action_mismatches",
+                                  "compute_p50_ms", "compute_p99_ms", "explain_p50_ms", "explain_p99_ms")
+                        if k in diag.get(node, {}) and diag[node].get(k) not in ("0", "nan")},
         "nodes": diag,
     }
 

@@ -49,6 +49,8 @@ MODULES = {
     "attribution_node": "policy_xai.ros.attribution_node",
     "visualization_node": "policy_xai.ros.visualization_node",
     "recorder": "policy_xai.ros.recorder",
+    "user_policy_node": "policy_xai.ros.user_policy_node",
+    "user_explainer_node": "policy_xai.ros.user_explainer_node",
 }
 
 
@@ -83,6 +85,14 @@ def visualization_node() -> int:
 
 def recorder() -> int:
     return run("recorder")
+
+
+def user_policy_node() -> int:
+    return run("user_policy_node")
+
+
+def user_explainer_node() -> int:
+    return run("user_explainer_node")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ GRAPHS: dict[str, tuple[tuple[str, ...], str]] = {
     "robot": (("policy_node", "attribution_node", "visualization_node"), "baxter.yaml"),
     "replay": (("attribution_node", "visualization_node"), "sim.yaml"),
     "explain": (("policy_node", "attribution_node", "visualization_node"), "sim.yaml"),
+    # a user's model driving the sim: user_policy_node acts and explains (user_sim), or acts while
+    # user_explainer_node explains in a process of its own (user_sim_split)
+    "user_sim": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
+    "user_sim_split": (("sim_node", "user_policy_node", "user_explainer_node", "visualization_node"), "sim.yaml"),
 }
 
 
@@ -93,6 +97,51 @@ def with_shipped_policy(params_file: Optional[str], overrides: Mapping[str, Mapp
         d.setdefault("robot", TASKS[task].robot)
     out.setdefault("visualization_node", {}).setdefault("robot", TASKS[task].robot)
     return out
+
+
+def user_sim_overrides(model: str, mapping: str = "user_policy_sim", model_kwargs: str = "", weights: str = "",
+                       method: str = "", allow_untrained: bool = False, device: str = "",
+                       image_size: Optional[Sequence[int]] = None, split: bool = False) -> dict:
+    """Overrides of graphs "user_sim" (user_policy_node acts and explains) and "user_sim_split"
+    (split=True: user_policy_node acts with explain:=false, user_explainer_node explains): the
+    model, mapping and options, and the sim camera at the size of the mapping's first camera
+    (image_size: (height, width) to choose another; the nodes then need resize:=true). No torch:
+    the mapping is only read for that size."""
+    node = {"model": str(model), "mapping": str(mapping)}
+    for k, v in (("model_kwargs", model_kwargs), ("weights", weights), ("method", method), ("device", device)):
+        if v:
+            node[k] = str(v)
+    explainer = dict(node)
+    if allow_untrained:
+        node["allow_untrained"] = True
+    size = tuple(image_size) if image_size else first_camera_size(mapping)
+    out = {"user_policy_node": {**node, "explain": False}, "user_explainer_node": explainer} if split \
+        else {"user_policy_node": node}
+    if size:
+        out["sim_node"] = {"image_height": int(size[0]), "image_width": int(size[1])}
+    return out
+
+
+def first_camera_size(mapping: str) -> Optional[tuple]:
+    """(height, width) of the first image observation of a mapping file, None if there is none or
+    the file cannot be read (the node reports that at start-up)."""
+    import yaml
+
+    from ..resources import config_path
+
+    try:
+        doc = yaml.safe_load(open(config_path(str(mapping)))) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    obs = doc.get("observations") if isinstance(doc.get("observations"), dict) else doc
+    for name, spec in obs.items():
+        if name != "actions" and isinstance(spec, dict) and (spec.get("kind") == "image" or "height" in spec):
+            h, w = spec.get("height"), spec.get("width")
+            if isinstance(h, int) and isinstance(w, int):
+                return h, w
+    return None
 
 
 def _file_sets(params_file: Optional[str], node: str, keys: Sequence[str]) -> bool:

@@ -70,6 +70,13 @@ TOPICS: tuple[Topic, ...] = (
     Topic("importance", "/policy_xai/importance_factors", "sensor_msgs/msg/JointState", RELIABLE,
           "attribution_node", "per-joint importance factor alpha used to amortise over joints (RobotModel.importance_factors, "
           "mean-normalised)"),
+    # ---- a user's policy (user_policy_node) ---------------------------------------------------------
+    Topic("actions", "/policy_xai/actions", "sensor_msgs/msg/JointState", RELIABLE, "user_policy_node",
+          "a user's model's actions, named as the mapping's actions.names, in position[], observation stamp "
+          "(joint torques also go to /effort_controller/commands and /policy_xai/torques)"),
+    Topic("camera_relevance", "/policy_xai/relevance/cameras/<camera>", "sensor_msgs/msg/Image", SENSOR_DATA,
+          "user_policy_node", "per-pixel relevance of each camera of a user's mapping (32FC1 at its size; "
+          "<camera> = the observation name); the first camera also on /policy_xai/relevance/image"),
     # ---- visualisation ---------------------------------------------------------------------------
     Topic("heatmap", "/policy_xai/heatmap", "sensor_msgs/msg/Image", SENSOR_DATA, "visualization_node",
           "camera image with the colour-mapped relevance and feature points (rgb8), observation stamp"),
@@ -227,6 +234,42 @@ _PRECISIONS = "policy_xai.attribution.engine:PRECISIONS"
 _TASKS = "policy_xai.robot.tasks:TASKS"
 P = Param  # short, for the table below
 
+_ACT = ("publish the actions (kind: torques also as the effort commands); false: only explain the decisions "
+        "a user_policy_node with the same model, weights and mapping takes (it gets the same messages)")
+#: the parameters of user_policy_node and user_explainer_node (the same node; act differs)
+_USER_PARAMS: dict = {
+    "act": P(True, _ACT),
+    "model": P("", "a user's policy: package.module:factory (with weights) or a torch.export program (.pt2)"),
+    "model_kwargs": P("", "keyword arguments of the factory, a JSON object ('' = none)"),
+    "weights": P("", "weights of a factory model: .safetensors or a torch state_dict (read with "
+                     "weights_only=True); required unless allow_untrained is true"),
+    "allow_untrained": P(False, "run a factory model without weights (random actions: simulation and tests "
+                                "only; never on a real robot)"),
+    "init_seed": P(0, "torch seed the untrained factory model is built with (the same network in every process)",
+                   lo=0),
+    "mapping": P("", "YAML observation mapping: observation names -> topics and fields, the actions "
+                     "(a path, or a shipped config/ name such as user_policy_sim)"),
+    "method": P("dtd", "attribution method of the graph engine (checked on the model before it applies)",
+                choices="policy_xai.attribution.graph:METHODS", runtime=True),
+    "explain": P(True, "explain each decision (in a worker thread that drops to the newest when behind)",
+                 runtime=True),
+    "importance": P("mapping", "explanation output weights: mapping (actions.alpha, else 1) | dynamics "
+                               "(joint torques: the robot model's importance factors)",
+                    choices=("mapping", "dynamics")),
+    "robot": P("baxter_right_arm", "urdf/<robot>.urdf for importance:=dynamics"),
+    "dt": P(0.05, "control period for the importance factors (s)", lo=1e-4, hi=10.0, runtime=True),
+    "device": P("cpu", "torch device: cpu, or cuda / cuda:N when CUDA is available"),
+    "torque_limits": P("", "N·m per action, to clip joint torques ('' = no clipping)", lo=0.0,
+                       kind="float_list", runtime=True),
+    "resize": P(False, "resize images of another size to the mapping's (else: error)", runtime=True),
+    "sync_tolerance": P(0.02, "s between the stamps of the mapped topics", lo=0.0, hi=1.0, runtime=True),
+    "stale_timeout": P(0.5, "s without a fresh observation -> zero torque (kind: torques)", lo=0.01, hi=60.0,
+                       runtime=True),
+    "time_jump": P(1.0, "s: a stamp this far behind the last one used (or ahead) restarts the pairing",
+                   lo=0.001, runtime=True),
+    "threads": P(1, "torch intra-op threads", lo=1, hi=256),
+}
+
 #: node parameters: defaults, types, constraints (config/*.yaml override them; every one also -p)
 NODES: dict[str, NodeInfo] = {
     "sim_node": NodeInfo("sim_node", "policy_xai.ros.sim_node", "sim_node", {
@@ -278,6 +321,13 @@ NODES: dict[str, NodeInfo] = {
                        lo=0.001, runtime=True),
         "threads": P(1, "torch intra-op threads", lo=1, hi=256),
     }, "explains each decision of the policy node; drops to the newest when behind"),
+    "user_policy_node": NodeInfo("user_policy_node", "policy_xai.ros.user_policy_node", "user_policy_node",
+                                 _USER_PARAMS, "a user's PyTorch policy from a YAML mapping: acts on the mapped "
+                                               "topics (and explains each decision unless explain:=false)"),
+    "user_explainer_node": NodeInfo("user_explainer_node", "policy_xai.ros.user_explainer_node",
+                                    "user_explainer_node", {**_USER_PARAMS, "act": P(False, _ACT)},
+                                    "user_policy_node with act:=false: explains the decisions of a user_policy_node "
+                                    "(explain:=false) in a process of its own; never commands"),
     "visualization_node": NodeInfo("visualization_node", "policy_xai.ros.visualization_node",
                                    "visualization_node", {
         "robot": P("baxter_right_arm", "joint marker positions ('' = a row of spheres)"),
