@@ -31,7 +31,8 @@ LAUNCH_TESTS = sorted((ROOT / "test" / "launch_testing").glob("test_*.py"))
 WHEELS = ROOT.parent / "shared" / "ros2-wheels"
 # what the package installs (setup.py's data_files and packages): copied into the workspace
 PACKAGE_FILES = ("package.xml", "setup.py", "setup.cfg", "resource", "src", "launch", "config", "urdf", "models")
-NODE_EXECUTABLES = ("sim_node", "policy_node", "attribution_node", "visualization_node", "policy_xai_recorder")
+NODE_EXECUTABLES = ("sim_node", "policy_node", "attribution_node", "visualization_node", "policy_xai_recorder",
+                    "user_policy_node", "user_explainer_node")
 # this file's DDS domains: 150-199 (other tests of the suite use 60-140)
 DOMAIN_BASE = 150 + (os.getpid() % 10) * 5
 
@@ -124,7 +125,7 @@ def colcon_install(launch_tooling, tmp_path_factory):
     prefix = install / "policy_xai"
     for exe in NODE_EXECUTABLES:
         assert os.access(prefix / "lib" / "policy_xai" / exe, os.X_OK), f"{exe} not installed:\n{out}"
-    for f in ("sim.launch.py", "robot.launch.py", "replay.launch.py", "_graph_launch.py"):
+    for f in ("sim.launch.py", "robot.launch.py", "replay.launch.py", "user_policy.launch.py", "_graph_launch.py"):
         assert (prefix / "share" / "policy_xai" / "launch" / f).is_file(), f"launch/{f} not installed"
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "policy_xai").is_file()
     return install
