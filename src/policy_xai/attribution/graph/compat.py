@@ -80,6 +80,8 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
         pj_cfg = e.per_output["config"]
     extras = {k: v for k, v in e.extras.items() if k in ("output_relevance", "reference_torques", "reference")}
     if e.method in ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam"):
-        extras["layer"] = layer if layer >= 0 else len(policy.convs) + layer
+        n_convs = len(policy.convs) if policy.spec.trunk is None else \
+            sum(isinstance(m, nn.Conv2d) for m in policy.modules())
+        extras["layer"] = layer if layer >= 0 else n_convs + layer
     return Explanation(method, e.maps["image"], e.inputs["config"], points, e.outputs, e.alpha, ratios,
                        spec.group_names, fp, pj_img, pj_cfg, extras)
