@@ -114,7 +114,9 @@ class CaptumRunner:
         self.lrp = LRP(SignedTorques(self._lrp_net, sign))
         self.gbp = GuidedBackprop(SignedTorques(copy.deepcopy(policy), sign))
         gc_net = copy.deepcopy(policy)
-        self.lgc = LayerGradCam(SignedTorques(gc_net, sign), gc_net.conv_relus[0])
+        # the first conv's ReLU, like our gradcam's default layer (a ResNet trunk: the stem's, after its norm)
+        first_relu = gc_net.conv_relus[0] if policy.spec.trunk is None else gc_net.trunk.relu
+        self.lgc = LayerGradCam(SignedTorques(gc_net, sign), first_relu)
         self._reference = policy
 
     def _attach(self):
