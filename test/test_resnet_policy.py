@@ -115,6 +115,20 @@ def test_dtd_and_rap_conserve_on_resnet_trunks(norm):
         assert torch.allclose(r, torch.ones_like(r), atol=1e-5)
 
 
+def test_trained_resnet_weights_conserve_and_match_the_live_numbers():
+    path = find_shared("models", "reach_resnet.safetensors")
+    if path is None:
+        pytest.skip("models/reach_resnet.safetensors is not installed")
+    p = load_policy(path)
+    assert p.spec.name == "resnet_small" and not p.training
+    x, c = observation(p.spec, 2, seed=9)
+    for method in ("dtd", "rap"):
+        e = explain(p, x, c, method=method)
+        torch.testing.assert_close(e.image.flatten(1).sum(1) + e.config.sum(1), (e.alpha * e.torques.abs()).sum(1),
+                                   rtol=1e-5, atol=0)
+    torch.testing.assert_close(e.torques, p(x, c), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("norm", ("batch", "group"))
 def test_gradient_is_autograd_times_input(norm):
     p = random_policy(norm, seed=3)

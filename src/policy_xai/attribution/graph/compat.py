@@ -7,7 +7,8 @@ The policy is traced as one model among others (`PolicyModule`: {"image", "confi
 configuration normalised outside so that relevance and gradient x input are on the network's
 normalised inputs, as in the existing engine); the result is the same `Explanation` as
 `policy_xai.attribution.explain` gives, with the same numbers (test/test_graph_compat.py). This is
-the bridge for making the graph engine the only engine (issue 11, part 2).
+the bridge for making the graph engine the only engine (issue 11, part 2); `explain` already takes
+it for a policy with a ResNet-family trunk (spec `trunk:`).
 """
 from __future__ import annotations
 
