@@ -1,6 +1,7 @@
 """The visuomotor policy network (Kim & Choi, Fig. 1) and its safe (de)serialisation.
 
-image (B, C, H, W) in [0, 1] -> conv+ReLU stack -> spatial softmax -> K feature points (x, y) in
+image (B, C, H, W) in [0, 1] -> conv+ReLU stack (or a ResNet-family trunk + 1x1 keypoint conv, spec
+`trunk:`) -> spatial softmax -> K feature points (x, y) in
 [-1, 1] -> concat with the normalised configuration vector -> FC+ReLU layers -> one torque per joint.
 """
 from __future__ import annotations
@@ -64,13 +65,20 @@ class VisuomotorPolicy(nn.Module):
         super().__init__()
         flush_denormals()
         self.spec = spec = load_spec(spec)
-        convs, c_in = [], spec.image_channels
-        for c in spec.conv:
-            convs.append(nn.Conv2d(c_in, c.channels, c.kernel, stride=c.stride))
-            c_in = c.channels
-        self.convs = nn.ModuleList(convs)
-        # one ReLU module per layer (no reuse), so that hook-based libraries (captum, zennit) see them
-        self.conv_relus = nn.ModuleList(nn.ReLU() for _ in convs)
+        if spec.trunk is None:
+            convs, c_in = [], spec.image_channels
+            for c in spec.conv:
+                convs.append(nn.Conv2d(c_in, c.channels, c.kernel, stride=c.stride))
+                c_in = c.channels
+            self.convs = nn.ModuleList(convs)
+            # one ReLU module per layer (no reuse), so that hook-based libraries (captum, zennit) see them
+            self.conv_relus = nn.ModuleList(nn.ReLU() for _ in convs)
+        else:  # a ResNet-family trunk, then a 1x1 conv to the keypoint maps (no ReLU: robomimic's layout)
+            from .attribution.graph.models import ResNetTrunk
+
+            t = spec.trunk
+            self.trunk = ResNetTrunk(spec.image_channels, t.width, t.norm, t.blocks)
+            self.keypoints = nn.Conv2d(self.trunk.out_channels, spec.feature_points, 1)
         h, w = spec.conv_output_size()
         self.softmax = SpatialSoftmax(h, w, spec.softmax_temperature)
         sizes = [2 * spec.feature_points + spec.config_dim, *spec.hidden, spec.n_joints]
@@ -83,8 +91,15 @@ class VisuomotorPolicy(nn.Module):
         self.eval()
 
     # ---- forward ---------------------------------------------------------------------------
+    @property
+    def plain(self) -> bool:
+        """True for the plain conv+ReLU stack (`convs`), False for a ResNet-family trunk (`trunk`)."""
+        return self.spec.trunk is None
+
     def conv_features(self, image: torch.Tensor) -> torch.Tensor:
         x = image.contiguous(memory_format=torch.channels_last)  # ~25% faster convolutions on CPU
+        if self.spec.trunk is not None:
+            return self.keypoints(self.trunk(x))
         for conv, relu in zip(self.convs, self.conv_relus):
             x = relu(conv(x))
         return x

@@ -108,10 +108,28 @@ def ssim(x, y, sigma: float = 1.5, data_range: float = 1.0, k1: float = 0.01, k2
 
 # ---- the randomisation cascade -------------------------------------------------------------------
 def cascade_layers(policy: VisuomotorPolicy) -> list[tuple[str, torch.nn.Module]]:
-    """Layers with weights, from the top: fc_M (output), ..., fc_1, conv_L, ..., conv_1."""
+    """Layers with weights, from the top: fc_M (output), ..., fc_1, conv_L, ..., conv_1. A ResNet-family
+    trunk is randomised a unit at a time: the 1x1 keypoint conv, each residual block (`layer2.1` ...,
+    its convs, norms and downsample together) from the last, then the stem (7x7 conv and its norm)."""
     fcs = [(f"fc{i + 1}", m) for i, m in enumerate(policy.fcs)]
+    if policy.spec.trunk is not None:
+        t = policy.trunk
+        blocks = [(f"layer{i + 1}.{j}", b) for i in range(t.n_stages) for j, b in enumerate(getattr(t, f"layer{i + 1}"))]
+        units = [("stem", torch.nn.ModuleList([t.conv1, t.bn1]))] + blocks + [("keypoints", policy.keypoints)]
+        return fcs[::-1] + units[::-1]
     convs = [(f"conv{i + 1}", m) for i, m in enumerate(policy.convs)]
     return fcs[::-1] + convs[::-1]
+
+
+def _reset(module: torch.nn.Module) -> None:
+    """The PyTorch default initialisation of a layer, or of every layer inside a unit (norms included:
+    BatchNorm's running statistics too)."""
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+        return
+    for m in module.modules():
+        if m is not module and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
 
 
 def randomisation_cascade(policy: VisuomotorPolicy, seed: int = 0):
@@ -123,7 +141,7 @@ def randomisation_cascade(policy: VisuomotorPolicy, seed: int = 0):
         module = dict(cascade_layers(net))[name]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1000 + step + 1)
-            module.reset_parameters()
+            _reset(module)
         yield name, net
 
 

@@ -24,6 +24,73 @@ class ConvSpec:
     stride: int = 1
 
 
+#: trunk types a spec may name (`trunk: {type: ...}`); no trunk = the plain `conv` stack
+TRUNK_TYPES = ("resnet",)
+#: normalisation layers of a resnet trunk (graph/models.py:make_norm)
+TRUNK_NORMS = ("batch", "group", "frozen")
+TRUNK_FIELDS = ("type", "width", "stages", "blocks", "norm")
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """A ResNet-family trunk (robomimic-like): 7x7/2 stem conv, norm, ReLU, 3x3/2 max-pool, then
+    `stages` stages of BasicBlocks (`blocks[i]` in stage i, width * 2**i channels, stride 2 after
+    the first), then a 1x1 conv to the spec's feature_points keypoint maps."""
+    type: str = "resnet"
+    width: int = 16
+    stages: int = 2
+    blocks: tuple[int, ...] = (2, 2)
+    norm: str = "batch"
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "width": self.width, "stages": self.stages, "blocks": list(self.blocks),
+                "norm": self.norm}
+
+    @classmethod
+    def from_dict(cls, d) -> "TrunkSpec":
+        if not isinstance(d, Mapping):
+            raise SpecError(f"trunk must be a mapping like {{type: resnet, width: 16, stages: 2, blocks: 2, "
+                            f"norm: batch}}, got {type(d).__name__} {d!r}")
+        unknown = sorted(set(map(str, d)) - set(TRUNK_FIELDS))
+        if unknown:
+            raise SpecError(f"trunk has unknown field(s) {', '.join(unknown)}; known: {', '.join(TRUNK_FIELDS)}")
+        kind = d.get("type")
+        if kind not in TRUNK_TYPES:
+            raise SpecError(f"trunk.type must be one of {', '.join(TRUNK_TYPES)}, got {kind!r}")
+        field_name = "trunk"
+        try:
+            field_name = "trunk.width"
+            width = _int(d.get("width", 16))
+            field_name = "trunk.stages"
+            stages = _int(d.get("stages", 2))
+            field_name = "trunk.blocks"
+            b = d.get("blocks", 2)
+            blocks = tuple(_int(x) for x in _list(b)) if not isinstance(b, (int, float, str)) else (_int(b),) * stages
+        except (TypeError, ValueError, OverflowError) as e:
+            raise SpecError(f"policy spec field {field_name!r} is malformed: {e}") from None
+        norm = d.get("norm", "batch")
+        if norm not in TRUNK_NORMS:
+            raise SpecError(f"trunk.norm must be one of {', '.join(TRUNK_NORMS)}, got {norm!r}")
+        return cls(str(kind), width, stages, blocks, str(norm))
+
+    def validate(self) -> None:
+        if self.width < 1:
+            raise SpecError(f"trunk.width must be positive, got {self.width}")
+        if not 1 <= self.stages <= 4:
+            raise SpecError(f"trunk.stages must be 1 to 4 (ResNet-18 has 4), got {self.stages}")
+        if len(self.blocks) != self.stages:
+            raise SpecError(f"trunk.blocks lists {len(self.blocks)} stage(s) for {self.stages} stages")
+        if any(n < 1 for n in self.blocks):
+            raise SpecError(f"trunk.blocks must be positive, got {list(self.blocks)}")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Keypoint map size: the stem conv and the max-pool halve the image (rounding up), and so
+        does every stage after the first (graph/models.py:ResNetTrunk.output_size)."""
+        for _ in range(self.stages + 1):
+            height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        return height, width
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     name: str
@@ -37,6 +104,8 @@ class PolicySpec:
     joint_names: tuple[str, ...]
     torque_limits: tuple[float, ...]
     softmax_temperature: float = 1.0
+    #: None: the plain conv+ReLU stack of `conv`; a TrunkSpec: a ResNet-family trunk (`conv` empty)
+    trunk: "TrunkSpec | None" = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     # ---- derived ---------------------------------------------------------------------------
@@ -61,6 +130,8 @@ class PolicySpec:
 
     def conv_output_size(self) -> tuple[int, int]:
         h, w = self.image_height, self.image_width
+        if self.trunk is not None:
+            return self.trunk.output_size(h, w)
         for c in self.conv:
             h = (h - c.kernel) // c.stride + 1
             w = (w - c.kernel) // c.stride + 1
@@ -80,6 +151,8 @@ class PolicySpec:
             "hidden": list(self.hidden),
             "joint_names": list(self.joint_names),
             "torque_limits": list(self.torque_limits),
+            # only when set: a plain spec's dict (and the JSON in weights files) stays as it was
+            **({"trunk": self.trunk.to_dict()} if self.trunk is not None else {}),
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
@@ -104,7 +177,9 @@ class PolicySpec:
             field_name = "image"
             image = (_int(img.get("channels", 3)), _int(img["height"]), _int(img["width"]))
             convs = []
-            for i, c in enumerate(get("conv", _list)):
+            field_name = "trunk"
+            trunk = TrunkSpec.from_dict(d["trunk"]) if d.get("trunk") is not None else None
+            for i, c in enumerate(get("conv", _list, *(() if trunk is None else ([],)))):
                 field_name = f"conv[{i}]"
                 c = _mapping(c)
                 layer = []
@@ -121,12 +196,13 @@ class PolicySpec:
                 image_height=image[1],
                 image_width=image[2],
                 conv=conv,
-                feature_points=get("feature_points", _int, conv[-1].channels if conv else 0),
+                feature_points=get("feature_points", _int, *((conv[-1].channels if conv else 0,) if trunk is None else ())),
                 config_groups=groups,
                 hidden=get("hidden", lambda h: tuple(_int(x) for x in _list(h))),
                 joint_names=get("joint_names", lambda j: tuple(str(x) for x in _list(j))),
                 torque_limits=get("torque_limits", lambda t: tuple(_float(x) for x in _list(t))),
                 softmax_temperature=get("softmax_temperature", _float, 1.0),
+                trunk=trunk,
                 extra=get("extra", lambda e: dict(_mapping(e)), {}),
             )
         except SpecError:
@@ -138,6 +214,18 @@ class PolicySpec:
         return spec
 
     def validate(self) -> None:
+        if self.trunk is not None:
+            self.trunk.validate()
+            if self.conv:
+                raise SpecError("a spec takes either conv layers or a trunk, not both (remove 'conv' or 'trunk')")
+            if self.feature_points < 1:
+                raise SpecError(f"feature_points must be positive (the trunk's 1x1 conv gives one keypoint map "
+                                f"each), got {self.feature_points}")
+        else:
+            self._validate_conv()
+        self._validate_rest()
+
+    def _validate_conv(self) -> None:
         if not self.conv:
             raise SpecError("spec needs at least one conv layer")
         for c in self.conv:
@@ -151,6 +239,8 @@ class PolicySpec:
         h, w = self.conv_output_size()
         if h < 1 or w < 1:
             raise SpecError(f"image {self.image_height}x{self.image_width} is too small for the conv stack")
+
+    def _validate_rest(self) -> None:
         for g, n in self.config_groups:
             if g not in KNOWN_GROUPS:
                 raise SpecError(f"unknown configuration group {g!r}; known: {', '.join(KNOWN_GROUPS)}")

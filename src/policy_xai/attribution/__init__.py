@@ -28,7 +28,8 @@ def explain(model, observation, *args, **kwargs):
 
        Taken whenever `model` is a policy_xai.policy.VisuomotorPolicy and `observation` is a tensor
        (the image); every argument goes to engine.explain as given, so the numbers and the speed are
-       those of engine.explain. Methods: METHODS (including the amortised occlusion_net /
+       those of engine.explain (which hands a policy with a ResNet-family trunk, spec `trunk:`, to
+       the graph engine: graph.compat.explain_policy, the same Explanation). Methods: METHODS (including the amortised occlusion_net /
        occlusion_net_refined, which need the policy's trained explainer attached).
 
     2. Any torch.nn.Module (the graph engine, graph.explain_module; rules in docs/graph_engine.md):

@@ -39,6 +39,9 @@ ig / ig_median  integrated gradients (path.py) from a reference observation: the
 ig_occlusion  |ig| refined by occluding the windows where it is largest (8 of 4/64 and 4 of 6/64
      of the image's side) with the median colour: each window's measured torque change is spread over its pixels in proportion
      to |ig| (path.occlusion_refine). Non-negative; the configuration relevance and the ratios are ig's.
+A policy with a ResNet-family trunk (spec `trunk:`) is explained by the graph engine
+(graph/compat.py) for every method above except the occlusion_net ones, which run here (they only
+use conv_features, softmax and head). The same rules; BatchNorm is folded into the conv before it.
 occlusion_net / occlusion_net_refined  the policy's dense occlusion map predicted by a small network
      trained offline for these weights (amortised.py; `policy-xai explainer`), times the image's share
      of the torque change along the reference path (both leg orders averaged); the configuration by
@@ -443,6 +446,12 @@ def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor,
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if policy.spec.trunk is not None and method in METHODS and method not in EXPLAINER_METHODS:
+        # a ResNet-family trunk (BatchNorm / GroupNorm, max-pool, residual adds): the graph engine, which
+        # has the same definitions and gives the same Explanation (graph/compat.py, docs/graph_engine.md)
+        from .graph.compat import explain_policy
+
+        return explain_policy(policy, image, config, method, alpha, per_joint, layer, precision)
     token = _RULE_DTYPE.set(PRECISIONS[precision])
     try:
         return _explain(policy, image, config, method, alpha, per_joint, layer)

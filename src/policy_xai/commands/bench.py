@@ -20,8 +20,8 @@ warm-up run):
   dtd, rap, gbp, ... explain(policy, image, config, method): the amortised explanation of ALL
                      torques (alpha = 1), i.e. what one control step costs
   captum_lrp         captum LRP (default epsilon rules), looped over the torques, on a deep copy of
-                     the policy whose SpatialSoftmax gets a gradient-passing rule (captum has none
-                     and raises TypeError; it also deletes custom rules after every call, so the rule
+                     the policy whose SpatialSoftmax (and any GroupNorm) gets a gradient-passing rule
+                     (captum has none and raises TypeError; it also deletes custom rules after every call, so the rule
                      is re-attached before each call and the drops are counted)
   captum_gbp         captum GuidedBackprop looped over the torques
   captum_layergradcam captum LayerGradCam (first conv layer, like ours) + upsampling, looped
@@ -111,15 +111,20 @@ class CaptumRunner:
         self.rule_drops = 0
         self.calls = 0
         self._lrp_net = copy.deepcopy(policy)
+        self._no_rule = [self._lrp_net.softmax] + [m for m in self._lrp_net.modules() if isinstance(m, torch.nn.GroupNorm)]
         self.lrp = LRP(SignedTorques(self._lrp_net, sign))
         self.gbp = GuidedBackprop(SignedTorques(copy.deepcopy(policy), sign))
         gc_net = copy.deepcopy(policy)
-        self.lgc = LayerGradCam(SignedTorques(gc_net, sign), gc_net.conv_relus[0])
+        # the first conv's ReLU, like our gradcam's default layer (a ResNet trunk: the stem's, after its norm)
+        first_relu = gc_net.conv_relus[0] if policy.spec.trunk is None else gc_net.trunk.relu
+        self.lgc = LayerGradCam(SignedTorques(gc_net, sign), first_relu)
         self._reference = policy
 
     def _attach(self):
-        if not hasattr(self._lrp_net.softmax, "rule"):
-            self._lrp_net.softmax.rule = self._Rule()
+        # the spatial softmax, and the GroupNorms of a ResNet trunk (captum has no rule for either)
+        for m in self._no_rule:
+            if not hasattr(m, "rule"):
+                m.rule = self._Rule()
 
     def run_lrp(self):
         out = []

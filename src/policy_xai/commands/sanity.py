@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         except (KeyError, ValueError, OSError) as e:
             raise ValueError(f"{path}: needs arrays 'images' (N,H,W,3 uint8) and 'configs' (N,D): {e}") from e
     x, c = policy.prepare_image(images), policy.prepare_config(configs)
-    n_layers = len(policy.fcs) + len(policy.convs)
+    from ..sanity import cascade_layers
+
+    n_layers = len(cascade_layers(policy))
     with tqdm(total=len(methods) * (n_layers + 1), desc="sanity check", unit="explanation") as bar:
         def step(label):
             bar.set_postfix_str(label)

@@ -7,7 +7,8 @@ The policy is traced as one model among others (`PolicyModule`: {"image", "confi
 configuration normalised outside so that relevance and gradient x input are on the network's
 normalised inputs, as in the existing engine); the result is the same `Explanation` as
 `policy_xai.attribution.explain` gives, with the same numbers (test/test_graph_compat.py). This is
-the bridge for making the graph engine the only engine (issue 11, part 2).
+the bridge for making the graph engine the only engine (issue 11, part 2); `explain` already takes
+it for a policy with a ResNet-family trunk (spec `trunk:`).
 """
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
         pj_cfg = e.per_output["config"]
     extras = {k: v for k, v in e.extras.items() if k in ("output_relevance", "reference_torques", "reference")}
     if e.method in ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam"):
-        extras["layer"] = layer if layer >= 0 else len(policy.convs) + layer
+        n_convs = len(policy.convs) if policy.spec.trunk is None else \
+            sum(isinstance(m, nn.Conv2d) for m in policy.modules())
+        extras["layer"] = layer if layer >= 0 else n_convs + layer
     return Explanation(method, e.maps["image"], e.inputs["config"], points, e.outputs, e.alpha, ratios,
                        spec.group_names, fp, pj_img, pj_cfg, extras)

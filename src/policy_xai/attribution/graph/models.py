@@ -31,6 +31,11 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(n))
         self.register_buffer("running_var", torch.ones(n))
 
+    def reset_parameters(self):
+        """The identity (as a fresh BatchNorm; the model-randomisation sanity check calls it)."""
+        for name, v in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+            getattr(self, name).fill_(v)
+
     def forward(self, x):
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
@@ -67,26 +72,44 @@ class BasicBlock(nn.Module):
 
 
 class ResNetTrunk(nn.Module):
-    """ResNet-18 without its average pool and classifier: (B, C, H, W) -> (B, 8 width, H/32, W/32)."""
+    """ResNet-18 without its average pool and classifier: (B, C, H, W) -> (B, 8 width, H/32, W/32).
+
+    `blocks` gives the BasicBlocks of each stage (`layer1`, `layer2`, ...; stage i has width * 2**i
+    channels and, after the first, stride 2); fewer stages give finer maps (2 stages: H/8)."""
 
     def __init__(self, in_channels: int = 3, width: int = 64, norm: str = "batch", blocks: Sequence[int] = (2, 2, 2, 2)):
         super().__init__()
+        if not blocks or any(int(n) < 1 for n in blocks):
+            raise ValueError(f"blocks must be one positive count per stage, got {list(blocks)}")
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
         self.bn1 = make_norm(norm, width)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        stages, c = [], width
+        c = width
+        self.n_stages = len(blocks)
         for i, n in enumerate(blocks):
             c_out = width * 2 ** i
             stage = [BasicBlock(c, c_out, 1 if i == 0 else 2, norm)] + [BasicBlock(c_out, c_out, 1, norm) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*stage))
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             c = c_out
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.out_channels = c
+
+    @staticmethod
+    def output_size(height: int, width: int, stages: int) -> tuple:
+        """Feature map size for an input of height x width: the stem conv and the max-pool halve it
+        (rounding up), and so does every stage after the first."""
+        def half(n):
+            return (n - 1) // 2 + 1
+
+        for _ in range(2 + stages - 1):
+            height, width = half(height), half(width)
+        return height, width
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(self.n_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return x
 
 
 class SpatialSoftArgmax(nn.Module):
