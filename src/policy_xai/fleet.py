@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from .files import file_sha256 as _sha256
+
 STORAGE_SUFFIXES = (".mcap", ".db3")
 #: a pause of at least this many seconds between two steps of a bag starts a new episode
 EPISODE_GAP_S = 1.0
@@ -183,14 +185,6 @@ def analysis_options(options=None) -> dict:
             raise ValueError(f"unknown analyze option {k!r}")
         base[k] = v
     return {k: v for k, v in base.items() if k not in _NOT_OPTIONS}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_key(bag: Path, options: dict, hash_bytes: bool = False) -> str:

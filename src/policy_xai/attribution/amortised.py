@@ -51,7 +51,6 @@ policy path (or a policy file's sha256) that does not match raises ExplainerMism
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -64,6 +63,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..files import file_sha256, read_safetensors
 from .path import median_colour
 
 FORMAT = "policy_xai.explainer/1"
@@ -342,14 +342,6 @@ def train_explainer(policy, images: torch.Tensor, configs: torch.Tensor, alphas,
 
 
 # ---- files ----------------------------------------------------------------------------------------
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_explainer(explainer: Explainer, path, policy_path, **metadata) -> Path:
     """Weights + architecture + the policy file's sha256 in one safetensors file."""
     from safetensors.torch import save_file
@@ -370,18 +362,8 @@ def save_explainer(explainer: Explainer, path, policy_path, **metadata) -> Path:
 def load_explainer(path, policy_path=None, policy_sha256: Optional[str] = None) -> Explainer:
     """Load an explainer file; with policy_path (or policy_sha256) check that it was trained for
     that policy file (ExplainerMismatchError otherwise)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
-    if not path.is_file():
-        raise ExplainerLoadError(f"explainer file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        state = load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on corrupt files
-        raise ExplainerLoadError(f"{path}: not a readable safetensors file ({e})") from e
+    meta, state = read_safetensors(path, ExplainerLoadError, "explainer file")
     if meta.get("format") != FORMAT or "arch" not in meta:
         raise ExplainerLoadError(f"{path}: not an explainer file (format {meta.get('format')!r})")
     want = policy_sha256 or (file_sha256(policy_path) if policy_path is not None else None)

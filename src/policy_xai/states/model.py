@@ -12,13 +12,14 @@ trained for and what training measured (no pickle). A model trained for other we
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
+
+from ..files import file_sha256, read_safetensors
 
 FORMAT = "policy_xai_states/1"
 
@@ -107,14 +108,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 # ---- files ------------------------------------------------------------------------------------------
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_state_model(model: StateVAE, path, policy_path, **metadata) -> Path:
     """Weights, architecture, the policy file's sha256 and `metadata` (JSON-able values) in one file.
     Never overwrites: an existing path is an error."""
@@ -137,18 +130,8 @@ def save_state_model(model: StateVAE, path, policy_path, **metadata) -> Path:
 def load_state_model(path, policy_path=None, spec=None) -> StateVAE:
     """Load a state model; with `policy_path` check it was trained for that weights file, with
     `spec` that it takes that policy's image size and configuration length."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
-    if not path.is_file():
-        raise StateModelError(f"state model not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        state = load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on corrupt files
-        raise StateModelError(f"{path}: not a readable safetensors file ({e})") from e
+    meta, state = read_safetensors(path, StateModelError, "state model")
     if meta.get("format") != FORMAT or "arch" not in meta:
         raise StateModelError(f"{path}: not a policy_xai state model (format {meta.get('format')!r})")
     if policy_path is not None:
