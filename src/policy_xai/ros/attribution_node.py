@@ -122,16 +122,7 @@ class AttributionNode(XaiNode):
 
     # ---- work -----------------------------------------------------------------------------------
     def work(self) -> None:
-        while not self.slot.closed:
-            job = self.slot.take(timeout=0.2)
-            if job is None:
-                continue
-            try:
-                self.explain(*job)
-            except Exception as e:  # noqa: BLE001 - keep the worker alive
-                if not self.context.ok():
-                    return  # shutting down
-                self.report_error("explain", str(e) or type(e).__name__)
+        self.serve(self.slot, self.explain)
 
     def explain(self, stamp: int, got: dict, queued: Optional[float] = None) -> None:
         """Explain one paired decision and publish; `queued`: perf_counter() when it was put in the slot."""

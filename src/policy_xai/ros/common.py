@@ -205,6 +205,21 @@ class XaiNode(Node):
 
         return wrapper
 
+    def serve(self, slot, fn: Callable, kind: str = "explain") -> None:
+        """A worker thread's loop: take each job from `slot` (live.LatestSlot) and run fn(*job) until
+        the slot closes; an exception is reported (first line) and the worker keeps going, except
+        while the node shuts down."""
+        while not slot.closed:
+            job = slot.take(timeout=0.2)
+            if job is None:
+                continue
+            try:
+                fn(*job)
+            except Exception as e:  # noqa: BLE001 - keep the worker alive
+                if not self.context.ok():
+                    return  # shutting down
+                self.report_error(kind, (str(e) or type(e).__name__).splitlines()[0])
+
     # ---- diagnostics ----------------------------------------------------------------------------
     def diagnostics(self) -> tuple[int, str, dict]:
         """(level 0 OK / 1 WARN / 2 ERROR, message, key -> value) for /diagnostics. Override."""

@@ -231,16 +231,7 @@ class UserPolicyNode(XaiNode):
 
     # ---- explanation -----------------------------------------------------------------------------
     def work(self) -> None:
-        while not self.slot.closed:
-            job = self.slot.take(timeout=0.2)
-            if job is None:
-                continue
-            try:
-                self.explain(*job)
-            except Exception as e:  # noqa: BLE001 - keep the worker alive
-                if not self.context.ok():
-                    return
-                self.report_error("explain", (str(e) or type(e).__name__).splitlines()[0])
+        self.serve(self.slot, self.explain)
 
     def explain(self, stamp, inputs, vec, actions, frame_id) -> None:
         t0 = time.perf_counter()
