@@ -23,9 +23,10 @@ def install_prefix() -> str:
     return get_package_prefix("policy_xai")
 
 
-def check_installed_from(test_case, proc_info) -> None:
+def check_installed_from(test_case, proc_info, nodes=()) -> None:
     """Every node process of the launch runs an executable of the colcon install, and this process
-    imports policy_xai from there too (not from the source tree's editable install)."""
+    imports policy_xai from there too (not from the source tree's editable install); each name in
+    `nodes` is among the launched processes."""
     import policy_xai
 
     prefix = os.path.realpath(install_prefix())
@@ -34,12 +35,15 @@ def check_installed_from(test_case, proc_info) -> None:
         test_case.assertEqual(prefix, os.path.realpath(os.path.join(expected, "policy_xai")))
     test_case.assertTrue(os.path.realpath(policy_xai.__file__).startswith(prefix + os.sep),
                          f"policy_xai imported from {policy_xai.__file__}, not from {prefix}")
-    nodes = [p for p in proc_info.processes() if p.process_details
-             and "/lib/policy_xai/" in p.process_details["cmd"][0]]
-    test_case.assertTrue(nodes, "no policy_xai node process was launched")
-    for p in nodes:
+    nodes_run = [p for p in proc_info.processes() if p.process_details
+                 and "/lib/policy_xai/" in p.process_details["cmd"][0]]
+    test_case.assertTrue(nodes_run, "no policy_xai node process was launched")
+    for p in nodes_run:
         exe = os.path.realpath(p.process_details["cmd"][0])
         test_case.assertTrue(exe.startswith(prefix + os.sep), f"{p.process_details['name']} runs {exe}")
+    names = " ".join(p.process_details["name"] for p in proc_info.processes() if p.process_details)
+    for n in nodes:
+        test_case.assertIn(n, names)
 
 
 class Probe:
