@@ -208,3 +208,17 @@ def test_every_target_runs_and_a_users_callable_is_searched(trained):
     r = find_states(model, policy, user, steps=40, start=z0)
     assert np.median(r.trace[-1]) > np.median(r.trace[0])
     np.testing.assert_allclose(r.score, r.torques[:, 0], atol=1e-6)
+
+
+def test_states_bench_times_training_and_search(capsys, tmp_path):
+    w = share_path("models", "reach.safetensors")
+    g = share_path("models", "reach_states.safetensors")
+    out = tmp_path / "bench.json"
+    rc, stdout, err = cli(capsys, "states", "bench", "--policy", w, "--generator", g, "--epochs", 1, "--targets",
+                          "saturation", "--steps", 3, "--n", 2, "--json", out)
+    assert rc == 0, err
+    b = json.loads(out.read_text())
+    assert b["task"] == "reach" and b["states"] > 0 and b["train_states_per_s"] > 0
+    assert [r["target"] for r in b["search"]] == ["saturation"] and b["search"][0]["s_per_state"] > 0
+    rc, _, err = cli(capsys, "states", "bench", "--policy", w, "--json", out)
+    assert rc == 2 and "exists" in err

@@ -57,6 +57,18 @@ def register(sub) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True, help="output folder (new or empty)")
     f.set_defaults(func=run_find)
+    b = s.add_parser("bench", help="cost of training a state model and of the search per state, on this machine")
+    b.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    b.add_argument("--generator", default="", help="a trained state model of the policy: also time the search")
+    b.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
+    b.add_argument("--episodes", type=positive_int, default=1, help="rollouts per condition for the timed states")
+    b.add_argument("--epochs", type=positive_int, default=2, help="training epochs timed")
+    b.add_argument("--targets", default="torque_norm:max,saturation,image_share:min,sensitivity:max")
+    b.add_argument("--n", type=positive_int, default=4, help="search starts (batched)")
+    b.add_argument("--steps", type=positive_int, default=50, help="search steps timed")
+    b.add_argument("--threads", type=positive_int, default=1)
+    b.add_argument("--json", default="", help="also write the numbers to this JSON file (never overwritten)")
+    b.set_defaults(func=run_bench)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -137,4 +149,28 @@ def run_find(args) -> int:
               f"{np.median(s['naive']['nearest_real_rms']):.3f}, perception error median "
               f"{np.median(s['naive']['perception_err_nm']):.2f} N·m")
     print(f"search {s['seconds']['per_state']:.2f} s per state -> {out}/ (states.npz, summary.json, grid.png)")
+    return 0
+
+
+def run_bench(args) -> int:
+    import json
+
+    from ..states.bench import bench_states
+    from ..states.model import StateModelError
+    from ..states.search import TargetError
+    from .checks import input_file
+
+    w = _policy(args.policy)
+    if args.generator:
+        input_file(args.generator, "--generator file")
+    if args.json and Path(args.json).exists():
+        raise UsageError(f"{args.json} exists; choose another --json")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    try:
+        out = bench_states(str(w), args.generator, args.task, args.episodes, args.epochs, targets, args.n, args.steps,
+                           threads=args.threads)
+    except (StateModelError, TargetError, ValueError) as e:
+        raise UsageError(str(e).splitlines()[0]) from e
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
