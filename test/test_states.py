@@ -222,3 +222,20 @@ def test_states_bench_times_training_and_search(capsys, tmp_path):
     assert [r["target"] for r in b["search"]] == ["saturation"] and b["search"][0]["s_per_state"] > 0
     rc, _, err = cli(capsys, "states", "bench", "--policy", w, "--json", out)
     assert rc == 2 and "exists" in err
+
+
+def test_states_train_from_a_bag(capsys, tmp_path):
+    """--bag: the states of a recording (camera + joint states) instead of rollouts."""
+    from policy_xai import bags
+    from policy_xai.spec import load_spec
+
+    bag = bags.write_synthetic_bag(tmp_path / "bag", load_spec("small"), 30, "mcap")
+    out = tmp_path / "m.safetensors"
+    rc, stdout, err = cli(capsys, "states", "train", "--policy", share_path("models", "reach.safetensors"), "--bag", bag,
+                          "--out", out, "--epochs", 1, "--latent", 4)
+    assert rc == 0, err
+    assert "trained on 27 states (3 held out)" in stdout
+    assert load_state_model(out).meta["training"]["source"].startswith(f"bag {bag}: 30 observations")
+    rc, _, err = cli(capsys, "states", "train", "--policy", share_path("models", "reach.safetensors"), "--bag",
+                     tmp_path / "missing", "--out", tmp_path / "m2.safetensors")
+    assert rc == 2 and "--bag not found" in err
