@@ -50,15 +50,20 @@ def module_layer_params(m: nn.Module) -> dict:
 class FoldedLayer:
     """Parameters of a linear / conv layer with the BatchNorm after it folded in (cached)."""
 
-    def __init__(self, layer: Node, bn: nn.Module):
-        self.layer, self.bn = layer, bn
+    def __init__(self, layer: Node, bn: nn.Module, graph: Graph = None):
+        self.layer, self.bn, self.graph = layer, bn, graph
         self._cache = None
+        self._epoch = None
 
     def _bn_tensors(self):
         bn = self.bn
         return bn.weight, bn.bias, bn.running_mean, bn.running_var
 
     def get(self) -> dict:
+        epoch = None if self.graph is None else self.graph.epoch
+        if epoch is not None and self._epoch == epoch and self._cache is not None:
+            return self._cache[1]  # checked already in this forward pass
+        self._epoch = epoch
         base = module_layer_params(self.layer.module)
         g, beta, mu, var = self._bn_tensors()
         stamp = _stamp((base["weight"], base["bias"], g, beta, mu, var))
@@ -70,7 +75,7 @@ class FoldedLayer:
             if g is not None:
                 s = s * g
             W = base["weight"]
-            b = base["bias"] if base["bias"] is not None else torch.zeros(W.shape[0], dtype=W.dtype)
+            b = base["bias"] if base["bias"] is not None else torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
             W2 = W * s.view(-1, *([1] * (W.dim() - 1)))
             b2 = (b - mu) * s + (beta if beta is not None else 0)
         out = dict(base, weight=W2.contiguous(), bias=b2.contiguous())
@@ -104,7 +109,7 @@ def fold_batchnorm(graph: Graph) -> int:
         prev = args[0]
         if prev.kind not in ("linear", "conv") or prev.module is None or len(users[prev]) != 1 or "fold" in prev.info:
             continue
-        fl = FoldedLayer(prev, bn)
+        fl = FoldedLayer(prev, bn, graph)
         prev.info["fold"] = fl
         prev.info["folded_from"] = n.path
         prev.fn = fl

@@ -63,7 +63,7 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
                        precision=precision, groups={"config": dict(spec.config_groups)}, at=("policy.softmax",))
     B = image.shape[0]
     points = e.extras["at"]["policy.softmax"].view(B, -1, 2).sum(-1)
-    fp = policy.feature_points(image)
+    fp = e.extras["at_values"]["policy.softmax"].view(B, -1, 2)  # the forward pass's, not a second one
     ratios = None
     if e.ratios is not None:
         img_abs = e.extras.get("abs_per_output", {}).get("image")

@@ -79,6 +79,8 @@ def _gradient_composite(guided: bool) -> dict:
     for k in tuple(k for k in STRUCTURAL if k != "cat") + ("maxpool", "avgpool", "mean", "sum", "add", "affine_const", "batchnorm", "groupnorm",
                            "layernorm"):
         c[k] = r.ExactGradient()
+    c["maxpool"] = r.WinnerTakesAll()  # the pool's exact gradient, without autograd
+    c["add"] = r.AddGradient()
     return c
 
 

@@ -407,7 +407,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     is not the default (images: blurred, sigma max(H, W) / 16, or their median colour; other inputs:
     zeros, i.e. the training mean of a normalised input); steps: path points; at: module paths whose
     output's relevance (relevance methods) or gradient x output (gradient methods) to report in
-    e.extras["at"][path], e.g. a spatial softmax's feature points.
+    e.extras["at"][path] (and the output itself in e.extras["at_values"][path]), e.g. a spatial
+    softmax's feature points.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -457,7 +458,7 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         if per_output:
             per[node.name] = R.transpose(0, 1)
     ratios, gr = _ratios(inputs, groups)
-    extras = {"folded_batchnorms": prog.folded, "at": {}}
+    extras = {"folded_batchnorms": prog.folded, "at": {}, "at_values": {p: vals[n] for p, n in at_nodes.items()}}
     for p, node in at_nodes.items():
         v = vals[node]
         R = Rin.get(node)
@@ -520,7 +521,7 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
     maps = {cam_in.name: cam.sum(0)}
     per[cam_in.name] = cam.transpose(0, 1)
     extras = {"layer": conv_path, "activation": node.path, "camera": cam_in.name, "folded_batchnorms": prog.folded,
-              "at": {}}
+              "at": {}, "at_values": {p: vals[n] for p, n in at_nodes.items()}}
     for p, an in at_nodes.items():
         v = vals[an]
         g = G.get(an)
@@ -556,6 +557,7 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
     end_vals = prog.forward([torch.cat([x, r]) for x, r in zip(tensors, refs)])
     ends = end_vals[prog.out_node]
     at_delta = {p: end_vals[n][:B] - end_vals[n][B:] for p, n in at_nodes.items()}
+    at_values = {p: end_vals[n][:B] for p, n in at_nodes.items()}
     tau, tau0 = ends[:B], ends[B:]
     d = tau - tau0
     tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9  # an unchanged output has nothing to attribute
@@ -599,7 +601,8 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
             owner_ids = torch.arange(B, dtype=y.dtype, device=y.device).unsqueeze(1)
             maps[cam] = occlusion_refine(occluded_outputs, tensors[ci], owner_ids, a, maps[cam], tau)
     extras = {"reference_torques": tau0, "output_relevance": (a * d.abs()).sum(1), "reference": meth.path,
-              "references": dict(zip(names, refs)), "folded_batchnorms": prog.folded, "at": {}}
+              "references": dict(zip(names, refs)), "folded_batchnorms": prog.folded, "at": {},
+              "at_values": at_values}
     for p, n in at_nodes.items():  # the straight-line approximation of the node's own path (not conserved)
         g = G.get(n)
         dv = at_delta[p]

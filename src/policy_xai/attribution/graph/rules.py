@@ -176,6 +176,9 @@ class ZPlus(Rule):
         else:
             all_pos = Zp.numel() == 0 or bool(dense_min(Zp) > EPS)
             pos = None if all_pos else Zp > EPS
+            # units without a positive contribution that get no relevance: the fallback adds nothing
+            # there (exactly 0), so the one-transpose form gives the same result
+            all_pos = all_pos or not bool((R * ~pos).any())
         if all_pos:
             S = L.div(R, Zp)
             out = xp * L.T(S, Wp)
@@ -280,11 +283,58 @@ class Concat(Select):
         return [p for p, lv in zip(parts, node.info["live_args"]) if lv]
 
 
+def _maxpool2d_args(ctx, node):
+    """(kernel, stride, padding, dilation, ceil_mode) of a 2-D max pool node, None for other forms."""
+    m = node.module
+    if m is not None:
+        if not isinstance(m, torch.nn.MaxPool2d) or m.return_indices:
+            return None
+        return m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+    if node.fn is not F.max_pool2d:
+        return None
+    a, kw = node.bind(ctx.vals)
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    defaults = (None, None, 0, 1, False, False)
+    got = {k: (a[1 + i] if len(a) > 1 + i else kw.get(k, d)) for i, (k, d) in enumerate(zip(names, defaults))}
+    if got["return_indices"] or got["kernel_size"] is None:
+        return None
+    return got["kernel_size"], got["stride"] or got["kernel_size"], got["padding"], got["dilation"], got["ceil_mode"]
+
+
 class WinnerTakesAll(Select):
     """Max pooling: each window's relevance goes to its maximal input (accumulated where windows
-    overlap). Conserving."""
+    overlap). Conserving. It is also the pool's exact gradient (the gradient methods use it): the
+    winners are the indices of max_pool2d, as in autograd, and R is added up at them (one scatter)."""
 
     name = "winner_takes_all"
+
+    def __call__(self, ctx, node, xs, y, R):
+        x = xs[0]
+        args = _maxpool2d_args(ctx, node) if x.dim() == 4 else None
+        if args is None:
+            return ctx.vjp(node, R)
+        key = ("maxpool_indices", node)
+        idx = ctx.memo.get(key)
+        if idx is None:
+            idx = ctx.memo[key] = F.max_pool2d(x, *args, return_indices=True)[1].flatten(2)  # (B, C, h w)
+        m, (B, C, H, W) = R.shape[0], x.shape
+        out = torch.zeros(m, B, C, H * W, dtype=R.dtype, device=R.device)
+        out.scatter_add_(3, idx.unsqueeze(0).expand(m, -1, -1, -1), R.reshape(m, B, C, -1))
+        return [out.view(m, B, C, H, W)]
+
+
+class AddGradient(Rule):
+    """y = c_1 x_1 + c_2 x_2 (add; sub: c_2 = -1): g_k = c_k g, summed over broadcast dimensions."""
+
+    name = "add_gradient"
+
+    def __call__(self, ctx, node, xs, y, R):
+        signs = node.info.get("signs", (1.0,) * len(xs))
+        out = []
+        for c, x in zip(signs, xs):
+            g = R if c == 1 else c * R
+            out.append(g if g.shape[1:] == x.shape else g.sum_to_size(g.shape[0], *x.shape))
+        return out
 
 
 class ZPlusPositiveMap(Rule):
@@ -317,12 +367,15 @@ class ResidualSplit(Rule):
     def __call__(self, ctx, node, xs, y, R):
         signs = node.info.get("signs", (1.0,) * len(xs))
         z = [c * x.expand_as(y) for c, x in zip(signs, xs)]
-        Zp = sum(t.clamp(min=0) for t in z)
+        zp = [t.clamp(min=0) for t in z]
+        Zp = sum(zp)
         pos = Zp > EPS
         out = []
-        if bool(pos.all()):
+        # where no branch contributes positively but no relevance arrives (the ReLU after a residual
+        # add is off there), the negative-share fallback adds exactly 0: skip it
+        if bool(pos.all()) or not bool((R * ~pos).any()):
             S = sdiv(R, Zp)
-            parts = [S * t.clamp(min=0) for t in z]
+            parts = [S * t for t in zp]
         else:
             Zn = sum(-t.clamp(max=0) for t in z)
             Sp, Sn = sdiv(R * pos, Zp), sdiv(R * ~pos, Zn)

@@ -214,6 +214,9 @@ class Graph:
     def __init__(self, root: nn.Module, nodes: list[Node], inputs: list[Node], output):
         self.root, self.nodes, self.inputs, self.output = root, nodes, inputs, output
         self.input_names = [n.name for n in inputs]
+        #: counts forward passes: caches that depend only on the parameters (folded BatchNorms) check
+        #: whether the parameters changed once per pass, not once per use
+        self.epoch = 0
 
     def users(self) -> dict:
         us = {n: [] for n in self.nodes}
@@ -225,6 +228,7 @@ class Graph:
     @torch.no_grad()
     def run(self, values_in: list) -> dict:
         """One forward pass; returns node -> value for every node."""
+        self.epoch += 1
         vals = {}
         for n, v in zip(self.inputs, values_in):
             vals[n] = v
