@@ -250,9 +250,7 @@ class GraphProgram:
         ctx = Context(self.graph, vals, rule_dtype)
         rel = {self.out_node: seed}
         got = {}
-        for n in reversed(self.graph.nodes):
-            if n.op != "call":
-                continue
+        for n, rule, live in self._plan(method):
             R = rel.pop(n, None)
             if capture and n in capture:
                 got[n] = R
@@ -261,8 +259,6 @@ class GraphProgram:
                     break
             if R is None:
                 continue
-            rule = method.rule_for(n.kind, n.info["output_layer"])
-            live = [a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv]
             xs = [vals[a] for a in live]
             if n.kind == "getitem" and isinstance(xs[0], (tuple, list)):  # one element of a split
                 parts = [None] * len(xs[0])
@@ -276,6 +272,17 @@ class GraphProgram:
         out = {n: rel.get(n) for n in self.graph.inputs}
         out.update(got)
         return out
+
+    def _plan(self, method: Method) -> list:
+        """(node, rule, live argument nodes) of every op in reverse graph order (cached per method)."""
+        plans = self.__dict__.setdefault("_plans", {})
+        hit = plans.get(method.name)
+        if hit is None or hit[0] is not method.rules:
+            hit = plans[method.name] = (method.rules, [
+                (n, method.rule_for(n.kind, n.info["output_layer"]),
+                 [a for a, lv in zip(n.arg_nodes(), n.info["live_args"]) if lv])
+                for n in reversed(self.graph.nodes) if n.op == "call"])
+        return hit[1]
 
     def node_at(self, path: str) -> Node:
         """The op giving the output of the module at `path` (the last op traced from it)."""
@@ -420,6 +427,12 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     tensors = [t.to(dtype) if t.is_floating_point() else t for t in parsed[1]]
     prog = compile_module(model, observation, output, parsed)
+    if meth.path and prog._analysed:  # the path's own forward pass at x gives the outputs: no extra one
+        if per_output and meth.occlusion:
+            raise ValueError(f"per_output is not available for {method}: its occlusion refinement is not additive "
+                             "over outputs (use ig for per-output maps)")
+        return _explain_path(prog, meth, tensors, None, alpha, baseline or {}, int(steps), groups, rule_dtype,
+                             {p: prog.node_at(p) for p in at}, per_output)
     vals = prog.forward(tensors)
     prog.check(meth, vals)
     y = vals[prog.out_node]
@@ -530,6 +543,25 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
     return GraphExplanation(meth.name, inputs, None, y, a, {}, per if per_output else None, extras, maps)
 
 
+def _autograd_gradient(prog, inputs: list, seed: torch.Tensor, capture=()) -> dict:
+    """The gradient method's one pass (seed (B, A) at the output) by autograd on the traced graph:
+    node -> (1, *shape) gradient per input node and per node in `capture`, as prog.backward gives.
+    Every rule of the gradient method is the op's exact transpose, so the numbers are the same."""
+    leaves = [t.detach().requires_grad_(True) if t.is_floating_point() else t for t in inputs]
+    vals = prog.graph.run_recorded(leaves)
+    prog.check(METHODS["gradient"], vals)
+    targets = [(n, t) for n, t in zip(prog.graph.inputs, leaves) if t.requires_grad]
+    targets += [(n, vals[n]) for n in capture if vals[n].requires_grad]
+    out = vals[prog.out_node]
+    got = torch.autograd.grad(out, [t for _, t in targets], seed, allow_unused=True) if out.requires_grad else \
+        [None] * len(targets)
+    G = {n: None for n in prog.graph.inputs}
+    G.update({n: None for n in capture})
+    for (n, _), g in zip(targets, got):
+        G[n] = None if g is None else g.unsqueeze(0)
+    return G
+
+
 def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None, at_nodes=None,
                   per_output=False):
     """Integrated gradients from a reference observation (as path.py for VisuomotorPolicy): one
@@ -543,7 +575,7 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
     unknown = sorted(set(baseline) - set(names))
     if unknown:
         raise ValueError(f"baseline for unknown inputs {unknown}; inputs are {names}")
-    B = y.shape[0]
+    B = tensors[0].shape[0]
     refs = []
     for name, x in zip(names, tensors):
         if name in baseline:
@@ -559,14 +591,16 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
     at_delta = {p: end_vals[n][:B] - end_vals[n][B:] for p, n in at_nodes.items()}
     at_values = {p: end_vals[n][:B] for p, n in at_nodes.items()}
     tau, tau0 = ends[:B], ends[B:]
+    if y is None:  # `a` is the alpha argument: the outputs come from this pass
+        if tau.dim() != 2:
+            raise ValueError(f"the explained output must be (B, A), got shape {tuple(tau.shape)}")
+        y, a = tau, _alpha_tensor(a, B, tau.shape[1], tau.dtype, tau.device)
     d = tau - tau0
     tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9  # an unchanged output has nothing to attribute
     s = torch.where(d.abs() > tol, torch.sign(d), torch.zeros_like(d))
     t = (torch.arange(steps, dtype=y.dtype, device=y.device) + 0.5) / steps
     path = [(r.unsqueeze(0) + t.view(-1, *([1] * x.dim())) * (x - r).unsqueeze(0)).reshape(steps * B, *x.shape[1:])
             for x, r in zip(tensors, refs)]
-    vals = prog.forward(path)
-    prog.check(METHODS["gradient"], vals)
     A = y.shape[1]
     if per_output:  # one path integral per output (replicas), adding up to the amortised one
         seed = torch.zeros(A, steps * B, A, dtype=y.dtype, device=y.device)
@@ -574,7 +608,12 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
         seed[idx, :, idx] = (a * s).repeat(steps, 1).T
     else:
         seed = (a * s).repeat(steps, 1).unsqueeze(0)
-    G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
+    if per_output or rule_dtype not in (None, torch.float32):
+        vals = prog.forward(path)
+        prog.check(METHODS["gradient"], vals)
+        G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
+    else:
+        G = _autograd_gradient(prog, path, seed[0], at_nodes.values())
     inputs, per = {}, {}
     for n, x, r in zip(prog.graph.inputs, tensors, refs):
         g = G[n]
