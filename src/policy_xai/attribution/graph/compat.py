@@ -60,7 +60,7 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
     image = image.float()
     obs = {"image": image, "config": policy.normalise_config(config.float())}
     e = explain_module(policy_module(policy), obs, method=method, alpha=alpha, per_output=per_joint, layer=layer,
-                       precision=precision, groups={"config": dict(spec.config_groups)}, at=("policy.softmax",))
+                       precision=precision, at=("policy.softmax",), _validated=True, _ratios_wanted=False)
     B = image.shape[0]
     points = e.extras["at"]["policy.softmax"].view(B, -1, 2).sum(-1)
     fp = e.extras["at_values"]["policy.softmax"].view(B, -1, 2)  # the forward pass's, not a second one

@@ -330,7 +330,7 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _PROGRAMS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _observation(observation):
+def _observation(observation, check_finite: bool = True):
     if isinstance(observation, Mapping):
         names = list(observation)
         tensors = [observation[k] for k in names]
@@ -346,7 +346,7 @@ def _observation(observation):
     for k, t in zip(names, tensors):
         if not torch.is_tensor(t):
             raise TypeError(f"observation {k!r} is a {type(t).__name__}, not a tensor")
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        if check_finite and t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"observation {k!r} contains NaN or infinite values")
     B = {int(t.shape[0]) for t in tensors}
     if len(B) != 1:
@@ -399,7 +399,8 @@ def _ratios(inputs: dict, groups) -> tuple[dict, dict]:
 @torch.no_grad()
 def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=None, output=None,
                    per_output: bool = False, groups=None, layer=0, precision: str = "float32",
-                   baseline=None, steps: int = 8, at=()) -> GraphExplanation:
+                   baseline=None, steps: int = 8, at=(), _validated: bool = False,
+                   _ratios_wanted: bool = True) -> GraphExplanation:
     """Explain the outputs (B, A) of any supported torch.nn.Module for a batch of observations.
 
     observation: dict name -> tensor (B, ...) passed as model(observation), or a tuple of tensors
@@ -415,7 +416,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     zeros, i.e. the training mean of a normalised input); steps: path points; at: module paths whose
     output's relevance (relevance methods) or gradient x output (gradient methods) to report in
     e.extras["at"][path] (and the output itself in e.extras["at_values"][path]), e.g. a spatial
-    softmax's feature points.
+    softmax's feature points. (_validated: the caller checked the observation is finite;
+    _ratios_wanted=False: the caller computes its own ratios; ratios is then {} where the method has them.)
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -423,7 +425,7 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} for the graph engine; choose from {', '.join(METHODS)}")
     meth = METHODS[method]
-    parsed = _observation(observation)
+    parsed = _observation(observation, check_finite=not _validated)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     tensors = [t.to(dtype) if t.is_floating_point() else t for t in parsed[1]]
     prog = compile_module(model, observation, output, parsed)
@@ -433,7 +435,17 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
                              "over outputs (use ig for per-output maps)")
         return _explain_path(prog, meth, tensors, None, alpha, baseline or {}, int(steps), groups, rule_dtype,
                              {p: prog.node_at(p) for p in at}, per_output)
-    vals = prog.forward(tensors)
+    Rin = None
+    if meth.name == "gradient" and not per_output and prog._analysed and rule_dtype == torch.float32:
+        # plain gradient x input in one pass: autograd on the traced graph (the same exact transposes)
+        def seed_of(y):
+            if y.dim() != 2:
+                raise ValueError(f"the explained output must be (B, A), got shape {tuple(y.shape)}")
+            return _alpha_tensor(alpha, *y.shape, y.dtype, y.device) * torch.sign(y)
+
+        Rin, _, vals = _autograd_gradient(prog, tensors, seed_of, [prog.node_at(p) for p in at])
+    else:
+        vals = prog.forward(tensors)
     prog.check(meth, vals)
     y = vals[prog.out_node]
     if y.dim() != 2:
@@ -458,7 +470,8 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
                              per_output)
     if meth.cam:
         return _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_dtype, at_nodes)
-    Rin = prog.backward(meth, vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
+    if Rin is None:
+        Rin = prog.backward(meth, vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
     inputs, per = {}, {}
     for node, x in zip(prog.graph.inputs, tensors):
         R = Rin[node]
@@ -470,7 +483,7 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         inputs[node.name] = R.sum(0)
         if per_output:
             per[node.name] = R.transpose(0, 1)
-    ratios, gr = _ratios(inputs, groups)
+    ratios, gr = _ratios(inputs, groups) if _ratios_wanted else ({}, {})
     extras = {"folded_batchnorms": prog.folded, "at": {}, "at_values": {p: vals[n] for p, n in at_nodes.items()}}
     for p, node in at_nodes.items():
         v = vals[node]
@@ -543,23 +556,26 @@ def _explain_cam(prog, meth, vals, tensors, y, a, seed, layer, per_output, rule_
     return GraphExplanation(meth.name, inputs, None, y, a, {}, per if per_output else None, extras, maps)
 
 
-def _autograd_gradient(prog, inputs: list, seed: torch.Tensor, capture=()) -> dict:
-    """The gradient method's one pass (seed (B, A) at the output) by autograd on the traced graph:
-    node -> (1, *shape) gradient per input node and per node in `capture`, as prog.backward gives.
-    Every rule of the gradient method is the op's exact transpose, so the numbers are the same."""
+def _autograd_gradient(prog, inputs: list, seed, capture=()):
+    """The gradient method's one pass by autograd on the traced graph: seed (B, A) at the output, or
+    a function of the outputs giving it. Returns (node -> (1, *shape) gradient per input node and per
+    node in `capture`, as prog.backward gives; the outputs; the forward values). Every rule of the
+    gradient method is the op's exact transpose, so the numbers are the same."""
     leaves = [t.detach().requires_grad_(True) if t.is_floating_point() else t for t in inputs]
     vals = prog.graph.run_recorded(leaves)
     prog.check(METHODS["gradient"], vals)
     targets = [(n, t) for n, t in zip(prog.graph.inputs, leaves) if t.requires_grad]
     targets += [(n, vals[n]) for n in capture if vals[n].requires_grad]
     out = vals[prog.out_node]
+    if callable(seed):
+        seed = seed(out.detach())
     got = torch.autograd.grad(out, [t for _, t in targets], seed, allow_unused=True) if out.requires_grad else \
         [None] * len(targets)
     G = {n: None for n in prog.graph.inputs}
     G.update({n: None for n in capture})
     for (n, _), g in zip(targets, got):
         G[n] = None if g is None else g.unsqueeze(0)
-    return G
+    return G, out.detach(), {n: (v.detach() if torch.is_tensor(v) else v) for n, v in vals.items()}
 
 
 def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype=None, at_nodes=None,
@@ -613,7 +629,7 @@ def _explain_path(prog, meth, tensors, y, a, baseline, steps, groups, rule_dtype
         prog.check(METHODS["gradient"], vals)
         G = prog.backward(METHODS["gradient"], vals, seed, rule_dtype=rule_dtype, capture=set(at_nodes.values()))
     else:
-        G = _autograd_gradient(prog, path, seed[0], at_nodes.values())
+        G = _autograd_gradient(prog, path, seed[0], at_nodes.values())[0]
     inputs, per = {}, {}
     for n, x, r in zip(prog.graph.inputs, tensors, refs):
         g = G[n]

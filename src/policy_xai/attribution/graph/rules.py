@@ -86,10 +86,35 @@ class LayerMap:
         dtype = S.dtype
         if self.dt is not None:
             S = S.to(self.dt)
-        if self.fold:
-            cols = self._variant(W, "cols") @ S.reshape(n, S.shape[1], -1)  # (n, C_in k k, h w)
-            out = F.fold(cols.to(dtype), self.x_shape[2:], W.shape[2:], stride=p["stride"], padding=p["padding"])
-            return out.view(m, *self.x_shape)
+        if self.fold and self._fold_faster(S, W, n):
+            return self._fold_T(S, W, n, dtype).view(m, *self.x_shape)
+        return self._conv_T(S, W, n, dtype).reshape(m, *self.x_shape)
+
+    def _fold_T(self, S, W, n, dtype):
+        p = self.p
+        cols = self._variant(W, "cols") @ S.reshape(n, S.shape[1], -1)  # (n, C_in k k, h w)
+        return F.fold(cols.to(dtype), self.x_shape[2:], W.shape[2:], stride=p["stride"], padding=p["padding"])
+
+    def _fold_faster(self, S, W, n) -> bool:
+        """GEMM + fold or the backward-data convolution for this layer and batch: whichever ran faster
+        when first seen (timed once per node and shape; which one wins depends on the kernel,
+        stride, channels and batch: 2x either way on this machine's layers)."""
+        import time
+
+        cache = self.node.info.setdefault("fold_faster", {}) if self.node is not None else {}
+        key = (n, tuple(S.shape[1:]), self.dt)
+        if key not in cache:
+            best = {}
+            for name, f in (("fold", self._fold_T), ("conv", self._conv_T)):
+                f(S, W, n, S.dtype)  # warm-up (allocations, kernel choice)
+                t0 = time.perf_counter()
+                f(S, W, n, S.dtype)
+                best[name] = time.perf_counter() - t0
+            cache[key] = best["fold"] <= best["conv"]
+        return cache[key]
+
+    def _conv_T(self, S, W, n, dtype):
+        p = self.p
         if self.cl:
             W, S = self._variant(W, "cl"), S.contiguous(memory_format=torch.channels_last)
         elif self.dt is not None:
@@ -97,7 +122,7 @@ class LayerMap:
         back = conv1d_input if p["nd"] == 1 else conv2d_input
         out = back((n, *self.x_shape[1:]), W, S, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
                    groups=p["groups"])
-        return out.to(dtype).reshape(m, *self.x_shape)
+        return out.to(dtype)
 
     def div(self, R, Z):
         # Linear layers drop units with |Z| <= EPS; conv layers divide by Z + EPS (Z >= 0 there):
@@ -180,7 +205,8 @@ class ZPlus(Rule):
             # there (exactly 0), so the one-transpose form gives the same result
             all_pos = all_pos or not bool((R * ~pos).any())
         if all_pos:
-            S = L.div(R, Zp)
+            # conv: R / (Zp + EPS) with the sum added in place (Zp is ours), as L.div computes it
+            S = R / Zp.add_(EPS) if L.is_conv else L.div(R, Zp)
             out = xp * L.T(S, Wp)
             return [out + xn * L.T(S, Wn) if has_neg else out]
         Zn = L.fwd(xp, Wn)
@@ -366,15 +392,22 @@ class ResidualSplit(Rule):
 
     def __call__(self, ctx, node, xs, y, R):
         signs = node.info.get("signs", (1.0,) * len(xs))
-        z = [c * x.expand_as(y) for c, x in zip(signs, xs)]
-        zp = [t.clamp(min=0) for t in z]
-        Zp = sum(zp)
+        nonneg = node.info.get("live_nonneg")
+        if nonneg is None:
+            nonneg = node.info["live_nonneg"] = [bool(a.info.get("nonneg")) for a, lv in
+                                                 zip(node.arg_nodes(), node.info["live_args"]) if lv]
+        z = [x if c == 1 and x.shape == y.shape else c * x.expand_as(y) for c, x in zip(signs, xs)]
+        zp = [t if c == 1 and nn else t.clamp(min=0) for t, c, nn in zip(z, signs, nonneg)]
+        Zp = zp[0]
+        for t in zp[1:]:
+            Zp = Zp + t
         pos = Zp > EPS
         out = []
         # where no branch contributes positively but no relevance arrives (the ReLU after a residual
-        # add is off there), the negative-share fallback adds exactly 0: skip it
-        if bool(pos.all()) or not bool((R * ~pos).any()):
-            S = sdiv(R, Zp)
+        # add is off there), the negative-share fallback adds exactly 0: skip it. There R = 0, so
+        # R / max(Zp, EPS) is sdiv(R, Zp) exactly.
+        if not bool(R.masked_fill(pos, 0).any()):
+            S = R / Zp.clamp(min=EPS)
             parts = [S * t for t in zp]
         else:
             Zn = sum(-t.clamp(max=0) for t in z)
