@@ -47,7 +47,7 @@ def test_explanation_equals_engine(case, method):
     policy, image, config = case
     alpha = [1.0, 0.5, 2.0, 1.0, 0.1, 3.0, 1.0]
     per_joint = method != "ig_occlusion"
-    old = explain(policy, image, config, method=method, alpha=alpha, per_joint=per_joint)
+    old = explain(policy, image, config, method=method, alpha=alpha, per_joint=per_joint, engine="reference")
     new = explain_policy(policy, image, config, method=method, alpha=alpha, per_joint=per_joint)
     tol = 3e-5 if method in ("gradcam", "guided_gradcam") else 1e-6  # see docs/graph_engine.md
     for f in ("image", "config", "per_joint_image", "per_joint_config"):

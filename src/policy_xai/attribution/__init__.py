@@ -24,13 +24,14 @@ def explain(model, observation, *args, **kwargs):
     1. Our VisuomotorPolicy (unchanged; engine.explain, documented below):
 
            explain(policy, image, config, method="dtd", alpha=None, per_joint=False, layer=0,
-                   precision="float32") -> Explanation
+                   precision="float32", engine="graph") -> Explanation
 
        Taken whenever `model` is a policy_xai.policy.VisuomotorPolicy and `observation` is a tensor
-       (the image); every argument goes to engine.explain as given, so the numbers and the speed are
-       those of engine.explain (which hands a policy with a ResNet-family trunk, spec `trunk:`, to
-       the graph engine: graph.compat.explain_policy, the same Explanation). Methods: METHODS (including the amortised occlusion_net /
-       occlusion_net_refined, which need the policy's trained explainer attached).
+       (the image); every argument goes to engine.explain as given. The policy is traced and
+       explained by the graph engine like any other model (graph.compat.explain_policy gives the
+       Explanation); engine="reference" runs the hand-written passes over the plain conv stack
+       that the graph engine is checked against. Methods: METHODS (including the amortised
+       occlusion_net / occlusion_net_refined, which need the policy's trained explainer attached).
 
     2. Any torch.nn.Module (the graph engine, graph.explain_module; rules in docs/graph_engine.md):
 

@@ -78,6 +78,8 @@ METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHOD
 #: the method the live pipeline and the commands use unless told otherwise (chosen by
 #: `policy-xai faithfulness`, docs/faithfulness.md)
 DEFAULT_METHOD = "occlusion_net"
+#: explain(engine=...): the graph engine (default) or this module's hand-written reference passes
+ENGINES = ("graph", "reference")
 #: what the live pipeline and analyze use instead of an occlusion_net method for a policy without an
 #: explainer file (the best-measured method that needs none)
 FALLBACK_METHOD = "ig_occlusion"
@@ -432,7 +434,8 @@ def usable_method(policy, method: str) -> tuple[str, str]:
 
 @torch.no_grad()
 def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor, method: str = "dtd",
-            alpha=None, per_joint: bool = False, layer: int = 0, precision: str = "float32") -> Explanation:
+            alpha=None, per_joint: bool = False, layer: int = 0, precision: str = "float32",
+            engine: str = "graph") -> Explanation:
     """Explain the torques of `policy` for a batch of observations (see module docstring).
 
     image: (B, C, H, W) float in [0, 1]; config: (B, D) raw configuration; alpha: None, (J,) or
@@ -443,12 +446,20 @@ def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor,
     precision: "float32" (exact rules; the default) or "bfloat16": the rules' convolutions run in
     bfloat16 (several times faster on CPUs with AVX512-BF16/AMX; relevance then conserved to ~1e-2),
     the forward pass and everything else stay float32.
+    engine: "graph" (the default): the policy is traced as one model among others and explained by
+    the graph engine (policy_xai.attribution.graph, docs/graph_engine.md); "reference": this module's
+    hand-written passes over the plain conv stack, kept as the independent reference the graph
+    engine is checked against (the same numbers to 1e-6, test/test_graph_compat.py). The amortised
+    methods (occlusion_net...) run their own explainer network either way.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if policy.spec.trunk is not None and method in METHODS and method not in EXPLAINER_METHODS:
-        # a ResNet-family trunk (BatchNorm / GroupNorm, max-pool, residual adds): the graph engine, which
-        # has the same definitions and gives the same Explanation (graph/compat.py, docs/graph_engine.md)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if method in METHODS and method not in EXPLAINER_METHODS and (engine == "graph" or policy.spec.trunk is not None):
+        if engine == "reference":
+            raise ValueError("engine='reference' covers the plain conv stack only; a ResNet-family trunk "
+                             "(spec `trunk:`) is explained by the graph engine")
         from .graph.compat import explain_policy
 
         return explain_policy(policy, image, config, method, alpha, per_joint, layer, precision)

@@ -57,6 +57,9 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
 
     spec = policy.spec
     check_observation(spec, image, config)
+    if per_joint and method == "ig_occlusion":
+        raise ValueError("per_joint is not available for ig_occlusion: its occlusion refinement is not additive "
+                         "over joints (use ig for per-joint maps)")
     image = image.float()
     obs = {"image": image, "config": policy.normalise_config(config.float())}
     e = explain_module(policy_module(policy), obs, method=method, alpha=alpha, per_output=per_joint, layer=layer,
