@@ -87,7 +87,7 @@ def train_task_explainer(opt: TrainOptions, log: Callable[[str], None] = lambda 
     t0 = time.perf_counter()
     imgs, cfgs, alphas = training_states(opt.task, policy, opt.seeds, opt.episodes, opt.every, opt.max_states)
     log(f"{len(imgs)} training states from rollouts (seeds {list(opt.seeds)}) in {time.perf_counter() - t0:.0f} s")
-    X, C, Al = policy.prepare_image(imgs), policy.prepare_config(cfgs), torch.as_tensor(alphas)
+    X, C, Al = policy.prepare_image(imgs), policy.prepare_config(cfgs), torch.as_tensor(alphas, device=policy.device)
     step = max(1, len(X) // 10)
     maps, t_teacher = teacher_maps(policy, X, C, Al, sizes, progress=lambda n, N: log(
         f"teacher maps {n}/{N}") if n % step < 4 or n == N else None)
