@@ -39,12 +39,13 @@ def parse_device(text=None) -> torch.device:
     name = name or "cpu"
     m = _PATTERN.match(name)
     if m is None:
-        raise DeviceError(f"device {name!r} is not one of {', '.join(DEVICE_NAMES)}")
+        raise DeviceError(f"device {name!r} is not a device name: expected cpu, cuda, cuda:N or mps")
     kind = m.group(1).split(":")[0]
     if kind == "cuda":
         if not torch.cuda.is_available():
-            why = "" if torch.version.cuda else f"; torch {torch.__version__} is a build without CUDA"
-            raise DeviceError(f"device {name!r} is not available here (torch.cuda.is_available() is False{why})")
+            why = "on this machine" if torch.version.cuda else f"to torch {torch.__version__}, a build without CUDA"
+            raise DeviceError(f"device {name!r} is not available here (torch.cuda.is_available() is False: CUDA "
+                              f"is not available {why})")
         if m.group(2) is not None:
             n = torch.cuda.device_count()
             if int(m.group(2)) >= n:
