@@ -589,8 +589,8 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
     tau, tau0 = ig.torques, ig.reference_torques
     pj_img = pj_cfg = None
     if per_joint:  # one path integral per joint (alpha one-hot); they add up to the amortised one
-        parts = [integrated_gradients(policy, image, config, a * F.one_hot(torch.tensor(j, device=a.device), J).to(a.dtype), **kw)
-                 for j in range(J)]
+        onehot = lambda j: F.one_hot(torch.tensor(j, device=a.device), J).to(a.dtype)  # noqa: E731
+        parts = [integrated_gradients(policy, image, config, a * onehot(j), **kw) for j in range(J)]
         pj_img = torch.stack([p.image.sum(1) for p in parts], dim=1)
         pj_cfg = torch.stack([p.config for p in parts], dim=1)
     img_map = ig.image.sum(1)

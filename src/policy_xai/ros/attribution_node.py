@@ -176,8 +176,8 @@ class AttributionNode(XaiNode):
             **_p50_p99(self.paired, "stamp_to_paired"), **_p50_p99(self.queue_wait, "queue_wait"),
             **_p50_p99(self.publish_time, "publish"),
             "torque_mismatches": self.mismatches, "max_torque_diff": self.max_torque_diff,
-            "precision": self.precision, "device": str(self.policy.device), "time_jumps_backward": self.sync.jumps_backward,
-            "time_jumps_forward": self.sync.jumps_forward,
+            "precision": self.precision, "device": str(self.policy.device),
+            "time_jumps_backward": self.sync.jumps_backward, "time_jumps_forward": self.sync.jumps_forward,
         }
         jump = self.sync.jump_status()
         if self.recent_error(10.0):
