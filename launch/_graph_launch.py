@@ -14,6 +14,9 @@ def describe(graph_name, extra_args=(), rviz=True):
         DeclareLaunchArgument("spec", default_value="", description="policy spec override (small, paper, path)"),
         DeclareLaunchArgument("weights", default_value="", description="policy weights override (.safetensors)"),
         DeclareLaunchArgument("method", default_value="", description="attribution method override"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="torch device of the policy and attribution nodes: cpu, cuda, cuda:N, mps "
+                                          "(default: their parameter's, cpu)"),
         DeclareLaunchArgument("allow_untrained", default_value="false",
                               description="let the policy node run untrained weights when weights is empty "
                                           "(simulation and tests only; never on a real arm)"),
@@ -22,7 +25,7 @@ def describe(graph_name, extra_args=(), rviz=True):
 
     def nodes(context):
         get = lambda name: LaunchConfiguration(name, default="").perform(context)  # noqa: E731
-        pol = {k: get(k) for k in ("spec", "weights") if get(k)}
+        pol = {k: get(k) for k in ("spec", "weights", "device") if get(k)}
         overrides = {"policy_node": dict(pol), "attribution_node": dict(pol)}
         if get("method"):
             overrides["attribution_node"]["method"] = get("method")

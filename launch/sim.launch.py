@@ -1,7 +1,7 @@
 """MuJoCo arm + policy + attribution + visualisation (graph "sim" of policy_xai.ros.graph).
 
     ros2 launch policy_xai sim.launch.py [task:=reach|reach2d|peg|door] [method:=rap] [rviz:=true]
-        [weights:=models/x.safetensors] [spec:=paper] [robot_state_publisher:=true]
+        [weights:=models/x.safetensors] [spec:=paper] [device:=cuda] [robot_state_publisher:=true]
 
 By default the policy is the shipped trained policy of the task (models/<task>.safetensors); spec:=
 without weights:= runs untrained weights of that spec.

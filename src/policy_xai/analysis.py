@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .attribution import CAM_METHODS, explain
+from .device import to_numpy
 from .policy import VisuomotorPolicy
 
 
@@ -75,15 +76,15 @@ def explain_sequence(
         for k, m in enumerate(methods):
             ex = explain(policy, img, cfg, m, alpha=a, layer=layer)
             d = out[m]
-            d["image"].append(ex.image.numpy().astype(np.float32))
-            d["config"].append(ex.config.numpy().astype(np.float32))
-            d["points"].append(ex.points.numpy().astype(np.float32))
+            d["image"].append(to_numpy(ex.image).astype(np.float32))
+            d["config"].append(to_numpy(ex.config).astype(np.float32))
+            d["points"].append(to_numpy(ex.points).astype(np.float32))
             d["ratios"].append(ex.ratio_array().astype(np.float32))
             names = ex.ratio_names()
             if k == 0:
-                torques.append(ex.torques.numpy())
-                alpha_used.append(ex.alpha.numpy())
-                fps.append(ex.feature_points.numpy())
+                torques.append(to_numpy(ex.torques))
+                alpha_used.append(to_numpy(ex.alpha))
+                fps.append(to_numpy(ex.feature_points))
         if progress:
             progress(e_.stop - e_.start)
     res = SequenceResult(np.concatenate(torques), np.concatenate(alpha_used), np.concatenate(fps))

@@ -199,6 +199,8 @@ def content_key(bag: Path, options: dict, hash_bytes: bool = False) -> str:
         items.append([rel, _sha256(f)] if hash_bytes else [rel, st.st_size, st.st_mtime_ns])
     pol = str(options.get("policy", ""))
     pol_id = _sha256(Path(pol)) if pol and Path(pol).is_file() else pol
+    # the device does not change the analysis (the same numbers to float rounding): not part of the key
+    options = {k: v for k, v in options.items() if k != "device"}
     blob = json.dumps({"files": items, "policy": pol_id, "options": options}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -122,8 +122,14 @@ class VisuomotorPolicy(nn.Module):
         return self.softmax(self.conv_features(image)).view(image.shape[0], -1, 2)
 
     # ---- observations from numpy -------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the network's tensors live (place_policy moves them); observations are made there."""
+        return self.config_mean.device
+
     def prepare_image(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, C) or (B, H, W, C) uint8 RGB (or float in [0, 1]) -> (B, C, H, W) float tensor."""
+        """(H, W, C) or (B, H, W, C) uint8 RGB (or float in [0, 1]) -> (B, C, H, W) float tensor on
+        the policy's device."""
         s = self.spec
         arr = np.asarray(image)
         if arr.ndim == 3:
@@ -136,18 +142,20 @@ class VisuomotorPolicy(nn.Module):
                 f"{s.image_height}x{s.image_width}x{s.image_channels} (resize it first, e.g. with cv2.resize, "
                 "or pass --resize / the nodes' resize parameter)"
             )
-        if arr.dtype == np.uint8:
-            t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+        dev = self.device
+        if arr.dtype == np.uint8:  # the uint8 bytes travel to the device (4x less than float32)
+            t = torch.from_numpy(np.ascontiguousarray(arr)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
         elif np.issubdtype(arr.dtype, np.floating):
             if not np.all(np.isfinite(arr)):
                 raise ObservationError("image contains NaN or infinite values")
-            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(0, 3, 1, 2)
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(dev).permute(0, 3, 1, 2)
         else:
             raise ObservationError(f"image dtype {arr.dtype} not supported (uint8 RGB or float in [0, 1])")
         return t.contiguous()
 
     def prepare_config(self, config: "np.ndarray | Mapping[str, Sequence[float]]") -> torch.Tensor:
-        """Flat (D,) / (B, D) vector, or a dict group -> values (all of the spec's groups)."""
+        """Flat (D,) / (B, D) vector, or a dict group -> values (all of the spec's groups) -> (B, D)
+        float32 tensor on the policy's device."""
         s = self.spec
         if isinstance(config, Mapping):
             unknown = sorted(set(config) - set(s.group_names))
@@ -176,13 +184,13 @@ class VisuomotorPolicy(nn.Module):
             raise ObservationError(f"configuration has shape {np.shape(arr)}, expected (B, {s.config_dim})")
         if not np.all(np.isfinite(arr)):
             raise ObservationError("configuration contains NaN or infinite values")
-        return torch.from_numpy(np.ascontiguousarray(arr))
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
 
     @torch.no_grad()
     def act(self, image: np.ndarray, config) -> np.ndarray:
         """Torques for one observation (numpy in, numpy out, clipped to the torque limits)."""
         tau = self(self.prepare_image(image), self.prepare_config(config))[0]
-        return torch.clamp(tau, -self.torque_limits, self.torque_limits).numpy().astype(np.float64)
+        return torch.clamp(tau, -self.torque_limits, self.torque_limits).cpu().numpy().astype(np.float64)
 
 
 # ---- save / load -------------------------------------------------------------------------------
@@ -210,8 +218,27 @@ def read_metadata(path: "str | Path") -> dict:
         raise PolicyLoadError(f"{path}: not a readable safetensors weights file ({e})") from e
 
 
-def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = None) -> VisuomotorPolicy:
-    """Load a policy saved by save_policy. If `spec` is given, the file must match it."""
+def place_policy(policy: VisuomotorPolicy, device=None) -> VisuomotorPolicy:
+    """Move `policy` (in place) to `device` (a torch.device, or a string for policy_xai.device.parse_device:
+    DeviceError when it is not usable here), with the occlusion explainer attached to it, which stays
+    attached (it was trained for these weights, wherever they are). None: where it is. Returns it."""
+    from .attribution import amortised
+    from .device import parse_device
+
+    if device is None:
+        return policy
+    dev = device if isinstance(device, torch.device) else parse_device(device)
+    ex = amortised.explainer_of(policy) if amortised.has_explainer(policy) else None
+    policy.to(dev)
+    if ex is not None:
+        amortised.attach_explainer(policy, ex.to(dev))
+    return policy
+
+
+def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = None,
+                device=None) -> VisuomotorPolicy:
+    """Load a policy saved by save_policy. If `spec` is given, the file must match it. device: where
+    it runs (place_policy; None = the CPU, where the file is read)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -244,7 +271,7 @@ def load_policy(path: "str | Path", spec: "PolicySpec | Mapping | str | None" = 
     from .attribution.amortised import attach_for_file
 
     attach_for_file(policy, path)  # <weights>.explainer.safetensors, for the amortised methods
-    return policy
+    return place_policy(policy, device)
 
 
 def _json_kind(x) -> str:
@@ -300,11 +327,13 @@ def check_tensors(path, state: Mapping[str, torch.Tensor], spec: PolicySpec) -> 
                                   f"of the file's spec {list(spec.torque_limits)}")
 
 
-def init_policy(spec, seed: int = 0) -> VisuomotorPolicy:
-    """A freshly initialised policy (deterministic for a seed)."""
+def init_policy(spec, seed: int = 0, device=None) -> VisuomotorPolicy:
+    """A freshly initialised policy (deterministic for a seed: initialised on the CPU, then placed
+    on `device`, so every device gets the same weights)."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return VisuomotorPolicy(spec)
+        policy = VisuomotorPolicy(spec)
     finally:
         torch.random.set_rng_state(gen_state)
+    return place_policy(policy, device)

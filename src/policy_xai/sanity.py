@@ -123,7 +123,16 @@ def cascade_layers(policy: VisuomotorPolicy) -> list[tuple[str, torch.nn.Module]
 
 def _reset(module: torch.nn.Module) -> None:
     """The PyTorch default initialisation of a layer, or of every layer inside a unit (norms included:
-    BatchNorm's running statistics too)."""
+    BatchNorm's running statistics too). A layer on another device is re-initialised on a CPU copy
+    and copied over: the same numbers wherever the network runs (the seed is the CPU generator's)."""
+    from .device import model_device
+
+    if model_device(module).type != "cpu":
+        cpu = copy.deepcopy(module).cpu()
+        _reset(cpu)
+        with torch.no_grad():
+            module.load_state_dict(cpu.state_dict())
+        return
     if hasattr(module, "reset_parameters"):
         module.reset_parameters()
         return
@@ -198,8 +207,8 @@ def _explain_maps(policy, images, configs, method, layer, batch):
     img_l, cfg_l = [], []
     for s in range(0, images.shape[0], batch):
         e = explain(policy, images[s:s + batch], configs[s:s + batch], method, layer=layer)
-        img_l.append(e.image.numpy())
-        cfg_l.append(e.config.numpy())
+        img_l.append(e.image.cpu().numpy())
+        cfg_l.append(e.config.cpu().numpy())
     return np.concatenate(img_l), np.concatenate(cfg_l)
 
 
@@ -247,7 +256,8 @@ def run_sanity(policy: VisuomotorPolicy, images: torch.Tensor, configs: torch.Te
     return res
 
 
-def policy_from_arg(name: str, seed: int = 0, temperature: Optional[float] = None) -> VisuomotorPolicy:
+def policy_from_arg(name: str, seed: int = 0, temperature: Optional[float] = None,
+                    device=None) -> VisuomotorPolicy:
     """A weights file (.safetensors), or a shipped spec name / YAML file for a randomly initialised
     network. An untrained network's conv maps are nearly flat, so its spatial softmax is almost
     uniform and the feature points hardly move with the image; such a network gets a sharper softmax
@@ -259,10 +269,10 @@ def policy_from_arg(name: str, seed: int = 0, temperature: Optional[float] = Non
     from .spec import load_spec
 
     if name.endswith(".safetensors"):
-        policy = load_policy(name)
+        policy = load_policy(name, device=device)
         if temperature is not None:
             policy.softmax.temperature = float(temperature)
         return policy
     d = load_spec(Path(name) if Path(name).is_file() else name).to_dict()
     d["softmax_temperature"] = RANDOM_NET_TEMPERATURE if temperature is None else float(temperature)
-    return init_policy(d, seed=seed)
+    return init_policy(d, seed=seed, device=device)

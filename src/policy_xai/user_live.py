@@ -54,23 +54,13 @@ def parse_kwargs(text) -> dict:
 
 
 def check_device(device: str) -> torch.device:
-    """'cpu', or 'cuda' / 'cuda:N' when CUDA is available; UserPolicyError otherwise."""
-    device = str(device or "cpu").strip()
+    """policy_xai.device.parse_device, its DeviceError as a UserPolicyError (the same line)."""
+    from .device import DeviceError, parse_device
+
     try:
-        d = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise UserPolicyError(f"device {device!r}: expected cpu, cuda or cuda:N") from None
-    if d.type == "cpu":
-        return d
-    if d.type != "cuda":
-        raise UserPolicyError(f"device {device!r}: expected cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise UserPolicyError(f"device {device!r}: CUDA is not available on this machine (torch "
-                              f"{torch.__version__}, cuda build {torch.version.cuda or 'none'}); use device:=cpu")
-    n = torch.cuda.device_count()
-    if d.index is not None and d.index >= n:
-        raise UserPolicyError(f"device {device!r}: this machine has {n} CUDA device(s)")
-    return d
+        return parse_device(device)
+    except DeviceError as e:
+        raise UserPolicyError(str(e)) from None
 
 
 def is_program(model: str) -> bool:

@@ -425,6 +425,7 @@ class ObservationMapping:
                     raise UserPolicyError(f"observation {n}: expected an image {'T x ' if batched else ''}"
                                           f"{s.height} x {s.width} x 3 (RGB), got shape {a.shape}")
                 t = torch.from_numpy(np.ascontiguousarray(a))
+                t = t.to(device) if device is not None else t  # the uint8 bytes travel, then convert there
                 t = t.to(dtype) / 255.0 if a.dtype == np.uint8 else t.to(dtype)
                 t = t.permute(0, 3, 1, 2) if batched else t.permute(2, 0, 1)
             else:
@@ -439,8 +440,9 @@ class ObservationMapping:
                 if tuple(got) != (s.size,) or not np.issubdtype(a.dtype, np.number):
                     raise UserPolicyError(f"observation {n}: expected a vector of {s.size} numbers"
                                           f"{' per step' if batched else ''}, got shape {a.shape}")
-                t = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
-            out[n] = t.contiguous().to(device) if device is not None else t.contiguous()
+                t = torch.from_numpy(np.ascontiguousarray(a))
+                t = (t.to(device) if device is not None else t).to(dtype)
+            out[n] = t.contiguous()
         return out
 
     # ---- the model --------------------------------------------------------------------------------

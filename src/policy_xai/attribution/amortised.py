@@ -104,10 +104,11 @@ def _starts(n: int, p: int, stride: int) -> list[int]:
     return s
 
 
-def window_masks(height: int, width: int, sizes: Sequence[float] = SIZES, stride: Optional[int] = None) -> torch.Tensor:
-    """(N, H, W) bool masks of every teacher window (all sizes, smallest first). stride None: a
-    window of side p moves by max(s, p // 2) with s = STRIDE scaled with the image side (2 px at
-    64x64); an int: every size moves by that stride."""
+def window_masks(height: int, width: int, sizes: Sequence[float] = SIZES, stride: Optional[int] = None,
+                 device=None) -> torch.Tensor:
+    """(N, H, W) bool masks of every teacher window (all sizes, smallest first) on `device`. stride
+    None: a window of side p moves by max(s, p // 2) with s = STRIDE scaled with the image side (2 px
+    at 64x64); an int: every size moves by that stride."""
     scale = max(height, width) / 64
     out = []
     for p in window_sides(height, width, sizes):
@@ -115,7 +116,7 @@ def window_masks(height: int, width: int, sizes: Sequence[float] = SIZES, stride
         ph, pw = min(p, height), min(p, width)
         for y in _starts(height, ph, st):
             for x in _starts(width, pw, st):
-                m = torch.zeros(height, width, dtype=torch.bool)
+                m = torch.zeros(height, width, dtype=torch.bool, device=device)
                 m[y:y + ph, x:x + pw] = True
                 out.append(m)
     return torch.stack(out)
@@ -127,13 +128,13 @@ def window_effects(policy, image: torch.Tensor, config: torch.Tensor, alpha: tor
     """(B, N) effect E(P) of painting each window of masks (N, H, W) with the image's median colour;
     alpha (B, J) or (J,)."""
     B = image.shape[0]
-    alpha = torch.as_tensor(np.asarray(alpha, dtype=np.float32))
+    alpha = _as_alpha(alpha, image.device)
     alpha = alpha.expand(B, -1) if alpha.ndim == 1 else alpha
     fill = median_colour(image)
     tau = policy(image, config)
     N = masks.shape[0]
-    out = torch.empty(B, N)
-    mk = masks[:, None]
+    out = torch.empty(B, N, device=image.device)
+    mk = masks[:, None].to(image.device)
     for b in range(B):
         for i in range(0, N, batch):
             m = mk[i:i + batch]
@@ -153,7 +154,7 @@ def teacher_map(policy, image: torch.Tensor, config: torch.Tensor, alpha, reduce
     if reduce not in REDUCTIONS + ("all",):
         raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)} or 'all', got {reduce!r}")
     B, _, H, W = image.shape
-    masks = window_masks(H, W, sizes, stride)
+    masks = window_masks(H, W, sizes, stride, device=image.device)
     eff = window_effects(policy, image, config, alpha, masks, batch)  # (B, N)
     return reduce_effects(eff, masks, reduce, beta)
 
@@ -176,6 +177,14 @@ def reduce_effects(eff: torch.Tensor, masks: torch.Tensor, reduce: str = "norm",
     if reduce in ("norm", "all"):
         out["norm"] = maxmap(eff / area ** float(beta)) + 1e-3 * mean
     return out if reduce == "all" else out[reduce]
+
+
+def _as_alpha(alpha, device) -> torch.Tensor:
+    """Importance factors (J,) or (B, J) as a float32 tensor on `device` (from numbers, an array or
+    a tensor on any device)."""
+    if torch.is_tensor(alpha):
+        return alpha.detach().to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(alpha, dtype=np.float32), device=device)
 
 
 # ---- the student ----------------------------------------------------------------------------------
@@ -209,8 +218,8 @@ class Explainer(nn.Module):
 
     def _coords(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
-        ys = torch.linspace(-1, 1, H, dtype=x.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
-        xs = torch.linspace(-1, 1, W, dtype=x.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
+        ys = torch.linspace(-1, 1, H, dtype=x.dtype, device=x.device).view(1, 1, H, 1).expand(B, 1, H, W)
+        xs = torch.linspace(-1, 1, W, dtype=x.dtype, device=x.device).view(1, 1, 1, W).expand(B, 1, H, W)
         return torch.cat([x, xs, ys], 1)
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:
@@ -239,7 +248,7 @@ def explain_amortised(explainer: Explainer, image: torch.Tensor) -> torch.Tensor
     instead of ~40 Python-level ops, which matters to the live tail latency; same numbers to float
     rounding)."""
     explainer.eval()
-    key = (tuple(image.shape), image.dtype, _fingerprint(explainer))
+    key = (tuple(image.shape), image.dtype, image.device, _fingerprint(explainer))
     cache = explainer.__dict__.setdefault("_traced", {})
     fn = cache.get(key)
     if fn is None:
@@ -265,7 +274,7 @@ def explain_amortised_refined(explainer: Explainer, policy, image: torch.Tensor,
     from .path import occlusion_refine
 
     B = image.shape[0]
-    a = torch.as_tensor(np.asarray(alpha, dtype=np.float32))
+    a = _as_alpha(alpha, image.device)
     a = a.expand(B, -1) if a.ndim == 1 else a
     s = explain_amortised(explainer, image)
     tau = policy(image, config)
@@ -298,7 +307,7 @@ def train_on_maps(images: torch.Tensor, maps: torch.Tensor, epochs: int = 60, se
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        net = Explainer(images.shape[1], width, coords)
+        net = Explainer(images.shape[1], width, coords).to(images.device)  # trained where the images are
     finally:
         torch.random.set_rng_state(gen_state)
     target = target_distribution(maps, sharpen)
@@ -386,7 +395,9 @@ def load_explainer(path, policy_path=None, policy_sha256: Optional[str] = None) 
 
 def time_explainer(explainer: Explainer, height: int = 64, width: int = 64, repeats: int = 50) -> float:
     """Median ms of one explain_amortised call on one image (at the current torch thread count)."""
-    x = torch.rand(1, explainer.arch["channels"], height, width)
+    from ..device import model_device
+
+    x = torch.rand(1, explainer.arch["channels"], height, width, device=model_device(explainer))
     for _ in range(5):
         explain_amortised(explainer, x)
     ts = []
@@ -523,12 +534,12 @@ def amortised_explanation(policy, explainer: Explainer, image: torch.Tensor, con
     tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9
     w = alpha * torch.where(d.abs() > tol, torch.sign(d), torch.zeros_like(d))
     m = int(steps)
-    t = ((torch.arange(m, dtype=torch.float32) + 0.5) / m).view(m, 1, 1)
+    t = ((torch.arange(m, dtype=torch.float32, device=cn.device) + 0.5) / m).view(m, 1, 1)
     legs = {"image": [pts], "config": [pts0], "both": [pts, pts0]}[order]
     n, J = len(legs), tau.shape[1]
     # one configuration integral per joint (seed alpha_j s_j on torque j alone) in one backward pass:
     # rows (joint, leg, path point, observation); the head is cheap
-    eye = torch.eye(J, dtype=w.dtype)
+    eye = torch.eye(J, dtype=w.dtype, device=w.device)
     seeds = (eye[:, None, None, None, :] * w[None, None, None]).expand(J, n, m, B, J).reshape(-1, J)
     with torch.enable_grad():
         p_cfg = (cn0.unsqueeze(0) + t * (cn - cn0).unsqueeze(0))  # (m, B, D)

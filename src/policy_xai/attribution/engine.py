@@ -366,10 +366,15 @@ def _grad_backward(policy, cache: Cache, g_out: torch.Tensor, guided: bool, stop
 
 
 # ---- public API ---------------------------------------------------------------------------------
-def _alpha_tensor(alpha, B, J, dtype):
+def _alpha_tensor(alpha, B, J, dtype, device=None):
+    """(B, J) importance factors on `device` (the inputs' device; alpha a number sequence, an array
+    or a tensor on any device)."""
     if alpha is None:
-        return torch.ones(B, J, dtype=dtype)
-    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype)
+        return torch.ones(B, J, dtype=dtype, device=device)
+    if torch.is_tensor(alpha):
+        a = alpha.detach().to(device=device, dtype=dtype)
+    else:
+        a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype, device=device)
     if a.dim() == 1:
         a = a.unsqueeze(0).expand(B, -1)
     if a.shape != (B, J):
@@ -401,7 +406,7 @@ def _onehot_out(cache, alpha, joints, signed: bool):
     tau = cache.torques
     B, J = tau.shape
     seed = alpha * (torch.sign(tau) if signed else torch.abs(tau))
-    out = torch.zeros(len(joints), B, J, dtype=tau.dtype)
+    out = torch.zeros(len(joints), B, J, dtype=tau.dtype, device=tau.device)
     for k, j in enumerate(joints):
         out[k, :, j] = seed[:, j]
     return out.view(len(joints) * B, J)
@@ -477,12 +482,12 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     check_observation(spec, image, config)
     image, config = image.float(), config.float()
     if method in EXPLAINER_METHODS:  # computes its own forward passes (the live default: no extra one)
-        a = _alpha_tensor(alpha, image.shape[0], spec.n_joints, torch.float32)
+        a = _alpha_tensor(alpha, image.shape[0], spec.n_joints, torch.float32, image.device)
         return _explain_amortised(policy, image, config, method, a, per_joint, spec)
     cache = forward_cache(policy, image, config)
     tau = cache.torques
     B, J = tau.shape
-    a = _alpha_tensor(alpha, B, J, tau.dtype)
+    a = _alpha_tensor(alpha, B, J, tau.dtype, tau.device)
     fp = cache.points.view(B, -1, 2)
     H, W = spec.image_height, spec.image_width
     pj_img = pj_cfg = None
@@ -530,10 +535,11 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
         raise ValueError(f"conv layer {layer} out of range for {L} conv layers")
     guided = method in ("gbp", "g1gradcam", "g2gradcam", "guided_gradcam")
     need_cam = method in CAM_METHODS
-    img_acc = torch.zeros(B, H, W)
-    img_abs = torch.zeros(B)
-    cfg_acc = torch.zeros(B, spec.config_dim)
-    pts_acc = torch.zeros(B, spec.feature_points)
+    dev = tau.device
+    img_acc = torch.zeros(B, H, W, device=dev)
+    img_abs = torch.zeros(B, device=dev)
+    cfg_acc = torch.zeros(B, spec.config_dim, device=dev)
+    pts_acc = torch.zeros(B, spec.feature_points, device=dev)
     pj_img_l, pj_cfg_l = [], []
     for joints in _joint_chunks(policy, cache, B, J):
         m = len(joints)
@@ -594,8 +600,8 @@ def _explain_path(policy, image, config, method, a, per_joint, spec, fp) -> Expl
     tau, tau0 = ig.torques, ig.reference_torques
     pj_img = pj_cfg = None
     if per_joint:  # one path integral per joint (alpha one-hot); they add up to the amortised one
-        parts = [integrated_gradients(policy, image, config, a * F.one_hot(torch.tensor(j), J).to(a.dtype), **kw)
-                 for j in range(J)]
+        onehot = lambda j: F.one_hot(torch.tensor(j, device=a.device), J).to(a.dtype)  # noqa: E731
+        parts = [integrated_gradients(policy, image, config, a * onehot(j), **kw) for j in range(J)]
         pj_img = torch.stack([p.image.sum(1) for p in parts], dim=1)
         pj_cfg = torch.stack([p.config for p in parts], dim=1)
     img_map = ig.image.sum(1)

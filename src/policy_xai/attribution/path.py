@@ -36,9 +36,9 @@ BASELINES = ("blur", "median", "black")
 DEFAULT_STEPS = 8
 
 
-def gaussian_kernel(sigma: float, truncate: float = 3.0) -> torch.Tensor:
+def gaussian_kernel(sigma: float, truncate: float = 3.0, device=None) -> torch.Tensor:
     r = max(1, int(math.ceil(truncate * sigma)))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    x = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
 
@@ -48,7 +48,7 @@ def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     approximately)."""
     if sigma <= 0:
         return image.clone()
-    k = gaussian_kernel(sigma)
+    k = gaussian_kernel(sigma, device=image.device).to(image.dtype)
     r = (len(k) - 1) // 2
     B, C, H, W = image.shape
     x = image.reshape(B * C, 1, H, W)
@@ -116,7 +116,7 @@ def integrated_gradients(policy, image: torch.Tensor, config: torch.Tensor, alph
     d = tau - tau0
     tol = 1e-5 * (tau.abs() + tau0.abs()) + 1e-9
     s = torch.where(d.abs() > tol, torch.sign(d), torch.zeros_like(d))
-    t = ((torch.arange(m, dtype=torch.float32) + 0.5) / m).view(m, 1, 1, 1, 1)
+    t = ((torch.arange(m, dtype=torch.float32, device=image.device) + 0.5) / m).view(m, 1, 1, 1, 1)
     dimg = image - x0
     dcfg = cn - cn0
     p_img = (x0.unsqueeze(0) + t * dimg.unsqueeze(0)).reshape(m * B, *image.shape[1:]).requires_grad_(True)
@@ -198,7 +198,7 @@ def occlusion_refine(policy, image: torch.Tensor, config: torch.Tensor, alpha: t
     for b in range(B):
         for p, n in windows:
             for (y, x) in top_windows(absr[b], p, n):
-                m = torch.zeros(1, H, W, dtype=torch.bool)
+                m = torch.zeros(1, H, W, dtype=torch.bool, device=image.device)
                 m[:, y:y + p, x:x + p] = True
                 masks.append(m)
                 owners.append(b)
@@ -206,7 +206,7 @@ def occlusion_refine(policy, image: torch.Tensor, config: torch.Tensor, alpha: t
     if not masks:
         return out
     mk = torch.stack(masks)  # (N, 1, H, W)
-    own = torch.tensor(owners)
+    own = torch.tensor(owners, device=image.device)
     occluded = torch.where(mk, fill[own], image[own])
     eff = (alpha[own] * (policy(occluded, config[own]) - tau[own]).abs()).sum(1)
     for i in torch.argsort(eff).tolist():  # windows of different images never mix
@@ -222,4 +222,4 @@ def completeness_gap(ig: IntegratedGradients, alpha) -> np.ndarray:
     sum_j alpha_j |tau_j(x) - tau_j(x0)| it adds up to in the limit of many path points."""
     total = ig.image.flatten(1).sum(1) + ig.config.sum(1)
     target = (alpha * (ig.torques - ig.reference_torques).abs()).sum(1)
-    return (total - target).detach().numpy()
+    return (total - target).detach().cpu().numpy()

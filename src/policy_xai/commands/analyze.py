@@ -8,8 +8,8 @@ import argparse
 import sys
 
 from ..ros import interfaces as itf
-from .checks import (UsageError, domain_id, nonnegative_float, nonnegative_int, positive_float, positive_int,
-                     positive_int_list)
+from .checks import (UsageError, add_device_option, device_arg, domain_id, nonnegative_float, nonnegative_int,
+                     positive_float, positive_int, positive_int_list)
 
 _ATTR = itf.NODES["attribution_node"].parameters
 _POLICY = itf.NODES["policy_node"].parameters
@@ -56,6 +56,7 @@ def _explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=nonnegative_int, default=1,
                    help="torch threads (0 = torch's default; 1 measured 3-6x faster than 2 on this shared 2-core "
                         "machine)")
+    add_device_option(p)
 
 
 class _BagsAction(argparse.Action):
@@ -193,6 +194,8 @@ def register(sub) -> None:
     r.add_argument("--no-visualization", action="store_true", help="leave out the visualisation node")
     r.add_argument("--log-dir", default="", help="node logs (default: a temporary folder)")
     r.add_argument("--ready-timeout", type=positive_float, default=90.0, help="s to wait for the nodes to come up")
+    add_device_option(r, "torch device of the policy and attribution nodes (their `device` parameter): cpu, cuda, "
+                         "cuda:N or mps; checked before any node starts")
     r.set_defaults(func=run_replay)
 
 
@@ -200,11 +203,12 @@ def register(sub) -> None:
 def _load(args):
     from .explain import load_policy_arg
 
+    device = device_arg(getattr(args, "device", "cpu"))
     if getattr(args, "threads", 0):
         import torch
 
         torch.set_num_threads(args.threads)
-    return load_policy_arg(args.policy, args.seed)
+    return load_policy_arg(args.policy, args.seed, device)
 
 
 def auto_batch(spec) -> int:
@@ -470,6 +474,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from .. import fleet
 
     bags = getattr(args, "bags", None) or [args.bag]
+    device_arg(args.device)  # before any bag is read (every worker checks it again where it runs)
     if not fleet.wants_fleet(bags):
         analyze(args)
         return 0
@@ -606,6 +611,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     checks.input_path(args.bag, "bag")
     checks.policy_input(args.policy)
+    device = str(checks.device_arg(args.device))
     inputs = {"input bag": checks.bag_root(args.bag)}
     if args.record:
         checks.new_bag_dir(args.record, "--record", inputs)
@@ -622,7 +628,8 @@ def run_replay(args: argparse.Namespace) -> int:
     node_names = [n.name for n in nodes if not (args.no_visualization and n.name == "visualization_node")]
     weights = args.policy if args.policy.endswith(".safetensors") or Path(args.policy).is_file() else ""
     spec = "" if weights else args.policy
-    over = {n: {"spec": spec, "weights": weights} for n in ("policy_node", "attribution_node") if n in node_names}
+    over = {n: {"spec": spec, "weights": weights, "device": device} for n in ("policy_node", "attribution_node")
+            if n in node_names}
     if "attribution_node" in over:
         over["attribution_node"]["method"] = args.method
     if args.record:

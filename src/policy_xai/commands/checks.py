@@ -234,3 +234,23 @@ def new_bag_dir(path, label: str, inputs: Optional[Mapping[str, "str | Path | No
     if Path(path).exists():
         raise UsageError(f"{label} {path} exists; a bag is written into a new folder (choose another name)")
     return _new_output(path, label, None, "the bag")
+
+
+# ==== devices =====================================================================================
+DEVICE_HELP = ("torch device the network runs on: cpu (default), cuda, cuda:N or mps; checked before any work "
+               "starts (a device torch cannot use here is a one-line error, exit code 2)")
+
+
+def add_device_option(p, help: str = DEVICE_HELP) -> None:
+    """--device (a string: parsed by `device_arg` when the command runs, so --help needs no torch)."""
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help=help)
+
+
+def device_arg(text, label: str = "--device"):
+    """The torch.device of a --device value (policy_xai.device.parse_device); UsageError naming why not."""
+    from ..device import DeviceError, parse_device
+
+    try:
+        return parse_device(text)
+    except DeviceError as e:
+        raise UsageError(f"{label}: {e}") from None

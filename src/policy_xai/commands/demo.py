@@ -29,6 +29,10 @@ def register(sub) -> None:
                                                "or analysis/bag from another command)")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd",
                    help="MCAP chunk compression of the recorded and the annotated bag (default zstd)")
+    from .checks import add_device_option
+    from .ros import NODE_DEVICE_HELP
+
+    add_device_option(p, NODE_DEVICE_HELP.replace("nodes", "nodes and the offline analysis"))
     p.set_defaults(func=run)
 
 
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from .ros import check_live_args
 
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d_%H%M%S"))
+    device = str(checks.device_arg(args.device))
     if args.weights:
         weights = checks.input_file(args.weights, "--weights file")
     else:
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     parser = build_parser()
     if args.offline:
         argv = ["explain", "--policy", str(weights or "small"), "--out", str(out), "--methods", "dtd,rap,gbp,gradcam",
-                "--robot", "baxter_right_arm" if args.task != "reach2d" else "two_link_arm", "--steps", "60"]
+                "--robot", "baxter_right_arm" if args.task != "reach2d" else "two_link_arm", "--steps", "60",
+                "--device", device]
         a = parser.parse_args(argv)
         return a.func(a)
 
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     live = argparse.Namespace(duration=args.duration, spec=spec, weights=str(weights or ""), method=args.method,
                               task=args.task, image_size=None, params_file=None, domain_id=None,
                               out=str(out / "live"), no_video=False, compression=args.compression,
-                              on_up=getattr(args, "on_up", None))
+                              on_up=getattr(args, "on_up", None), device=device)
     rc = cmd_run(live)
     if rc or args.no_analyze:
         return rc
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nanalysing the recording offline ({methods.replace(',', ', ')}) ...")
     a = parser.parse_args(["analyze", str(out / "live" / "bag"), "--policy", str(weights) if weights else spec,
                            "--methods", methods, "--out", str(out / "analysis"),
-                           "--compression", args.compression])
+                           "--compression", args.compression, "--device", device])
     rc = a.func(a)
     print(f"\ndemo outputs in {out}/: live/ (bag, heatmap.mp4, ratios.png, summary.json) and analysis/ "
           "(fig4_ratios.png, fig5_curves.png, heatmap_*.mp4, ratios.csv/parquet, annotated bag)")

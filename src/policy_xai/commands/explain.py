@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import nonnegative_int, positive_float, positive_int
+from .checks import add_device_option, nonnegative_int, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -34,19 +34,20 @@ def register(sub) -> None:
                    help="heatmap colour scale: per frame, or one scale for the whole video")
     p.add_argument("--panels", type=nonnegative_int, default=4, help="how many Fig. 3 style panels to draw")
     p.add_argument("--seed", type=int, default=0)
+    add_device_option(p)
     p.add_argument("--out", default="out/explain", help="output folder")
     p.set_defaults(func=run)
 
 
-def load_policy_arg(name: str, seed: int = 0):
-    """A weights file, or a shipped spec name (-> a randomly initialised network)."""
+def load_policy_arg(name: str, seed: int = 0, device=None):
+    """A weights file, or a shipped spec name (-> a randomly initialised network), on `device`."""
     from pathlib import Path
 
     from ..policy import init_policy, load_policy
 
     if name.endswith(".safetensors") or Path(name).is_file():
-        return load_policy(name)
-    return init_policy(name, seed=seed)
+        return load_policy(name, device=device)
+    return init_policy(name, seed=seed, device=device)
 
 
 def load_robot_arg(name: str):
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    device = checks.device_arg(args.device)
     out = Path(args.out)
     inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy weights file")
     if args.robot not in ("", "none") and Path(args.robot).is_file():
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     writes = {n: out / n for n in ("ratios.csv", "summary.json", "fig4_ratios.png", "fig5_curves.png", "heatmaps")}
     writes.update({f"heatmap_{m}.mp4": out / f"heatmap_{m}.mp4" for m in methods})
     checks.guard_outputs(inputs, out, writes)
-    policy = load_policy_arg(args.policy, args.seed)
+    policy = load_policy_arg(args.policy, args.seed, device)
     checks.writable_dir(out)
     spec = policy.spec
     times = alphas = None
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                                       names, title=f"{m}, step {i}")
         figures.heatmap_video(out / f"heatmap_{m}.mp4", np.asarray(images), ser.image, res.feature_points,
                               normalize=args.normalize)
-    summary = {"policy": args.policy, "spec": spec.name, "steps": len(res), "methods": methods,
+    summary = {"policy": args.policy, "spec": spec.name, "steps": len(res), "methods": methods, "device": str(device),
                "alpha": "robot model " + args.robot if alphas is not None else "1 (no robot model)",
                "ratios_mean_std": stats, "method_rank_consistency": consistency}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import UsageError, positive_float, positive_int
+from .checks import UsageError, add_device_option, positive_float, positive_int
 
 #: graph-engine methods that give relevance ratios per input (the Grad-CAM family does not)
 RATIO_METHODS = ("dtd", "rap", "gradient", "gbp", "ig", "ig_median", "ig_occlusion")
@@ -42,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--dt", type=positive_float, default=0.05, help="control period for the importance factors [s]")
     p.add_argument("--batch", type=positive_int, default=8, help="steps per batch")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
+    add_device_option(p)
     p.add_argument("--out", required=True, help="output folder (new or empty; nothing is overwritten)")
     p.set_defaults(func=run)
 
@@ -94,6 +95,7 @@ def run(args) -> int:
         raise UsageError(f"--method {args.method!r}: choose from {', '.join(RATIO_METHODS)} (methods with relevance "
                          "ratios)")
     kwargs = _factory_kwargs(args.factory_kwargs)
+    dev = checks.device_arg(args.device)
     mapping_path = checks.input_file(args.mapping, "--mapping")
     obs_path = checks.input_file(args.observations, "--observations")
     inputs = {"--mapping": mapping_path, "--observations": obs_path}
@@ -113,7 +115,7 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        model = load_user_policy(args.model, args.weights, kwargs)
+        model = load_user_policy(args.model, args.weights, kwargs).to(dev)  # moved once; inputs made there
         mapping = load_mapping(mapping_path, model)
     except UserPolicyError as e:
         raise UsageError(str(e)) from None
@@ -141,7 +143,7 @@ def run(args) -> int:
     rel = {n: [] for n in mapping.names()}
     rows, outputs = [], []
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    device = next((p.device for p in model.parameters()), None)
+    device = dev
     with tqdm(total=T, desc=f"explain-model {args.method}", unit="step") as bar:
         for s in range(0, T, args.batch):
             batch = mapping.to_batch({k: v[s:s + args.batch] for k, v in data.items()}, device=device, dtype=dtype)
@@ -168,7 +170,7 @@ def run(args) -> int:
     names = mapping.action_names or [f"action{i}" for i in range(n_actions)]
     summary = {
         "model": args.model, "weights": args.weights, "factory_kwargs": kwargs, "mapping": str(mapping_path),
-        "observations": str(obs_path), "method": args.method, "steps": int(T), "actions": names,
+        "observations": str(obs_path), "method": args.method, "device": str(dev), "steps": int(T), "actions": names,
         "action_kind": mapping.action_kind, "robot": None if alpha is None else args.robot,
         "alpha": mapping.alpha(n_actions).tolist() if alpha is None else alpha.tolist(),
         "inputs": {n: list(mapping.observations[n].shape) for n in mapping.names()},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checks import UsageError, positive_int
+from .checks import UsageError, add_device_option, device_arg, positive_int
 
 
 def register(sub) -> None:
@@ -27,6 +27,8 @@ def register(sub) -> None:
                    help="teacher window sides in pixels at 64x64 (default 3 4 8)")
     p.add_argument("--seed", type=int, default=0, help="student initialisation seed")
     p.add_argument("--threads", type=positive_int, default=1)
+    add_device_option(p, "torch device of the policy (rollouts, teacher maps) and of the student's training: cpu "
+                         "(default), cuda, cuda:N or mps; checked before any work starts")
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,7 @@ def run(args) -> int:
         raise UsageError("--seeds: 0 is the held-out seed `policy-xai faithfulness` measures on; choose others")
     if args.sizes is not None and any(s < 1 for s in args.sizes):
         raise UsageError("--sizes: window sides are >= 1 pixel")
+    device = str(device_arg(args.device))
     weights = input_file(args.policy, "--policy file")
     out = Path(args.out) if args.out else explainer_path_for(weights)
     if out.exists():
@@ -59,7 +62,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     opt = TrainOptions(task=args.task, policy=str(weights), out=str(out), seeds=tuple(args.seeds),
                        episodes=args.episodes, every=args.every, max_states=args.states, epochs=args.epochs,
-                       sizes=args.sizes, seed=args.seed)
+                       sizes=args.sizes, seed=args.seed, device=device)
     res = train_task_explainer(opt, log=lambda s: print(s, flush=True))
     print(f"explainer for {weights.name}: {res['file']} ({res['states']} states, teacher "
           f"{res['teacher_s_per_state']:.2f} s/state, training {res['train_s']:.0f} s)")

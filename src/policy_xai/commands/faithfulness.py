@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checks import UsageError, nonnegative_int, positive_int, writable_dir
+from .checks import UsageError, add_device_option, device_arg, nonnegative_int, positive_int, writable_dir
 
 QUICK = dict(tasks="reach", methods="dtd,gradient,ig,occlusion_net", every=25, sanity_states=2)
 
@@ -37,6 +37,7 @@ def register(sub) -> None:
                    help="weights for a task instead of models/<task>.safetensors (repeatable)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (the ms column is per this)")
     p.add_argument("--seed", type=int, default=0)
+    add_device_option(p)
     p.add_argument("--quick", action="store_true", help="reach only, dtd/gradient/ig/occlusion_net, every 25th step")
     p.add_argument("--out", required=True, help="output folder (new or empty)")
     p.set_defaults(func=run)
@@ -76,6 +77,7 @@ def options_from_args(args):
         raise UsageError(f"--units: positive integers, got {args.units!r}") from None
     if any(u < 1 for u in units):
         raise UsageError(f"--units: positive integers, got {args.units!r}")
+    device = str(device_arg(args.device))
     policies = {}
     for item in args.policy:
         task, sep, path = item.partition("=")
@@ -85,7 +87,7 @@ def options_from_args(args):
     return Options(tasks=tuple(tasks), methods=tuple(methods), episodes=args.episodes, every=args.every,
                    max_states=args.max_states, removals=tuple(removals), units=tuple(units),
                    sanity=args.sanity_states > 0, sanity_states=args.sanity_states, policies=policies,
-                   threads=args.threads, seed=args.seed)
+                   threads=args.threads, seed=args.seed, device=device)
 
 
 def run(args) -> int:

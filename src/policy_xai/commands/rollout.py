@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import nonnegative_int, positive_float, positive_int
+from .checks import add_device_option, nonnegative_int, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -37,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--fps", type=positive_float, default=10.0, help="frame rate of the heatmap videos")
     p.add_argument("--seed", type=int, default=0, help="seed of the changed target's position")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    add_device_option(p)
     p.add_argument("--out", default=None, help="output folder (default out/rollout_<task>)")
     p.set_defaults(func=run)
 
@@ -90,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise checks.UsageError(f"--conditions takes 'all' or comma-separated indices, got {args.conditions!r}") \
                 from None
+    device = checks.device_arg(args.device)
     checks.writable_dir(out)
-    policy = load_policy(path)
+    policy = load_policy(path, device=device)
     spec = policy.spec
     (out / "fig3").mkdir(parents=True, exist_ok=True)
     names = config_feature_names(spec)

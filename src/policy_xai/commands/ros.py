@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from ..ros import interfaces as itf
-from .checks import (UsageError, domain_id, nonnegative_float, positive_float, positive_int)
+from .checks import (UsageError, add_device_option, device_arg, domain_id, nonnegative_float, positive_float,
+                     positive_int)
 
 _DEFAULT_METHOD = str(itf.NODES["attribution_node"].parameters["method"])
 
@@ -74,11 +75,16 @@ def register(sub) -> None:
                         "tail this machine adds to any pipeline")
     p.add_argument("--out", default=None, help="folder for bags and results (default: a temp folder)")
     p.add_argument("--domain-id", type=domain_id, default=None)
+    add_device_option(p, NODE_DEVICE_HELP)
     _compression_arg(p)
     p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("topics", help="print the topic and parameter tables of the live pipeline")
     p.set_defaults(func=lambda a: _print_tables())
+
+
+NODE_DEVICE_HELP = ("torch device of the nodes that run a network (their `device` parameter): cpu, cuda, cuda:N "
+                    "or mps; checked before any node starts (one that torch cannot use here: one line, exit code 2)")
 
 
 def _live_args(p) -> None:
@@ -92,6 +98,7 @@ def _live_args(p) -> None:
     p.add_argument("--image-size", type=positive_int, default=None, help="camera size (default: the spec's input size)")
     p.add_argument("--params-file", default=None, help="parameter file (default config/sim.yaml)")
     p.add_argument("--domain-id", type=domain_id, default=None, help="ROS_DOMAIN_ID (default: a random free-ish one)")
+    add_device_option(p, NODE_DEVICE_HELP)
     g = p.add_argument_group("a user's policy instead of the spec's (user_policy_node; --spec is then unused)")
     g.add_argument("--model", default="", help="package.module:factory (with --weights, else untrained: simulation) "
                                                "or a torch.export program (.pt2)")
@@ -141,7 +148,8 @@ def check_live_args(out: Path, spec: str, weights: str = "", params_file=None, i
     checks.writable_dir(out)
 
 
-def check_user_model(model: str, mapping: str, model_kwargs: str = "", weights: str = "", method: str = "dtd"):
+def check_user_model(model: str, mapping: str, model_kwargs: str = "", weights: str = "", method: str = "dtd",
+                     device: str = "cpu"):
     """--model / --mapping load and fit (and the method explains the model) before any node starts;
     a UsageError with the node's one-line reason otherwise. In simulation a factory model without
     --weights runs untrained (as --spec does)."""
@@ -150,7 +158,7 @@ def check_user_model(model: str, mapping: str, model_kwargs: str = "", weights: 
 
     try:
         return load_live(model, mapping, weights=weights, model_kwargs=model_kwargs, allow_untrained=True,
-                         method=method)
+                         method=method, device=device)
     except UserPolicyError as e:
         raise UsageError(str(e)) from None
 
@@ -171,7 +179,7 @@ def _death(p, t0: float, phase: str) -> dict:
 def live_run(out: Path, duration: float, spec: str = "small", weights: str = "", method: str = "dtd",
              task: str = "reach", image_size=None, params_file=None, domain_id=None, log=print,
              warmup_timeout: float = 90.0, precision: str = "float32", compression: str = "zstd",
-             on_up=None, user: "dict | None" = None) -> dict:
+             on_up=None, user: "dict | None" = None, device: str = "cpu") -> dict:
     """Start recorder + sim graph, wait until heatmaps flow, run `duration` s, stop, summarise.
 
     user: {"model", "mapping", "model_kwargs", "weights", "split"} runs graph "user_sim" (or
@@ -181,7 +189,8 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
     A node that exits early is noted (exit code, time, last log lines) and the others keep running
     to the end of the run (a dead recorder ends it: nothing more is recorded); what was recorded is
     read and summarised either way. The summary's "dead_nodes" lists them. `on_up(runner)` is called
-    once the graph is up (tests use it to act on the node processes)."""
+    once the graph is up (tests use it to act on the node processes). device: every node that runs a
+    network gets it (`device` parameter)."""
     from .. import bags
     from ..ros import bagtools
     from ..ros.graph import NodeLaunch, graph
@@ -196,7 +205,7 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
         size = image_size or (cam[0] if cam else 64)
         split = bool(user.get("split"))
         overrides = user_sim_overrides(user["model"], user["mapping"], user.get("model_kwargs", ""),
-                                       user.get("weights", ""), method, allow_untrained=True,
+                                       user.get("weights", ""), method, allow_untrained=True, device=device,
                                        image_size=(size, size) if image_size else None, split=split)
         overrides["sim_node"] = {**overrides.get("sim_node", {}), "task": task}
         if image_size and cam and tuple(cam) != (size, size):
@@ -207,7 +216,7 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
     else:
         s = load_spec(spec)
         size = image_size or s.image_height
-        pol = {"spec": spec, "weights": weights}
+        pol = {"spec": spec, "weights": weights, "device": device}
         overrides = {"sim_node": {"task": task, "image_width": int(size), "image_height": int(size)},
                      "policy_node": {**pol, "resize": size != s.image_height},
                      "attribution_node": {**pol, "method": method, "precision": precision}}
@@ -273,7 +282,7 @@ def live_run(out: Path, duration: float, spec: str = "small", weights: str = "",
         problem = src.problem.describe(src.start_ns) if src.problem is not None else None
     run = bagtools.read_run(bag)
     summary = bagtools.summarize(run)
-    summary.update({"spec": name, "image_size": int(size), "method": method, "precision": precision,
+    summary.update({"spec": name, "image_size": int(size), "method": method, "precision": precision, "device": device,
                     "task": task, "duration_s": duration, "ran_s": round(ran_s, 2),
                     "bag": str(bag), "domain_id": dom, "compression": compression,
                     "bag_bytes": sum(p.stat().st_size for p in bag.iterdir() if p.is_file()),
@@ -375,11 +384,12 @@ def cmd_run(args) -> int:
     from ..ros import bagtools
 
     out = Path(args.out or time.strftime("runs/%Y%m%d_%H%M%S"))
+    device = str(device_arg(getattr(args, "device", "cpu")))
     check_live_args(out, args.spec, args.weights, args.params_file, args.image_size)
     user = None
     if getattr(args, "model", ""):
         method = args.method if args.method != _DEFAULT_METHOD else "dtd"  # occlusion_net is for our policies
-        live = check_user_model(args.model, args.mapping, args.model_kwargs, args.weights, method)
+        live = check_user_model(args.model, args.mapping, args.model_kwargs, args.weights, method, device)
         if live.untrained:
             print(f"note: {args.model} runs UNTRAINED (no --weights): random actions, in simulation only")
         user = {"model": args.model, "mapping": args.mapping, "model_kwargs": args.model_kwargs,
@@ -390,7 +400,7 @@ def cmd_run(args) -> int:
     res = live_run(out, args.duration, args.spec, args.weights, args.method, args.task, args.image_size,
                    args.params_file, args.domain_id, precision=getattr(args, "precision", "float32"),
                    compression=getattr(args, "compression", "zstd"), on_up=getattr(args, "on_up", None),
-                   user=user)
+                   user=user, device=device)
     run, summary = res["run"], res["summary"]
     if not args.no_video:
         v = bagtools.write_video(run, out / "heatmap.mp4")
@@ -486,6 +496,7 @@ def cmd_latency(args) -> int:
 
     from . import checks
 
+    device = str(device_arg(args.device))
     configs = _latency_configs(args.configs)
     label = lambda spec, size, w: f"{Path(w).stem if w else spec}_{size or 'spec'}_{args.precision}"  # noqa: E731
     if args.out:
@@ -505,7 +516,7 @@ def cmd_latency(args) -> int:
                   f"({jit['p99_over_p50']:.1f}x)")
         res = live_run(base / label(spec, size, weights), args.duration, spec, weights, args.method,
                        image_size=size, domain_id=(args.domain_id + i) if args.domain_id is not None else None,
-                       precision=args.precision, compression=args.compression)
+                       precision=args.precision, compression=args.compression, device=device)
         s = res["summary"]
         if s["dead_nodes"]:
             raise RuntimeError(f"{spec}:{size}: nodes exited during the measurement: "

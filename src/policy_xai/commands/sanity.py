@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import nonnegative_int, positive_float, positive_int
+from .checks import add_device_option, nonnegative_int, positive_float, positive_int
 
 DEFAULT_METHODS = "dtd,rap,gbp,gradient,gradcam,guided_gradcam,g1gradcam,g2gradcam"
 
@@ -37,6 +37,7 @@ def register(sub) -> None:
                    help="spatial softmax temperature (default: 0.02 for a random network, stored value for a file)")
     p.add_argument("--threshold", type=float, default=0.9, help="flag a method above this mean rank correlation")
     p.add_argument("--batch", type=positive_int, default=16, help="observations per explain() call")
+    add_device_option(p)
     p.add_argument("--out", default="out/sanity", help="output folder")
     p.set_defaults(func=run)
 
@@ -108,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy file")
     checks.guard_outputs(inputs, out, {n: out / n for n in ("sanity.csv", "sanity.png")})
+    device = checks.device_arg(args.device)
     torch.manual_seed(args.seed)
-    policy = policy_from_arg(args.policy, args.seed, args.temperature)
+    policy = policy_from_arg(args.policy, args.seed, args.temperature, device)
     checks.writable_dir(out)
     if args.inputs == "synthetic":
         from ..synthetic import synthetic_observations

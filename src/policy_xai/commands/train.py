@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import checks
 from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 
 TASKS = ("reach2d", "reach", "peg", "door")
@@ -77,6 +78,7 @@ def register(sub) -> None:
     p.add_argument("--no-blank", action="store_true", help="skip the blanked-image evaluation")
     p.add_argument("--no-heldout", action="store_true", help="only the training conditions")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    checks.add_device_option(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -202,9 +204,10 @@ def run_evaluate(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     path = checks.input_file(args.policy, "--policy weights file") if args.policy else model_path(args.task)
+    device = checks.device_arg(args.device)
     if args.json:
         checks.writable_file(args.json, "--json", {"--policy weights file": path})
-    policy = load_policy(path)
+    policy = load_policy(path, device=device)
     print(f"evaluating {path} on task {args.task!r}: {args.episodes} episodes per target, start noise {args.noise} rad")
     res = _print_eval(policy, args.task, args.episodes, args.noise, args.seed, blank=not args.no_blank,
                       heldout=not args.no_heldout)

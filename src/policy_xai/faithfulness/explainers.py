@@ -38,6 +38,7 @@ class TrainOptions:
     sizes: Optional[Sequence[float]] = None      # window sides in px at 64x64; None: amortised.SIZES
     width: int = 16
     seed: int = 0
+    device: str = "cpu"                          # policy, teacher maps and student training (parse_device)
     extra: dict = field(default_factory=dict)    # more metadata for the file
 
 
@@ -82,12 +83,12 @@ def train_task_explainer(opt: TrainOptions, log: Callable[[str], None] = lambda 
 
     policy_path = Path(opt.policy)
     out = Path(opt.out) if opt.out else A.explainer_path_for(policy_path)
-    policy = load_policy(policy_path)
+    policy = load_policy(policy_path, device=opt.device)
     sizes = tuple(A.SIZES) if opt.sizes is None else tuple(float(p) / 64 for p in opt.sizes)
     t0 = time.perf_counter()
     imgs, cfgs, alphas = training_states(opt.task, policy, opt.seeds, opt.episodes, opt.every, opt.max_states)
     log(f"{len(imgs)} training states from rollouts (seeds {list(opt.seeds)}) in {time.perf_counter() - t0:.0f} s")
-    X, C, Al = policy.prepare_image(imgs), policy.prepare_config(cfgs), torch.as_tensor(alphas)
+    X, C, Al = policy.prepare_image(imgs), policy.prepare_config(cfgs), torch.as_tensor(alphas, device=policy.device)
     step = max(1, len(X) // 10)
     maps, t_teacher = teacher_maps(policy, X, C, Al, sizes, progress=lambda n, N: log(
         f"teacher maps {n}/{N}") if n % step < 4 or n == N else None)

@@ -50,7 +50,7 @@ ROAD_NOISE = 0.01
 def torques(policy, images: torch.Tensor, configs: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Unclipped torques (N, J) of images (N, C, H, W) in [0, 1] and raw configurations (N, D)."""
     out = [policy(images[i:i + batch], configs[i:i + batch]) for i in range(0, images.shape[0], batch)]
-    return torch.cat(out) if out else torch.zeros(0, policy.spec.n_joints)
+    return torch.cat(out) if out else torch.zeros(0, policy.spec.n_joints, device=images.device)
 
 
 def effect(tau: torch.Tensor, tau_ref: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -120,11 +120,13 @@ class Remover:
 
     def __call__(self, masks: torch.Tensor) -> torch.Tensor:
         """masks (N, H, W) bool -> (N, C, H, W) images with the masked pixels removed."""
-        masks = torch.as_tensor(masks, dtype=torch.bool)
+        dev = self.image.device
+        masks = torch.as_tensor(masks, dtype=torch.bool, device=dev)
         if self.fill is not None:
             return torch.where(masks[:, None], self.fill[None], self.image[None])
-        img = self.image.numpy()
-        return torch.from_numpy(np.stack([_road_fill(img, m, self.rng, ROAD_NOISE) for m in masks.numpy()]))
+        img = self.image.cpu().numpy()  # ROAD's sparse solve runs in scipy, on the CPU
+        filled = np.stack([_road_fill(img, m, self.rng, ROAD_NOISE) for m in masks.cpu().numpy()])
+        return torch.from_numpy(filled).to(dev)
 
 
 def remove(images: torch.Tensor, masks, op: str = "median", seed: int = 0) -> torch.Tensor:
@@ -202,7 +204,7 @@ def curves(policy, image: torch.Tensor, config: torch.Tensor, alpha: torch.Tenso
     removed = rem(torch.from_numpy(everything))
     # insertion: the fully removed image with the top units put back (for ROAD this differs from
     # removing the complement, whose fill would be imputed from the few kept pixels)
-    inserted = torch.where(torch.from_numpy(keep)[:, None], image[None], removed)
+    inserted = torch.where(torch.from_numpy(keep).to(image.device)[:, None], image[None], removed)
     imgs = torch.cat([rem(torch.from_numpy(keep)), inserted, removed])
     cfg = config[None].expand(len(imgs), -1)
     tau = torques(policy, imgs, cfg)
@@ -211,7 +213,8 @@ def curves(policy, image: torch.Tensor, config: torch.Tensor, alpha: torch.Tenso
     e = effect(tau, tau_ref, alpha)
     full = float(e[-1])
     safe = full if full > 0 else float("nan")
-    return Curves(deletion=(e[:F_] / safe).numpy(), insertion=(1.0 - e[F_:2 * F_] / safe).numpy(), full_effect=full)
+    return Curves(deletion=(e[:F_] / safe).cpu().numpy(), insertion=(1.0 - e[F_:2 * F_] / safe).cpu().numpy(),
+                  full_effect=full)
 
 
 # ---- objects -------------------------------------------------------------------------------------
@@ -277,7 +280,7 @@ def group_effects(policy, image: torch.Tensor, config: torch.Tensor, alpha: torc
         rows.append(c)
         keys.append((g, how))
     H, W = image.shape[1:]
-    img_removed = Remover(image, op, seed)(torch.ones(1, H, W, dtype=torch.bool))
+    img_removed = Remover(image, op, seed)(torch.ones(1, H, W, dtype=torch.bool, device=image.device))
     imgs = torch.cat([image[None].expand(len(rows), -1, -1, -1), img_removed])
     cfgs = torch.stack(rows + [config])
     if tau_ref is None:

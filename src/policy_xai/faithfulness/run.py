@@ -42,6 +42,7 @@ class Options:
     sanity_states: int = 4
     policies: dict = field(default_factory=dict)   # task -> weights file (default models/<task>.safetensors)
     threads: int = 1                               # torch threads (the cost column is per thread count)
+    device: str = "cpu"                            # where the policies run (policy_xai.device.parse_device)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def explain_maps(policy, image, config, alpha, methods) -> tuple[dict, dict, dic
         t0 = time.perf_counter()
         e = explain(policy, image, config, m, alpha=alpha)
         ms[m] = (time.perf_counter() - t0) * 1e3
-        maps[m] = e.image[0].numpy().astype(np.float64)
+        maps[m] = e.image[0].cpu().numpy().astype(np.float64)
         ratios[m] = None if e.ratios is None else {k: float(v[0]) for k, v in e.ratios.items()}
     return maps, ratios, ms
 
@@ -127,7 +128,7 @@ def evaluate_task(task: str, policy, states: States, opt: Options,
     res = TaskResult(task, len(states.images))
     images = policy.prepare_image(states.images)
     configs = policy.prepare_config(states.configs)
-    alphas = torch.as_tensor(states.alpha, dtype=torch.float32)
+    alphas = torch.as_tensor(states.alpha, dtype=torch.float32, device=images.device)
     H, W = images.shape[2:]
     cost = {m: [] for m in methods}
     main = states.main_object
@@ -135,7 +136,7 @@ def evaluate_task(task: str, policy, states: States, opt: Options,
     for i in range(len(images)):
         img, cfg, a = images[i], configs[i], alphas[i]
         tau = M.torques(policy, img[None], cfg[None])[0]
-        maps, ratios, ms = explain_maps(policy, img[None], cfg[None], a[None].numpy(), methods)
+        maps, ratios, ms = explain_maps(policy, img[None], cfg[None], a[None].cpu().numpy(), methods)
         for m in methods:
             cost[m].append(ms[m])
         maps[RANDOM] = M.random_map((H, W), opt.seed + i)
@@ -204,7 +205,7 @@ def _untrained_like(policy, seed: int):
 
     d = policy.spec.to_dict()
     d["softmax_temperature"] = RANDOM_NET_TEMPERATURE
-    net = init_policy(d, seed=seed)
+    net = init_policy(d, seed=seed, device=policy.device)
     with torch.no_grad():
         net.config_mean.copy_(policy.config_mean)
         net.config_std.copy_(policy.config_std)
@@ -229,7 +230,7 @@ def faithfulness(opt: Options, progress: Optional[Callable[[str, int, int], None
         out = []
         for task in opt.tasks:
             path = opt.policies.get(task) or str(share_path("models", f"{task}.safetensors"))
-            policy = load_policy(path)
+            policy = load_policy(path, device=opt.device)
             states = collect_states(task, policy, opt.episodes, opt.every, opt.noise, opt.seed, opt.max_states)
             done = [0]
 

@@ -20,6 +20,7 @@ from .. import live
 from . import convert as cv
 from .common import XaiNode, main as run_node
 from ..attribution.engine import usable_method
+from ..device import to_numpy
 from .policy_node import load_node_policy
 
 
@@ -136,7 +137,7 @@ class AttributionNode(XaiNode):
         alpha = live.importance_per_step(self.spec, config, self.robot, self.p("dt"))
         exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
                       method=self.method, alpha=alpha, precision=self.precision)
-        tau = np.clip(exp.torques[0].detach().numpy().astype(np.float64), -self.limits, self.limits)
+        tau = np.clip(to_numpy(exp.torques[0]).astype(np.float64), -self.limits, self.limits)
         diff = float(np.max(np.abs(tau - published)))
         self.max_torque_diff = max(self.max_torque_diff, diff)
         if diff > float(self.p("reproduce_tolerance")):
@@ -145,13 +146,13 @@ class AttributionNode(XaiNode):
                               "N·m (different weights or spec loaded?)", throttle=5.0)
         t1 = time.perf_counter()
         self.compute.add(t1 - t0)
-        rel_img = exp.image[0].detach().numpy().astype(np.float32)
-        rel_cfg = exp.config[0].detach().numpy()
+        rel_img = to_numpy(exp.image[0]).astype(np.float32)  # back to the CPU only to publish
+        rel_cfg = to_numpy(exp.config[0])
         P = self.pubs
         P["relevance_image"].publish(cv.image_msg(rel_img, stamp, frame_id))
         if exp.points is not None and exp.feature_points is not None:  # with the image: all the heatmap needs
-            fp = exp.feature_points[0].detach().numpy()
-            pr = exp.points[0].detach().numpy()
+            fp = to_numpy(exp.feature_points[0])
+            pr = to_numpy(exp.points[0])
             names = [f"point_{k:02d}" for k in range(len(pr))]
             P["relevance_points"].publish(cv.named_vector_msg(stamp, names, pr, velocity=fp[:, 0], effort=fp[:, 1]))
         P["relevance_config"].publish(cv.named_vector_msg(stamp, self.config_names, rel_cfg))
@@ -175,8 +176,8 @@ class AttributionNode(XaiNode):
             **_p50_p99(self.paired, "stamp_to_paired"), **_p50_p99(self.queue_wait, "queue_wait"),
             **_p50_p99(self.publish_time, "publish"),
             "torque_mismatches": self.mismatches, "max_torque_diff": self.max_torque_diff,
-            "precision": self.precision, "time_jumps_backward": self.sync.jumps_backward,
-            "time_jumps_forward": self.sync.jumps_forward,
+            "precision": self.precision, "device": str(self.policy.device),
+            "time_jumps_backward": self.sync.jumps_backward, "time_jumps_forward": self.sync.jumps_forward,
         }
         jump = self.sync.jump_status()
         if self.recent_error(10.0):

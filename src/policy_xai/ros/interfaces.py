@@ -108,7 +108,9 @@ class Param:
 
     kind: bool | int | float | str | float_list | str_list (default: from the default's type);
     choices: allowed values, or "module:NAME" naming a sequence imported when first needed (so this
-    module stays free of torch); lo / hi: inclusive bounds (float_list: per element)."""
+    module stays free of torch); lo / hi: inclusive bounds (float_list: per element); check:
+    "module:FUNCTION" imported when first needed, called with the typed value: returns the value to
+    use or raises ValueError saying why not (e.g. the device check)."""
 
     default: Any
     description: str = ""
@@ -117,6 +119,7 @@ class Param:
     hi: Optional[float] = None
     runtime: bool = False
     kind: str = ""
+    check: str = ""
 
     @property
     def type(self) -> str:
@@ -208,6 +211,12 @@ class Param:
             allowed = self.allowed()
             if out not in allowed:
                 raise bad(f"choose from {', '.join(map(str, allowed))}")
+        if self.check:
+            mod, fn = self.check.split(":")
+            try:
+                out = getattr(importlib.import_module(mod), fn)(out)
+            except ValueError as e:
+                raise bad(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
         return out
 
 
@@ -234,6 +243,11 @@ _PRECISIONS = "policy_xai.attribution.engine:PRECISIONS"
 _TASKS = "policy_xai.robot.tasks:TASKS"
 P = Param  # short, for the table below
 
+#: the torch device of every node that runs a network (policy_xai.device.parse_device checks it)
+_DEVICE = Param("cpu", "torch device the network runs on: cpu, cuda, cuda:N or mps; one that torch cannot use "
+                       "here stops the node at start-up with one line saying why",
+                check="policy_xai.device:check_device_text")
+
 _ACT = ("publish the actions (kind: torques also as the effort commands); false: only explain the decisions "
         "a user_policy_node with the same model, weights and mapping takes (it gets the same messages)")
 #: the parameters of user_policy_node and user_explainer_node (the same node; act differs)
@@ -258,7 +272,7 @@ _USER_PARAMS: dict = {
                     choices=("mapping", "dynamics")),
     "robot": P("baxter_right_arm", "urdf/<robot>.urdf for importance:=dynamics"),
     "dt": P(0.05, "control period for the importance factors (s)", lo=1e-4, hi=10.0, runtime=True),
-    "device": P("cpu", "torch device: cpu, or cuda / cuda:N when CUDA is available"),
+    "device": _DEVICE,
     "torque_limits": P("", "N·m per action, to clip joint torques ('' = no clipping)", lo=0.0,
                        kind="float_list", runtime=True),
     "resize": P(False, "resize images of another size to the mapping's (else: error)", runtime=True),
@@ -302,6 +316,7 @@ NODES: dict[str, NodeInfo] = {
         "time_jump": P(1.0, "s: an observation stamp this far behind the last one used (or this far ahead) is a "
                             "time jump: the pairing restarts and the jump is counted", lo=0.001, runtime=True),
         "threads": P(1, "torch intra-op threads", lo=1, hi=256),
+        "device": _DEVICE,
     }, "runs the policy on the newest paired observation, publishes torques and what it decided on"),
     "attribution_node": NodeInfo("attribution_node", "policy_xai.ros.attribution_node", "attribution_node", {
         "spec": P("small", "as policy_node"),
@@ -320,6 +335,7 @@ NODES: dict[str, NodeInfo] = {
         "time_jump": P(1.0, "s: a decision stamp this far behind the last one (or ahead) restarts the pairing",
                        lo=0.001, runtime=True),
         "threads": P(1, "torch intra-op threads", lo=1, hi=256),
+        "device": _DEVICE,
     }, "explains each decision of the policy node; drops to the newest when behind"),
     "user_policy_node": NodeInfo("user_policy_node", "policy_xai.ros.user_policy_node", "user_policy_node",
                                  _USER_PARAMS, "a user's PyTorch policy from a YAML mapping: acts on the mapped "

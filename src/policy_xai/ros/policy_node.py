@@ -20,9 +20,10 @@ class UntrainedPolicyRefused(ValueError):
 
 
 def load_node_policy(node: XaiNode, require_weights: bool = False):
-    """The policy a node's spec / weights / init_seed parameters name (shared with attribution_node).
-    require_weights: refuse untrained weights unless the node's allow_untrained parameter is true (the
-    policy node drives an arm: a random network commands arbitrary torques up to the limits)."""
+    """The policy a node's spec / weights / init_seed parameters name (shared with attribution_node),
+    on the node's `device` (checked when the parameter was declared). require_weights: refuse
+    untrained weights unless the node's allow_untrained parameter is true (the policy node drives an
+    arm: a random network commands arbitrary torques up to the limits)."""
     import torch
 
     from ..policy import init_policy, load_policy
@@ -31,14 +32,15 @@ def load_node_policy(node: XaiNode, require_weights: bool = False):
     torch.set_num_threads(max(1, int(node.p("threads"))))
     weights = str(node.p("weights") or "")
     spec = str(node.p("spec") or "")
+    device = node.p("device")
     if weights:
-        return load_policy(weights, spec or None)
+        return load_policy(weights, spec or None, device=device)
     if require_weights and not node.p("allow_untrained"):
         raise UntrainedPolicyRefused(
             "no trained policy: set the parameter 'weights' to a .safetensors file (e.g. weights:="
             "models/reach.safetensors); untrained weights would drive the arm with a random network "
             "(allow_untrained:=true permits that, for simulation and tests only)")
-    return init_policy(load_spec(spec or "small"), int(node.p("init_seed")))
+    return init_policy(load_spec(spec or "small"), int(node.p("init_seed")), device=device)
 
 
 class PolicyNode(XaiNode):
@@ -183,7 +185,7 @@ class PolicyNode(XaiNode):
             "stale_commands": self.stale_commands, "stale_action": self.stale_action,
             "time_jumps_backward": self.sync.jumps_backward, "time_jumps_forward": self.sync.jumps_forward,
             "last_time_jump_s": self.sync.last_jump_ns * 1e-9, "untrained": self.untrained,
-            "torque_limits": ",".join(f"{x:g}" for x in self.limits),
+            "torque_limits": ",".join(f"{x:g}" for x in self.limits), "device": str(self.policy.device),
         }
         jump = self.sync.jump_status()
         if self.recent_error():
