@@ -220,8 +220,6 @@ def test_no_factory_call_without_a_device_in_the_explain_paths():
         ", ".join(f"{f} at {w}" for f, w in sorted(calls, key=lambda c: c[1]))
 
 
-@pytest.mark.xfail(reason="the graph engine (attribution/graph/, not this branch's) makes tensors without a "
-                          "device: see the device branch's report", strict=False)
 def test_no_factory_call_without_a_device_in_the_graph_engine():
     from policy_xai.attribution.graph.models import example_observation, robomimic_bc
 

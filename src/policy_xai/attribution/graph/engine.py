@@ -45,8 +45,9 @@ def _alpha_tensor(alpha, B, A, dtype, device=None):
     if alpha is None:
         return torch.ones(B, A, dtype=dtype, device=device)
     if torch.is_tensor(alpha):
-        alpha = alpha.detach().cpu()
-    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype).to(device)
+        a = alpha.detach().to(device=device, dtype=dtype)
+    else:
+        a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype, device=device)
     if a.dim() == 1:
         a = a.unsqueeze(0).expand(B, -1)
     if tuple(a.shape) != (B, A):
