@@ -437,8 +437,12 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         return _explain_path(prog, meth, tensors, None, alpha, baseline or {}, int(steps), groups, rule_dtype,
                              {p: prog.node_at(p) for p in at}, per_output)
     Rin = None
-    if meth.name == "gradient" and not per_output and prog._analysed and rule_dtype == torch.float32:
-        # plain gradient x input in one pass: autograd on the traced graph (the same exact transposes)
+    if meth.name == "gradient" and not per_output and rule_dtype == torch.float32:
+        # plain gradient x input in one pass: autograd on the traced graph (the same exact transposes);
+        # the first call analyses the graph in a plain forward first, so every call gives the same numbers
+        if not prog._analysed:
+            prog.forward(tensors)
+
         def seed_of(y):
             if y.dim() != 2:
                 raise ValueError(f"the explained output must be (B, A), got shape {tuple(y.shape)}")
