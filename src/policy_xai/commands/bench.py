@@ -58,7 +58,8 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("what", choices=["attribution"], help="what to benchmark")
-    p.add_argument("--specs", default="small,paper", help="comma-separated spec names or YAML files")
+    p.add_argument("--specs", default="small,paper,resnet_small,resnet_small_gn",
+                   help="comma-separated spec names or YAML files")
     p.add_argument("--batch", type=positive_int_list, default="1,64", help="comma-separated batch sizes")
     p.add_argument("--threads", default="1,all", help="comma-separated torch thread counts ('all' = every core)")
     p.add_argument("--repeat", type=positive_int, default=5, help="timed runs per row (median reported)")
