@@ -3,7 +3,6 @@ rosbags and rclpy, and replayed by the bag player into a fresh attribution node.
 import signal
 import time
 
-import numpy as np
 import pytest
 
 from policy_xai.ros import interfaces as itf

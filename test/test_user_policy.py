@@ -9,7 +9,6 @@ BatchNorm into aten ops (softmax, matmul, batch_norm) that the graph engine has 
 the conv + linear program is explained (and matches its nn.Module's explanation)."""
 import csv
 import json
-import textwrap
 
 import numpy as np
 import pytest

@@ -15,7 +15,6 @@ import argparse
 import glob
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union

@@ -54,7 +54,6 @@ it is conserved: R_kq = p_kq R_k. Gradient methods take the exact softmax Jacobi
 """
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Optional
@@ -533,7 +532,6 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     li = layer if layer >= 0 else L + layer
     if not 0 <= li < L:
         raise ValueError(f"conv layer {layer} out of range for {L} conv layers")
-    guided = method in ("gbp", "g1gradcam", "g2gradcam", "guided_gradcam")
     need_cam = method in CAM_METHODS
     dev = tau.device
     img_acc = torch.zeros(B, H, W, device=dev)

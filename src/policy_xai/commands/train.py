@@ -1,8 +1,6 @@
 """`policy-xai collect`, `policy-xai train`, `policy-xai evaluate`: trained policies for the simulated tasks."""
 from __future__ import annotations
 
-import argparse
-
 from . import checks
 from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 
@@ -89,8 +87,6 @@ def _bar(total, desc, unit):
 
 
 def run_collect(args) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from ..robot.sim import Simulation

@@ -81,9 +81,9 @@ def _geom_xml(g: Geom, name: str, collide: bool) -> str:
 def _inertial_xml(lk) -> str:
     i = lk.inertial
     ixx, iyy, izz, ixy, ixz, iyz = i.inertia
-    I = np.array([[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])
+    I_frame = np.array([[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])  # in the inertial frame
     R = rpy_to_matrix(i.rpy)
-    Ib = R @ I @ R.T
+    Ib = R @ I_frame @ R.T
     return (f'<inertial pos="{_n(*i.xyz)}" mass="{float(i.mass)!r}" '
             f'fullinertia="{_n(Ib[0, 0], Ib[1, 1], Ib[2, 2], Ib[0, 1], Ib[0, 2], Ib[1, 2])}"/>')
 
