@@ -130,7 +130,8 @@ def arm_bodies(robot: RobotDescription, scene: Scene, ee_site: str = "ee") -> tu
     for cj in robot.children_of(root.name):
         lines += body(cj.child, cj, 1)
     lines.append("</body>")
-    acts = [f'<motor name="{j.name}" joint="{j.name}" gear="1" ctrllimited="true" ctrlrange="{_n(-j.effort, j.effort)}"/>'
+    acts = [f'<motor name="{j.name}" joint="{j.name}" gear="1" ctrllimited="true" '
+            f'ctrlrange="{_n(-j.effort, j.effort)}"/>'
             for j in robot.actuated]
     return "\n".join(lines), "\n".join(acts)
 
@@ -155,7 +156,8 @@ def build_mjcf(robot: RobotDescription, scene: Scene | None = None, offscreen: i
   </asset>
   <worldbody>
     <light name="top" pos="0 0 3" dir="0 0 -1" castshadow="false" diffuse="0.5 0.5 0.5"/>
-    <camera name="view" pos="{_n(*scene.camera_pos)}" xyaxes="{look_at_xyaxes(scene.camera_pos, scene.camera_target)}" fovy="{scene.fovy!r}"/>
+    <camera name="view" pos="{_n(*scene.camera_pos)}"
+            xyaxes="{look_at_xyaxes(scene.camera_pos, scene.camera_target)}" fovy="{scene.fovy!r}"/>
 {arm_xml}
 {scene.world_xml}
   </worldbody>
