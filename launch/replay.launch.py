@@ -17,5 +17,5 @@ from launch.actions import DeclareLaunchArgument  # noqa: E402
 
 
 def generate_launch_description():
-    return describe(None, [DeclareLaunchArgument("graph", default_value="replay",
-                                                 description="replay (decision topics) or explain (camera + joint states)")])
+    return describe(None, [DeclareLaunchArgument(
+        "graph", default_value="replay", description="replay (decision topics) or explain (camera + joint states)")])

@@ -160,7 +160,7 @@ def run_task(task, args):
     log(f"  teacher: {t_teacher:.2f} s/state (1 thread, {len(A.window_masks(*X.shape[2:], sizes))} windows)")
     t0 = time.perf_counter()
     net, losses = A.train_on_maps(X, maps[args.reduce], epochs=args.epochs, seed=args.seed, width=args.width,
-                                  log=lambda ep, l: log(f"  epoch {ep + 1}/{args.epochs} loss {l:.4f}")
+                                  log=lambda ep, loss: log(f"  epoch {ep + 1}/{args.epochs} loss {loss:.4f}")
                                   if (ep + 1) % 10 == 0 or ep == 0 else None)
     t_train = time.perf_counter() - t0
     net.meta.update({"reduce": args.reduce, "final_loss": losses[-1], "train_states": len(X), "sizes": list(sizes)})

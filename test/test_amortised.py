@@ -203,7 +203,8 @@ def test_occlusion_net_relevance_adds_up_to_the_torque_change(reach):
         assert torch.allclose(per, want, rtol=2e-2, atol=2e-2 * float(want.max())), order
         assert torch.allclose(r.config_joint.sum(1), r.config, rtol=1e-4, atol=1e-6)
         assert torch.allclose(r.image_joint.sum(1), r.image_total, rtol=1e-5, atol=1e-6)
-    one = {o: A.amortised_explanation(p, A.explainer_of(p), img, cfg, a, steps=64, order=o) for o in ("image", "config")}
+    one = {o: A.amortised_explanation(p, A.explainer_of(p), img, cfg, a, steps=64, order=o)
+           for o in ("image", "config")}
     b64 = A.amortised_explanation(p, A.explainer_of(p), img, cfg, a, steps=64)
     assert torch.allclose(b64.image_total, 0.5 * (one["image"].image_total + one["config"].image_total))
     assert torch.allclose(b64.config, 0.5 * (one["image"].config + one["config"].config), rtol=1e-4, atol=1e-6)

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from policy_xai.attribution import CAM_METHODS, METHODS, explain
-from policy_xai.attribution.engine import forward_cache
 from policy_xai.policy import init_policy
 from policy_xai.spec import load_spec
 

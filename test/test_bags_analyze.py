@@ -144,7 +144,8 @@ def test_compare_two_methods_and_two_runs(run, tmp_path):
     assert (tmp_path / "m" / "compare_rank.png").is_file() and (tmp_path / "m" / "compare_curves.png").is_file()
     # the same recording as sqlite3 analysed separately: identical ratios, rank correlation 1
     other = bags.write_synthetic_bag(tmp_path / "sq", SPEC, N, "sqlite3", gap_after=20, gap_s=0.5)
-    analyze(args("analyze", other, "--methods", "dtd,rap", "--out", tmp_path / "o2", "--no-video", "--no-bag"), quiet=True)
+    analyze(args("analyze", other, "--methods", "dtd,rap", "--out", tmp_path / "o2", "--no-video", "--no-bag"),
+            quiet=True)
     assert run_compare(args("compare", out / "ratios.parquet", tmp_path / "o2", "--out", tmp_path / "r")) == 0
     res = json.loads((tmp_path / "r" / "compare.json").read_text())
     assert res["matched_steps"] == N and res["max_abs_ratio_diff"] < 1e-6

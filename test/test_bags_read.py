@@ -104,7 +104,8 @@ def test_missing_topics_name_what_the_bag_has(written):
     with bags.BagSource(written["mcap"]) as b:
         o = opts()
         o.topics["image"] = "/cam/front"
-        with pytest.raises(bags.BagError, match=r"/cam/front.*it has: /camera/image_raw \(sensor_msgs/msg/Image, 120\)"):
+        with pytest.raises(bags.BagError,
+                           match=r"/cam/front.*it has: /camera/image_raw \(sensor_msgs/msg/Image, 120\)"):
             bags.read_observations(b, SPEC, o)
         with pytest.raises(bags.BagError, match="observation topics"):
             bags.read_observations(b, SPEC, opts(source="observation"))
@@ -264,7 +265,8 @@ def test_cli_error_is_one_clear_line(written, tmp_path):
     import sys
 
     p = subprocess.run([sys.executable, "-m", "policy_xai.cli", "analyze", str(written["sqlite3"]), "--joint-topic",
-                        "/robot/joint_states", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+                        "/robot/joint_states", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert "policy-xai analyze: error:" in p.stderr and "/robot/joint_states" in p.stderr
     assert "/joint_states (sensor_msgs/msg/JointState, 120)" in p.stderr and "Traceback" not in p.stderr

@@ -155,7 +155,8 @@ def test_outputs_that_cannot_be_written_are_refused_up_front(tmp_path, capsys):
 BAD_NUMBERS = [
     ("analyze", "B", "--batch", "-1"), ("analyze", "B", "--max-steps", "-1"), ("analyze", "B", "--duration", "-1"),
     ("analyze", "B", "--start", "-1"), ("analyze", "B", "--dt", "0"), ("analyze", "B", "--threads", "-2"),
-    ("analyze", "B", "--gap-factor", "0"), ("analyze", "B", "--sync-tolerance", "-0.1"), ("analyze", "B", "--layer", "-1"),
+    ("analyze", "B", "--gap-factor", "0"), ("analyze", "B", "--sync-tolerance", "-0.1"),
+    ("analyze", "B", "--layer", "-1"),
     ("compare", "A", "B", "--window", "0"), ("compare", "A", "B", "--tolerance", "-1"),
     ("bench-bag", "--steps", "-1"), ("bench-bag", "--batch", "-1"), ("bench-bag", "--sizes", "64,-1"),
     ("replay", "B", "--rate", "0"), ("replay", "B", "--start-offset", "-1"), ("replay", "B", "--ready-timeout", "0"),

@@ -11,8 +11,8 @@ from policy_xai.cli import main
 
 from cli_harness import cli  # noqa: E402
 
-ARGS = ["faithfulness", "--tasks", "reach", "--methods", "dtd,ig_occlusion", "--every", "50", "--removals", "median,road",
-        "--units", "1", "--sanity-states", "1"]
+ARGS = ["faithfulness", "--tasks", "reach", "--methods", "dtd,ig_occlusion", "--every", "50",
+        "--removals", "median,road", "--units", "1", "--sanity-states", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -72,14 +72,16 @@ def test_many_bags_match_sequential_runs_and_rerun_resumes(fleet_run, capsys):
         for col, v in imp.items():
             if col.startswith(("alpha/", "torque/")):
                 np.testing.assert_array_equal(steps[col][rows], v[ratios["step"]], err_msg=f"{name} {col}")
-        assert (out / "bags" / name / "ratios.parquet").is_file() and not (out / "bags" / name / "heatmap_dtd.mp4").exists()
+        assert (out / "bags" / name / "ratios.parquet").is_file()
+        assert not (out / "bags" / name / "heatmap_dtd.mp4").exists()
 
     # episodes: a pause of >= 1 s starts the next one; the dataset figure and where the time went
     ep = steps["episode"][steps["bag"] == "site2__a"]
     st = steps["step"][steps["bag"] == "site2__a"]
     assert set(ep[st <= 9]) == {0} and set(ep[st > 9]) == {1}
     assert set(steps["episode"][steps["bag"] != "site2__a"]) == {0}
-    assert (out / "figures" / "ratios_per_bag.png").stat().st_size > 1000 and s["figures"] == ["figures/ratios_per_bag.png"]
+    assert (out / "figures" / "ratios_per_bag.png").stat().st_size > 1000
+    assert s["figures"] == ["figures/ratios_per_bag.png"]
     assert set(s["per_bag_medians"]) == {"in__a", "b", "c", "site2__a"} and isinstance(s["stand_out"], list)
     stg = s["stages_s"]
     assert stg["task"] > 0 and stg["explain"] > 0 and stg["read_and_pair"] > 0
@@ -241,7 +243,8 @@ def test_an_existing_cluster_with_the_code_shipped(tmp_path):
         analyze(build_parser().parse_args(["analyze", str(src / "x"), "--out", str(ref), "--no-bag", "--no-video",
                                            "--methods", "dtd"]), quiet=True)
         steps = bags.read_table(tmp_path / "out" / "steps.parquet")
-        np.testing.assert_array_equal(steps["image"][steps["bag"] == "x"], bags.read_table(ref / "ratios.parquet")["image"])
+        np.testing.assert_array_equal(steps["image"][steps["bag"] == "x"],
+                                      bags.read_table(ref / "ratios.parquet")["image"])
     finally:
         cluster.shutdown()
     with pytest.raises(ValueError, match="ship_code needs ray_address"):

@@ -122,8 +122,8 @@ OP_NETS = {
     "spatial_softmax_ours": lambda s: Net(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), SpatialSoftmax(6, 6, 0.5)), s),
     # ELU before the 1x1 keypoint conv: after a ReLU a pixel whose 3 channels are all 0 has only its bias, and
     # the z+ rule has nowhere to send the relevance the attention gives it (docs/graph_engine.md)
-    "keypoints_temperature": lambda s: Net(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ELU(),
-                                                       SpatialSoftArgmax(3, 6, 6, 4, 0.7, learnable_temperature=True)), s),
+    "keypoints_temperature": lambda s: Net(nn.Sequential(
+        nn.Conv2d(2, 3, 3), nn.ELU(), SpatialSoftArgmax(3, 6, 6, 4, 0.7, learnable_temperature=True)), s),
     "keypoints": lambda s: Net(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ELU(), SpatialSoftArgmax(3, 6, 6, 4)), s),
 }
 IN_SHAPES = {"linear": (6,), "conv1d": (4, 9), "leaky_relu": (6,), "elu": (6,), "silu": (6,), "gelu": (6,),

@@ -43,7 +43,8 @@ def test_baxter_model_facts():
 
 
 def _rethink_baxter_urdf() -> Path:
-    p = Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix/share/example-robot-data/robots/baxter_description/urdf/baxter.urdf"
+    p = (Path(sysconfig.get_paths()["purelib"])
+         / "cmeel.prefix/share/example-robot-data/robots/baxter_description/urdf/baxter.urdf")
     assert p.is_file(), f"example-robot-data's Baxter URDF not found at {p} (pip install example-robot-data)"
     return p
 

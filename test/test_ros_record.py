@@ -3,7 +3,6 @@ rosbags and rclpy, and replayed by the bag player into a fresh attribution node.
 import signal
 import time
 
-import numpy as np
 import pytest
 
 from policy_xai.ros import interfaces as itf
@@ -60,7 +59,8 @@ def test_bag_reads_back_with_rosbags(recorded):
                   "/policy_xai/relevance/ratios", "/policy_xai/heatmap", "/diagnostics", *DECISION_TOPICS]:
             assert t in topics and topics[t].msgcount > 0, t
         torque_stamps, ratio_stamps = set(), []
-        for conn, t, raw in r.messages(connections=[topics["/policy_xai/torques"], topics["/policy_xai/relevance/ratios"]]):
+        wanted = [topics["/policy_xai/torques"], topics["/policy_xai/relevance/ratios"]]
+        for conn, t, raw in r.messages(connections=wanted):
             m = r.deserialize(raw, conn.msgtype)
             stamp = (m.header.stamp.sec, m.header.stamp.nanosec)
             if conn.topic == "/policy_xai/torques":

@@ -19,7 +19,8 @@ def test_spearman_hand_cases():
     # hand-computed: ranks [1,2,3,4] vs [2,1,4,3] -> 1 - 6*4/(4*15) = 0.6
     assert spearman(np.array([1.0, 2, 3, 4]), np.array([20.0, 10, 40, 30])) == pytest.approx(0.6)
     # ties get average ranks: [1,2.5,2.5,4] vs [1,2,3,4] -> Pearson of the ranks
-    assert spearman(np.array([1.0, 2, 2, 3]), np.array([1.0, 2, 3, 4])) == pytest.approx(np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1])
+    assert spearman(np.array([1.0, 2, 2, 3]), np.array([1.0, 2, 3, 4])) == pytest.approx(
+        np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1])
     # independent noise: ~0 (standard error 1/sqrt(N-1) = 0.014 for N = 5000)
     x, y = rng.random((2, 5000))
     assert abs(spearman(x, y)) < 0.06

@@ -51,7 +51,8 @@ def test_control_period_and_observation(reach):
     assert obs.step == 5 and obs.time == pytest.approx(0.25)
     # the observed end-effector state is Pinocchio's FK / Jacobian of the observed joint state
     np.testing.assert_allclose(obs.ee_position, reach.model.ee_position(obs.joint_position), atol=1e-9)
-    np.testing.assert_allclose(obs.ee_velocity, reach.model.ee_velocity(obs.joint_position, obs.joint_velocity), atol=1e-9)
+    np.testing.assert_allclose(obs.ee_velocity, reach.model.ee_velocity(obs.joint_position, obs.joint_velocity),
+                               atol=1e-9)
     cfg = obs.config()
     assert cfg.shape == (20,) and cfg.dtype == np.float32
     np.testing.assert_allclose(cfg[:7], obs.joint_position, rtol=1e-6)
@@ -104,7 +105,9 @@ def test_full_random_torques_stay_stable():
         for _ in range(60):
             obs = sim.step(rng.uniform(-1, 1, 7) * sim.torque_limits)
         assert np.all(np.isfinite(obs.joint_position))
-        assert np.all(obs.joint_position >= sim.model.lower - 0.1) and np.all(obs.joint_position <= sim.model.upper + 0.1)  # soft limits
+        # soft limits
+        assert np.all(obs.joint_position >= sim.model.lower - 0.1)
+        assert np.all(obs.joint_position <= sim.model.upper + 0.1)
 
 
 def test_set_target_moves_it_in_the_image(reach):

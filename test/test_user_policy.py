@@ -9,7 +9,6 @@ BatchNorm into aten ops (softmax, matmul, batch_norm) that the graph engine has 
 the conv + linear program is explained (and matches its nn.Module's explanation)."""
 import csv
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -156,7 +155,8 @@ def test_mapping_to_inputs_and_explain(trained):
         inp["agentview_image"][0, :, 3, 5], torch.tensor(raw["agentview_image"][3, 5] / 255.0, dtype=torch.float32))
     # a JointState-like message, joints in another order, picked by name
     order = JOINTS[::-1]
-    msg = {"name": order, "position": [JOINTS.index(j) for j in order], "velocity": [10 + JOINTS.index(j) for j in order]}
+    msg = {"name": order, "position": [JOINTS.index(j) for j in order],
+           "velocity": [10 + JOINTS.index(j) for j in order]}
     v = mapping.to_inputs({"agentview_image": raw["agentview_image"], "joint_state": msg})["joint_state"][0]
     assert v.tolist() == list(range(7)) + list(range(10, 17))
     e = mapping.explain(trained, inp)
@@ -185,7 +185,8 @@ def test_mapping_errors_list_the_model_inputs(tmp_path, trained):
     wrong_kind = dict(MAPPING, agentview_image={"topic": "/camera/image_raw", "kind": "vector", "size": 14})
     with pytest.raises(UserPolicyError) as e:
         ObservationMapping.from_dict(wrong_kind).check(trained)
-    assert "the model fails" in str(e.value) and inputs in str(e.value) and "agentview_image (vector 14)" in str(e.value)
+    assert "the model fails" in str(e.value) and inputs in str(e.value)
+    assert "agentview_image (vector 14)" in str(e.value)
     unknown_kind = dict(MAPPING, agentview_image={"topic": "/camera/image_raw", "kind": "lidar"})
     with pytest.raises(UserPolicyError) as e:
         load_mapping(write_yaml(tmp_path / "m.yaml", unknown_kind), trained)
@@ -235,7 +236,8 @@ def test_cli_end_to_end(capsys, files, trained):
         whole = [float(r["ratio"]) for r in rows if int(r["step"]) == s and not r["group"]]
         groups = [float(r["ratio"]) for r in rows if int(r["step"]) == s and r["group"]]
         assert len(whole) == 2 and abs(sum(whole) - 1) < 1e-5
-        state = [float(r["ratio"]) for r in rows if int(r["step"]) == s and r["input"] == "joint_state" and not r["group"]]
+        state = [float(r["ratio"]) for r in rows
+                 if int(r["step"]) == s and r["input"] == "joint_state" and not r["group"]]
         assert abs(sum(groups) - state[0]) < 1e-5
     rel = np.load(out / "relevance.npz")
     assert rel["agentview_image"].shape == (5, 3, 32, 32) and rel["joint_state"].shape == (5, 14)
@@ -277,7 +279,8 @@ def test_cli_pt2(capsys, tmp_path):
     torch.manual_seed(0)
     m = ConvLinear().eval()
     torch.export.save(torch.export.export(m, (torch.rand(1, 3, 16, 16), torch.randn(1, 14))), tmp_path / "p.pt2")
-    write_yaml(tmp_path / "m.yaml", {"image": {"topic": "/camera/image_raw", "kind": "image", "height": 16, "width": 16},
+    write_yaml(tmp_path / "m.yaml", {"image": {"topic": "/camera/image_raw", "kind": "image",
+                                               "height": 16, "width": 16},
                                      "state": {"topic": "/joint_states", "fields": ["position", "velocity"],
                                                "joints": JOINTS},
                                      "actions": {"names": ["dx", "dy", "dz", "roll", "grip"], "kind": "other",
@@ -363,7 +366,8 @@ def test_shipped_sim_mapping_fits_robomimic_bc_at_64(sim_live):
                                      "/joint_states": ("joint_state", ["joint_state"])}
     assert first_camera_size("user_policy_sim") == (64, 64)
     rng = np.random.default_rng(0)
-    q = sim_live.vector_from_joint_state("joint_state", JOINTS[::-1], {"position": np.arange(7.0), "velocity": np.ones(7)})
+    q = sim_live.vector_from_joint_state("joint_state", JOINTS[::-1],
+                                         {"position": np.arange(7.0), "velocity": np.ones(7)})
     assert q.tolist() == list(range(6, -1, -1)) + [1.0] * 7  # picked by name, positions then velocities
     rgb = sim_live.image("agentview_image", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     inputs, actions = sim_live.decide({"agentview_image": rgb, "joint_state": q})
@@ -383,7 +387,8 @@ def test_live_input_errors_are_one_line(sim_live):
         assert "\n" not in str(ei.value)
         return str(ei.value)
 
-    assert "32x32, the mapping says 64x64" in err(lambda: sim_live.image("agentview_image", np.zeros((32, 32, 3), np.uint8)))
+    assert "32x32, the mapping says 64x64" in err(
+        lambda: sim_live.image("agentview_image", np.zeros((32, 32, 3), np.uint8)))
     assert sim_live.image("agentview_image", np.zeros((32, 32, 3), np.uint8), resize=True).shape == (64, 64, 3)
     f = {"position": np.zeros(7), "velocity": np.zeros(7)}
     assert "left_0" in err(lambda: sim_live.vector_from_joint_state("joint_state", [f"left_{i}" for i in range(7)], f))

@@ -215,7 +215,8 @@ def test_exported_program_runs_in_the_node(procs):
     assert sum(ratios[-1].position) == pytest.approx(1.0, abs=1e-5)
     assert probe2.get("commands") == []  # kind: other is not an effort command
     probe2.wait_for("diagnostics", 1, timeout=10, pred=lambda m: any(
-        s.name.endswith("/user_explainer_node") and int({kv.key: kv.value for kv in s.values}.get("actions_checked", 0)) >= 3
+        s.name.endswith("/user_explainer_node")
+        and int({kv.key: kv.value for kv in s.values}.get("actions_checked", 0)) >= 3
         for s in m.status))
     _, _, explainer = probe2.diagnostics("user_explainer_node")
     assert explainer["act"] == "False" and int(explainer["explained"]) > 0

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from policy_xai.policy import FORMAT, PolicyLoadError, init_policy, load_policy, save_policy

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
-import torch
 
 from .attribution import CAM_METHODS, explain
 from .device import to_numpy
@@ -64,7 +63,6 @@ def explain_sequence(
         raise ValueError(f"{N} images but {len(configs)} configurations")
     if alphas is not None and len(alphas) != N:
         raise ValueError(f"{N} observations but {len(alphas)} alpha rows")
-    spec = policy.spec
     out = {m: {"image": [], "config": [], "points": [], "ratios": []} for m in methods}
     torques, alpha_used, fps = [], [], []
     names = None

@@ -349,7 +349,8 @@ class BagSource:
                 yield topic, t, raw
 
     def describe_topics(self) -> str:
-        return ", ".join(f"{t.name} ({t.msgtype}, {t.count})" for t in sorted(self.topics.values(), key=lambda t: t.name))
+        topics = sorted(self.topics.values(), key=lambda t: t.name)
+        return ", ".join(f"{t.name} ({t.msgtype}, {t.count})" for t in topics)
 
     def close(self) -> None:
         if self.reader == "rosbags":
@@ -687,7 +688,8 @@ class Timing:
 
 
 def explain_observations(policy, obs: Observations, methods: Sequence[str], alphas: np.ndarray, batch: int = 32,
-                         layer: int = 0, progress: Optional[Callable[[int], None]] = None, timing: Optional[Timing] = None):
+                         layer: int = 0, progress: Optional[Callable[[int], None]] = None,
+                         timing: Optional[Timing] = None):
     """analysis.explain_sequence over the paired observations, timed; times are seconds from the first stamp."""
     from .analysis import explain_sequence
 
@@ -1001,8 +1003,9 @@ def explanation_messages(ts, res, obs: Observations, spec, methods: Sequence[str
         return Header(stamp=Time(sec=int(s) // 1_000_000_000, nanosec=int(s) % 1_000_000_000), frame_id=frame)
 
     def named(s, names, pos, vel=empty, eff=empty):
-        return ts.serialize_cdr(JS(header=header(s), name=list(names), position=np.asarray(pos, np.float64),
-                                   velocity=np.asarray(vel, np.float64), effort=np.asarray(eff, np.float64)), JOINT_TYPE)
+        msg = JS(header=header(s), name=list(names), position=np.asarray(pos, np.float64),
+                 velocity=np.asarray(vel, np.float64), effort=np.asarray(eff, np.float64))
+        return ts.serialize_cdr(msg, JOINT_TYPE)
 
     for i in range(len(obs)):
         s, t = int(obs.stamps[i]), int(obs.log_times[i])

@@ -15,7 +15,6 @@ import argparse
 import glob
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
@@ -87,7 +86,8 @@ def wants_fleet(inputs: Sequence[str]) -> bool:
     return is_folder_of_bags(Path(s))
 
 
-def expand_bags(inputs: Union[str, Path, Iterable[Union[str, Path]]], exclude: Sequence[Union[str, Path]] = ()) -> list[Path]:
+def expand_bags(inputs: Union[str, Path, Iterable[Union[str, Path]]],
+                exclude: Sequence[Union[str, Path]] = ()) -> list[Path]:
     """Paths, folders holding bags, globs and text files listing them (`@list.txt` or a .txt path; one
     entry per line, # comments; relative entries from the list file's folder) -> bag paths, each once,
     in the order given. Anything under `exclude` (the output folder) is left out."""
@@ -463,7 +463,8 @@ def merge_steps(out: Path, records: Sequence[dict], episode_gap: float = 1.0) ->
             gaps = json.loads((d / "summary.json").read_text()).get("gaps", {}).get("gaps", [])
         except (OSError, ValueError, AttributeError):
             gaps = []
-        t = t.add_column(0, "episode", pa.array(episodes_of(t.column("step").to_pylist(), gaps, episode_gap), pa.int32()))
+        episodes = episodes_of(t.column("step").to_pylist(), gaps, episode_gap)
+        t = t.add_column(0, "episode", pa.array(episodes, pa.int32()))
         t = t.add_column(0, "bag", pa.array([r["name"]] * len(t), pa.string()))
         tables.append(t)
     if not tables:
@@ -545,7 +546,8 @@ def dataset_report(out: Path, z_limit: float = STAND_OUT_Z) -> dict:
                 z = (v - c) / mad if mad > 0 else (float("inf") if abs(v - c) > 0.05 else 0.0)
                 if abs(z) >= z_limit and abs(v - c) >= 0.05:
                     stand_out.append({"bag": b, "group": g, "method": method, "median": round(v, 4),
-                                      "others_median": round(c, 4), "robust_z": round(z, 2) if np.isfinite(z) else None})
+                                      "others_median": round(c, 4),
+                                      "robust_z": round(z, 2) if np.isfinite(z) else None})
     fig_dir = Path(out) / "figures"
     fig_dir.mkdir(exist_ok=True)
     marked = sorted({s["bag"] for s in stand_out})

@@ -29,8 +29,9 @@ class StampSync:
     set before was stamped in the future) restarts the pairing instead of being dropped, and a stamp
     more than `jump_ns` ahead of every stamp seen so far clears what is buffered (nothing older can
     pair with it). A smaller restart (a bag shorter than `jump_ns` played in a loop) shows as `keep`
-    messages in a row all older than the last emitted set: that restarts the pairing too. Both are counted (`jumps_backward`, `jumps_forward`, `last_jump_ns`) so that a
-    node can say why it paired nothing for a while, and it never stays stuck behind one bad stamp.
+    messages in a row all older than the last emitted set: that restarts the pairing too. Both are
+    counted (`jumps_backward`, `jumps_forward`, `last_jump_ns`) so that a node can say why it paired
+    nothing for a while, and it never stays stuck behind one bad stamp.
     """
 
     def __init__(self, streams: Sequence[str], tolerance_ns: int = 0, keep: int = 10,
@@ -369,7 +370,8 @@ def importance_per_step(spec: PolicySpec, configs: np.ndarray, robot: "Optional[
     one = c.ndim == 1
     c = np.atleast_2d(c)
     if c.shape[1] != spec.config_dim:
-        raise ValueError(f"configuration vectors have {c.shape[1]} values, policy {spec.name!r} takes {spec.config_dim}")
+        raise ValueError(f"configuration vectors have {c.shape[1]} values, "
+                         f"policy {spec.name!r} takes {spec.config_dim}")
     sl = spec.group_slices()
     J = spec.n_joints
     if robot is None or "joint_position" not in sl:

@@ -6,14 +6,12 @@ image (B, C, H, W) in [0, 1] -> conv+ReLU stack (or a ResNet-family trunk + 1x1 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .spec import PolicySpec, load_spec
 

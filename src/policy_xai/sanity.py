@@ -114,7 +114,8 @@ def cascade_layers(policy: VisuomotorPolicy) -> list[tuple[str, torch.nn.Module]
     fcs = [(f"fc{i + 1}", m) for i, m in enumerate(policy.fcs)]
     if policy.spec.trunk is not None:
         t = policy.trunk
-        blocks = [(f"layer{i + 1}.{j}", b) for i in range(t.n_stages) for j, b in enumerate(getattr(t, f"layer{i + 1}"))]
+        blocks = [(f"layer{i + 1}.{j}", b)
+                  for i in range(t.n_stages) for j, b in enumerate(getattr(t, f"layer{i + 1}"))]
         units = [("stem", torch.nn.ModuleList([t.conv1, t.bn1]))] + blocks + [("keypoints", policy.keypoints)]
         return fcs[::-1] + units[::-1]
     convs = [(f"conv{i + 1}", m) for i, m in enumerate(policy.convs)]

@@ -525,7 +525,8 @@ def evaluate(policy, sim, episodes: int = 5, noise: float = 0.05, seed: int = 0,
                 if progress:
                     progress(1)
             res["heldout"][name] = {"target": [round(float(x), 4) for x in p], "success": float(np.mean(ok)),
-                                    "final_distance": float(np.mean(dist)), "episodes": episodes, **_mean_measures(meas)}
+                                    "final_distance": float(np.mean(dist)), "episodes": episodes,
+                                    **_mean_measures(meas)}
     for key in ("conditions", "heldout"):
         vals = [v["success"] for v in res[key].values()]
         res[f"{key}_success"] = float(np.mean(vals)) if vals else math.nan
@@ -626,7 +627,8 @@ def train(cfg: TrainConfig, data: Optional[dict] = None, bar_factory: Optional[C
                 rounds.append({"round": it + 1, "samples": int(len(data["images"])), "torque_loss": hl})
                 say(f"  DAgger {it + 1}: {len(data['images'])} samples, head torque loss {hl:.4f}")
                 continue
-            with bar_factory(cfg.dagger_epochs * len(data["images"]), f"fit on {len(data['images'])} samples", "sample") as bar:
+            with bar_factory(cfg.dagger_epochs * len(data["images"]), f"fit on {len(data['images'])} samples",
+                             "sample") as bar:
                 fit(policy, data, cfg.dagger_epochs, cfg.batch, cfg.lr * 0.5, cfg.aux_weight, cfg.seed + it + 1,
                     aux_head=log.aux_head, optimizer=log.optimizer, progress=bar.update, log=log)
             rounds.append({"round": it + 1, "samples": int(len(data["images"])), "torque_loss": log.losses[-1][1],

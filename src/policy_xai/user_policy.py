@@ -230,7 +230,8 @@ def load_exported(path):
         args, kwargs = tree
     except Exception:  # noqa: BLE001 - an input structure we do not know
         args, kwargs = tuple(range(len(placeholders))), {}
-    if len(args) == 1 and isinstance(args[0], dict) and not kwargs and all(isinstance(v, int) for v in args[0].values()):
+    if (len(args) == 1 and isinstance(args[0], dict) and not kwargs
+            and all(isinstance(v, int) for v in args[0].values())):
         style, names = "dict", [None] * len(placeholders)
         for k, i in args[0].items():
             names[i] = str(k)
@@ -334,7 +335,8 @@ class ObservationMapping:
 
         p = Path(path)
         if not p.is_file():
-            raise UserPolicyError(f"mapping file not found: {path}" if not p.exists() else f"mapping {path} is a folder")
+            raise UserPolicyError(f"mapping file not found: {path}" if not p.exists()
+                                  else f"mapping {path} is a folder")
         try:
             doc = yaml.safe_load(p.read_text())
         except Exception as e:  # noqa: BLE001 - yaml errors, undecodable text

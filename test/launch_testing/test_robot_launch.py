@@ -26,7 +26,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from fake_baxter import RIGHT_ARM  # noqa: E402
-from launch_probe import check_ratios_explain_decisions, Probe, check_installed_from, output_of, stamp_ns  # noqa: E402
+from launch_probe import check_ratios_explain_decisions, Probe, check_installed_from, output_of  # noqa: E402
 
 REPO = Path(HERE).parents[1]
 WEIGHTS = str(REPO / "models" / "reach.safetensors")

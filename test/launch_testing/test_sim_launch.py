@@ -20,7 +20,7 @@ from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from launch_probe import check_ratios_explain_decisions, Probe, check_installed_from, stamp_ns  # noqa: E402
+from launch_probe import check_ratios_explain_decisions, Probe, check_installed_from  # noqa: E402
 
 NODES = ("sim_node", "policy_node", "attribution_node", "visualization_node")
 

@@ -359,7 +359,8 @@ def save_explainer(explainer: Explainer, path, policy_path, **metadata) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sha = file_sha256(policy_path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in explainer.state_dict().items()}
-    teacher = {"sizes": list(SIZES), "stride": STRIDE, "beta": BETA, "fill": "median", **{k: v for k, v in explainer.meta.items()}}
+    teacher = {"sizes": list(SIZES), "stride": STRIDE, "beta": BETA, "fill": "median",
+               **{k: v for k, v in explainer.meta.items()}}
     meta = {"format": FORMAT, "arch": json.dumps(explainer.arch, sort_keys=True), "policy_sha256": sha,
             "policy_file": Path(policy_path).name, "teacher": json.dumps(teacher, sort_keys=True),
             **{k: str(v) for k, v in metadata.items()}}

@@ -37,8 +37,9 @@ ig / ig_median  integrated gradients (path.py) from a reference observation: the
      (sigma = max(H, W) / 16) or painted its median colour, the configuration at its training mean;
      8 path points. Relevance adds up to sum_j alpha_j |tau_j(x) - tau_j(x0)| (completeness).
 ig_occlusion  |ig| refined by occluding the windows where it is largest (8 of 4/64 and 4 of 6/64
-     of the image's side) with the median colour: each window's measured torque change is spread over its pixels in proportion
-     to |ig| (path.occlusion_refine). Non-negative; the configuration relevance and the ratios are ig's.
+     of the image's side) with the median colour: each window's measured torque change is spread over
+     its pixels in proportion to |ig| (path.occlusion_refine). Non-negative; the configuration
+     relevance and the ratios are ig's.
 A policy with a ResNet-family trunk (spec `trunk:`) is explained by the graph engine
 (graph/compat.py) for every method above except the occlusion_net ones, which run here (they only
 use conv_features, softmax and head). The same rules; BatchNorm is folded into the conv before it.
@@ -54,7 +55,6 @@ it is conserved: R_kq = p_kq R_k. Gradient methods take the exact softmax Jacobi
 """
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Optional
@@ -327,7 +327,10 @@ def _softmax_grad(policy, cache, g_points):
     pts = cache.points.view(att.shape[0], -1, 2)
     # dA_kq = p_kq * (g_k . (pos_q - point_k)) / T
     gpos = g @ pos.T  # (N, K, Q)
-    gpt = (g.view(-1, *pts.shape) * pts).sum(-1).view(N, -1, 1) if N != pts.shape[0] else (g * pts).sum(-1, keepdim=True)
+    if N != pts.shape[0]:
+        gpt = (g.view(-1, *pts.shape) * pts).sum(-1).view(N, -1, 1)
+    else:
+        gpt = (g * pts).sum(-1, keepdim=True)
     dA = _bmul(gpos - gpt, att) / policy.softmax.temperature
     return dA.view(N, *cache.conv_out[-1].shape[1:])
 
@@ -418,7 +421,8 @@ def check_observation(spec, image: torch.Tensor, config: torch.Tensor) -> None:
         raise ValueError(f"image batch has shape {tuple(image.shape)}, policy expects (B, {spec.image_channels}, "
                          f"{spec.image_height}, {spec.image_width})")
     if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
-        raise ValueError(f"config batch has shape {tuple(config.shape)}, expected ({image.shape[0]}, {spec.config_dim})")
+        raise ValueError(f"config batch has shape {tuple(config.shape)}, "
+                         f"expected ({image.shape[0]}, {spec.config_dim})")
     if not (torch.isfinite(image).all() and torch.isfinite(config).all()):
         raise ValueError("observation contains NaN or infinite values")
 
@@ -512,7 +516,8 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
         pts_rel = R_pts.view(B, -1, 2).sum(-1)
         ratios = _ratios(img_abs, R_cfg.abs(), spec)
         extras["output_relevance"] = (a * tau.abs()).sum(1)
-        return Explanation(method, img_map, R_cfg, pts_rel, tau, a, ratios, spec.group_names, fp, pj_img, pj_cfg, extras)
+        return Explanation(method, img_map, R_cfg, pts_rel, tau, a, ratios, spec.group_names, fp, pj_img, pj_cfg,
+                           extras)
 
     if method == "gradient":
         seed = (a * torch.sign(tau)) if not per_joint else _onehot_out(cache, a, range(J), signed=True)
@@ -533,7 +538,6 @@ def _explain(policy, image, config, method, alpha, per_joint, layer) -> Explanat
     li = layer if layer >= 0 else L + layer
     if not 0 <= li < L:
         raise ValueError(f"conv layer {layer} out of range for {L} conv layers")
-    guided = method in ("gbp", "g1gradcam", "g2gradcam", "guided_gradcam")
     need_cam = method in CAM_METHODS
     dev = tau.device
     img_acc = torch.zeros(B, H, W, device=dev)
@@ -638,7 +642,8 @@ def _explain_amortised(policy, image, config, method, a, per_joint, spec) -> Exp
     total = sum(parts.values())
     safe = torch.where(total > 0, total, torch.ones_like(total))
     ratios = {k: torch.where(total > 0, v / safe, torch.full_like(v, float("nan"))) for k, v in parts.items()}
-    extras = {"reference_torques": r.reference_torques, "output_relevance": (a * (r.torques - r.reference_torques).abs()).sum(1),
+    extras = {"reference_torques": r.reference_torques,
+              "output_relevance": (a * (r.torques - r.reference_torques).abs()).sum(1),
               "reference": "blur", "image_total": r.image_total, "share": r.share}
     fp = r.feature_points.view(image.shape[0], -1, 2)
     return Explanation(method, img_map, r.config, r.points, r.torques, a, ratios, spec.group_names, fp, None, None,

@@ -100,7 +100,8 @@ def register(sub) -> None:
     p.add_argument("--time-jump", type=nonnegative_float, default=float(_POLICY.get("time_jump", 1.0)),
                    help="s: a stamp this far behind the last pair (or ahead) restarts the pairing, as the policy "
                         "node's time_jump (0: never; late stamps are then dropped)")
-    p.add_argument("--gap-factor", type=positive_float, default=3.0, help="a gap is a step longer than this x the median period")
+    p.add_argument("--gap-factor", type=positive_float, default=3.0,
+                   help="a gap is a step longer than this x the median period")
     p.add_argument("--recorded-prefix", default="/recorded",
                    help="prefix for the bag's own explanation topics in the output bag")
     p.add_argument("--no-bag", action="store_true", help="do not write the output bag")
@@ -149,7 +150,8 @@ def register(sub) -> None:
         description="Writes a robot-like bag per size (spec small at 64, paper at 240 unless --policy) into a "
                     "temporary folder and times reading + pairing and the batched explanation.",
     )
-    b.add_argument("--sizes", type=positive_int_list, default="64,240", help="comma-separated image sizes (64 -> spec small, 240 -> paper)")
+    b.add_argument("--sizes", type=positive_int_list, default="64,240",
+                   help="comma-separated image sizes (64 -> spec small, 240 -> paper)")
     b.add_argument("--steps", type=nonnegative_int, default=0, help="steps per bag (default 200 at 64, 48 at 240)")
     b.add_argument("--method", default="dtd")
     b.add_argument("--batch", type=nonnegative_int, default=0, help="0 = auto (as analyze)")
@@ -565,7 +567,8 @@ def bench(sizes=(64, 240), steps: int = 0, method: str = "dtd", batch: int = 0, 
             if not quiet:
                 r = rows[-1]
                 print(f"{size}x{size} ({name}, {r['steps']} steps, {storage}): read+pair "
-                      f"{r['read_pair_steps_per_s']:.0f} steps/s, importance {r['importance_steps_per_s']:.0f} steps/s, "
+                      f"{r['read_pair_steps_per_s']:.0f} steps/s, "
+                      f"importance {r['importance_steps_per_s']:.0f} steps/s, "
                       f"batched {method} (batch {r['batch']}) {r['explain_steps_per_s']:.1f} steps/s", flush=True)
     return rows
 
@@ -705,7 +708,8 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
             if runner is not None and runner.dead():
                 raise RuntimeError(f"nodes exited before the replay started: {runner.dead()}\n{runner.report()}")
             if time.monotonic() > end:
-                raise RuntimeError(f"nodes not ready after {ready_timeout} s: up {sorted(up & want)} of {sorted(want)}, "
+                raise RuntimeError(f"nodes not ready after {ready_timeout} s: "
+                                   f"up {sorted(up & want)} of {sorted(want)}, "
                                    f"subscriptions missing or not yet matched: {missing}")
         n = player.play(node, should_stop=lambda: not ctx.ok(), spin=lambda t: ex.spin_once(timeout_sec=t),
                         wait_for_subscribers=0.0)

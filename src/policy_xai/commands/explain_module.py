@@ -70,8 +70,8 @@ def _observations(path, mapping) -> dict:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UsageError(f"--observations {path}: not a readable .npz file ({str(e).splitlines()[0] if str(e) else e})") \
-            from None
+        reason = str(e).splitlines()[0] if str(e) else e
+        raise UsageError(f"--observations {path}: not a readable .npz file ({reason})") from None
     missing = [n for n in mapping.names() if n not in data]
     if missing:
         raise UsageError(f"--observations {path} has no {', '.join(missing)} (has {', '.join(data) or 'nothing'}); "

@@ -17,7 +17,8 @@ def register(sub) -> None:
                         description="Measure the simulation's physics rate, the offscreen camera's frame rate at "
                                     "several sizes and the cost of the importance factors (linearised and exact).")
     b.add_argument("--task", default="reach", choices=TASK_NAMES, help="scene to measure (default: reach)")
-    b.add_argument("--sizes", type=positive_int_list, default="64,240", help="comma-separated square image sizes to render")
+    b.add_argument("--sizes", type=positive_int_list, default="64,240",
+                   help="comma-separated square image sizes to render")
     b.add_argument("--steps", type=positive_int, default=200, help="control steps for the physics measurement")
     b.add_argument("--frames", type=positive_int, default=100, help="frames per image size")
     b.add_argument("--alphas", type=positive_int, default=2000, help="importance-factor evaluations per method")
@@ -30,7 +31,8 @@ def register(sub) -> None:
                                     "targets) and print the success rate. Exit status 1 if any episode fails.")
     e.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated tasks (default: all)")
     e.add_argument("--episodes", type=positive_int, default=1, help="episodes per condition")
-    e.add_argument("--noise", type=nonnegative_float, default=0.0, help="uniform start-pose noise (rad) for episodes after the first")
+    e.add_argument("--noise", type=nonnegative_float, default=0.0,
+                   help="uniform start-pose noise (rad) for episodes after the first")
     e.add_argument("--control-rate", type=positive_float, default=20.0, help="control rate (Hz)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -100,7 +102,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     print(f"task {r['task']} ({r['n_joints']} joints), physics timestep {r['physics_timestep_s'] * 1e3:.1f} ms, "
           f"control {r['control_rate_hz']:.0f} Hz")
-    print(f"  physics            {r['physics_steps_per_s']:>10.0f} steps/s  ({r['control_steps_per_s']:.0f} control steps/s with observations)")
+    print(f"  physics            {r['physics_steps_per_s']:>10.0f} steps/s  "
+          f"({r['control_steps_per_s']:.0f} control steps/s with observations)")
     for k, v in r.items():
         if k.startswith("fps_"):
             print(f"  render {k[4:]:<11} {v:>10.0f} frames/s")

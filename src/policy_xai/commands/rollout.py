@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     # pooled statistics over all steps of the condition episodes (Fig. 4)
     from ..analysis import MethodSeries, SequenceResult
 
-    pooled = SequenceResult(np.concatenate([r.torques for _, r in normal]), np.concatenate([r.alpha for _, r in normal]),
+    pooled = SequenceResult(np.concatenate([r.torques for _, r in normal]),
+                            np.concatenate([r.alpha for _, r in normal]),
                             np.concatenate([r.feature_points for _, r in normal]))
     for m in ratio_methods:
         pooled.methods[m] = MethodSeries(m, np.zeros((0,)), np.zeros((0,)), np.zeros((0,)),
@@ -167,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
 
     # ---- figures ---------------------------------------------------------------------------
     figures.ratio_bars(out / "fig4_ratios.png", {m: stats[m] for m in ratio_methods},
-                       title=f"{args.task}: relevance ratio, mean ± std over {len(pooled)} steps of {len(normal)} episodes")
+                       title=f"{args.task}: relevance ratio, mean ± std over {len(pooled)} steps "
+                             f"of {len(normal)} episodes")
     t = normal[0][1].times
     figures.ratio_curves(out / "fig5_curves.png", t, mean_curves, ratio_names, style="paper",
                          title=f"{args.task}: relevance ratio over time (mean over {len(normal)} conditions)")
@@ -225,8 +227,9 @@ def run(args: argparse.Namespace) -> int:
               f"velocity {tr['velocity']['early']:.2f} -> {tr['velocity']['late']:.2f}")
     for m, rc in reaction.items():
         print(f"  {m:4s} target change (5 steps before -> 5 from it): image {rc['image']['before']:.2f} -> "
-              f"{rc['image']['after']:.2f} (max {rc['image']['after_max']:.2f}), position {rc['position']['before']:.2f} "
-              f"-> {rc['position']['after']:.2f} (min {rc['position']['after_min']:.2f})")
+              f"{rc['image']['after']:.2f} (max {rc['image']['after_max']:.2f}), "
+              f"position {rc['position']['before']:.2f} -> {rc['position']['after']:.2f} "
+              f"(min {rc['position']['after_min']:.2f})")
     for pair, per in consistency.items():
         vals = [v for v in per.values() if v == v]
         print(f"  rank correlation {pair}: " + "  ".join(f"{g} {v:+.2f}" for g, v in per.items())

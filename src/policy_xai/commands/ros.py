@@ -537,15 +537,15 @@ def cmd_latency(args) -> int:
                      "attribution_compute_p99_ms": s["attribution"].get("compute_p99_ms"),
                      **{f"machine_{k}": v for k, v in jit.items()}})
     (base / "latency.json").write_text(json.dumps(rows, indent=2))
-    print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | stamp->relevance p50/p99 ms | "
-          "stamp->heatmap p50/p99 ms | skipped |")
+    print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | "
+          "stamp->relevance p50/p99 ms | stamp->heatmap p50/p99 ms | skipped |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     f = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
     for r in rows:
         print(f"| {r['spec']} | {Path(r['weights']).name if r['weights'] else 'untrained'} | {r['method']} | "
-              f"{r['size']} | {r['precision']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | {r['heatmap_hz']:.1f} | "
-              f"{f(r['relevance_p50_ms'])} / {f(r['relevance_p99_ms'])} | {f(r['heatmap_p50_ms'])} / "
-              f"{f(r['heatmap_p99_ms'])} | {r['skipped_behind']} |")
+              f"{r['size']} | {r['precision']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | "
+              f"{r['heatmap_hz']:.1f} | {f(r['relevance_p50_ms'])} / {f(r['relevance_p99_ms'])} | "
+              f"{f(r['heatmap_p50_ms'])} / {f(r['heatmap_p99_ms'])} | {r['skipped_behind']} |")
     if any("machine_task_p99_ms" in r for r in rows):
         print("machine check per row (fixed CPU task p50 / p99 ms): "
               + "; ".join(f"{f(r.get('machine_task_p50_ms'))} / {f(r.get('machine_task_p99_ms'))}" for r in rows))

@@ -30,9 +30,11 @@ def register(sub) -> None:
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default: {DEFAULT_METHODS})")
     p.add_argument("--inputs", default="synthetic",
                    help="'synthetic' or an .npz recording with arrays images (N,H,W,3 uint8) and configs (N,D)")
-    p.add_argument("--samples", type=positive_int, default=16, help="number of observations (the first N of a recording)")
+    p.add_argument("--samples", type=positive_int, default=16,
+                   help="number of observations (the first N of a recording)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random network, the inputs and the randomisation")
-    p.add_argument("--layer", type=nonnegative_int, default=0, help="conv layer of the Grad-CAM family (default 0 = first)")
+    p.add_argument("--layer", type=nonnegative_int, default=0,
+                   help="conv layer of the Grad-CAM family (default 0 = first)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="spatial softmax temperature (default: 0.02 for a random network, stored value for a file)")
     p.add_argument("--threshold", type=float, default=0.9, help="flag a method above this mean rank correlation")

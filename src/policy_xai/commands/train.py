@@ -1,8 +1,6 @@
 """`policy-xai collect`, `policy-xai train`, `policy-xai evaluate`: trained policies for the simulated tasks."""
 from __future__ import annotations
 
-import argparse
-
 from . import checks
 from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 
@@ -13,7 +11,8 @@ def _common(p, seed=True):
     p.add_argument("--task", default="reach", choices=TASKS, help="simulated task (default: reach)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the shuffling")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
 
 
 def register(sub) -> None:
@@ -24,7 +23,8 @@ def register(sub) -> None:
         "collect", help="roll out the feedback expert in MuJoCo and save images, configurations and labels (.npz)",
         description="Roll out the task's state-feedback expert (with exploration noise on the torques and the start "
                     "pose) in MuJoCo with rendered images; save images (N,H,W,3 uint8), configs (N,D), labels (N,J "
-                    "expert torques) and targets (N,3) to an .npz file, usable by `train --data` and `explain --inputs`.")
+                    "expert torques) and targets (N,3) to an .npz file, usable by `train --data` and "
+                    "`explain --inputs`.")
     _common(p)
     p.add_argument("--episodes", type=positive_int, default=d.expert_episodes)
     p.add_argument("--region-fraction", type=fraction, default=d.region_fraction,
@@ -61,12 +61,14 @@ def register(sub) -> None:
                    help="exploration noise on the executed expert torques, as a fraction of the effort limits")
     p.add_argument("--change-fraction", type=fraction, default=d.change_fraction,
                    help="share of episodes whose target moves mid-episode")
-    p.add_argument("--eval-episodes", type=nonnegative_int, default=3, help="evaluation episodes per target after training (0: none)")
+    p.add_argument("--eval-episodes", type=nonnegative_int, default=3,
+                   help="evaluation episodes per target after training (0: none)")
     p.add_argument("--out", default=None, help="weights file (default out/models/<task>.safetensors)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser(
-        "evaluate", help="success rates of a trained policy per condition, on held-out targets, and with the image blanked",
+        "evaluate",
+        help="success rates of a trained policy per condition, on held-out targets, and with the image blanked",
         description="Run a trained policy in MuJoCo: success rate per training condition and on held-out targets "
                     "between them (midpoints, centroid), then the same with the camera image blanked to its mean "
                     "colour (a policy that uses the image must then fail). Episode 0 per target starts exactly at the "
@@ -74,7 +76,8 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--policy", default=None, help="weights file (default: the shipped model of the task)")
     p.add_argument("--episodes", type=positive_int, default=5, help="episodes per target")
-    p.add_argument("--noise", type=nonnegative_float, default=0.05, help="start-pose noise [rad] for episodes after the first")
+    p.add_argument("--noise", type=nonnegative_float, default=0.05,
+                   help="start-pose noise [rad] for episodes after the first")
     p.add_argument("--no-blank", action="store_true", help="skip the blanked-image evaluation")
     p.add_argument("--no-heldout", action="store_true", help="only the training conditions")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -89,8 +92,6 @@ def _bar(total, desc, unit):
 
 
 def run_collect(args) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from ..robot.sim import Simulation
@@ -147,8 +148,8 @@ def run_train(args) -> int:
                       expert_episodes=args.expert_episodes, dagger_iters=args.dagger_iters,
                       dagger_episodes=args.dagger_episodes, epochs=args.epochs, dagger_epochs=args.dagger_epochs,
                       head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-                      lr=args.lr, aux_weight=args.aux_weight, region_fraction=args.region_fraction, threads=args.threads,
-                      torque_noise=args.torque_noise, change_fraction=args.change_fraction)
+                      lr=args.lr, aux_weight=args.aux_weight, region_fraction=args.region_fraction,
+                      threads=args.threads, torque_noise=args.torque_noise, change_fraction=args.change_fraction)
     data = None
     if args.data:
         try:
@@ -185,7 +186,8 @@ def _print_eval(policy, task, episodes, noise, seed, blank=True, heldout=True) -
                   + (f", held-out targets: {100 * r['heldout_success']:.0f}%" if heldout else ""))
             for grp in ("conditions", "heldout"):
                 for name, v in r[grp].items():
-                    extra = "".join(f"  {k[5:].replace('_', ' ')} {v[k]:.3f}" for k in sorted(v) if k.startswith("mean_"))
+                    extra = "".join(f"  {k[5:].replace('_', ' ')} {v[k]:.3f}"
+                                    for k in sorted(v) if k.startswith("mean_"))
                     print(f"      {grp[:9]:9s} {name:12s} success {100 * v['success']:5.1f}%  "
                           f"mean final distance {100 * v['final_distance']:.1f} cm" + extra)
     return out

@@ -95,7 +95,7 @@ def train_task_explainer(opt: TrainOptions, log: Callable[[str], None] = lambda 
     log(f"teacher: {t_teacher:.2f} s per state ({len(A.window_masks(*X.shape[2:], sizes))} windows)")
     t0 = time.perf_counter()
     net, losses = A.train_on_maps(X, maps["norm"], epochs=opt.epochs, seed=opt.seed, width=opt.width,
-                                  log=lambda ep, l: log(f"epoch {ep + 1}/{opt.epochs} loss {l:.4f}")
+                                  log=lambda ep, loss: log(f"epoch {ep + 1}/{opt.epochs} loss {loss:.4f}")
                                   if (ep + 1) % 10 == 0 or ep == 0 else None)
     t_train = time.perf_counter() - t0
     net.meta.update({"reduce": "norm", "final_loss": losses[-1] if losses else float("nan"),

@@ -170,7 +170,8 @@ def _fmt(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
-GOALS = "topk >= 0.8 (reach, peg, door); pointing >= 3 (reach, peg); deletion AUC > random and gradient; config_rank >= 0.7"
+GOALS = ("topk >= 0.8 (reach, peg, door); pointing >= 3 (reach, peg); deletion AUC > random and gradient; "
+         "config_rank >= 0.7")
 
 MD_COLUMNS = [("deletion_median", "del. med"), ("deletion_road", "del. ROAD"), ("deletion_blur", "del. blur"),
               ("insertion_median", "ins. med"), ("deletion_median_p4", "del. med 4x4"), ("pointing", "pointing"),
@@ -239,7 +240,8 @@ def goals_markdown(summary: list[dict], method: str) -> str:
         if t in ("reach", "peg", "door"):
             row("top-k >= 0.8x the task object", t, f"{r.get('topk', float('nan')):.2f}", r.get("topk", 0) >= 0.8)
         if t in ("reach", "peg"):
-            row("pointing >= 3 on the task object", t, f"{r.get('pointing', float('nan')):.1f}", r.get("pointing", 0) >= 3)
+            row("pointing >= 3 on the task object", t, f"{r.get('pointing', float('nan')):.1f}",
+                r.get("pointing", 0) >= 3)
         for op in ("median", "blur", "road"):
             k = f"deletion_{op}"
             if k not in r:

@@ -155,7 +155,8 @@ def evaluate_task(task: str, policy, states: States, opt: Options,
             eff = M.object_effects(policy, img, cfg, a, masks, op, opt.seed + i, tau_ref=tau)
             for n, e in eff.items():
                 res.objects.append(dict(state=i, object=n, removal=op, effect=e, pixels=int(masks[n].sum())))
-        obj_eff = M.object_effects(policy, img, cfg, a, {p: masks[p] for p in parts}, "median", opt.seed + i, tau_ref=tau)
+        obj_eff = M.object_effects(policy, img, cfg, a, {p: masks[p] for p in parts}, "median", opt.seed + i,
+                                   tau_ref=tau)
         for n, mask in masks.items():
             k = int(mask.sum())
             if k == 0:
@@ -163,7 +164,8 @@ def evaluate_task(task: str, policy, states: States, opt: Options,
             tk = M.topk_effects(policy, img, cfg, a, maps, k, "median", opt.seed + i, tau_ref=tau) if n in parts else {}
             for m, r in maps.items():
                 res.pointing.append(dict(method=m, state=i, object=n, pixels=k, pointing=M.pointing_ratio(r, mask),
-                                         topk_effect=tk.get(m, float("nan")), object_effect=obj_eff.get(n, float("nan"))))
+                                         topk_effect=tk.get(m, float("nan")),
+                                         object_effect=obj_eff.get(n, float("nan"))))
         # configuration ablation against the published ratios
         ge = M.group_effects(policy, img, cfg, a, "median", opt.seed + i, tau_ref=tau)
         for m, rt in ratios.items():

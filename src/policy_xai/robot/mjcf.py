@@ -81,9 +81,9 @@ def _geom_xml(g: Geom, name: str, collide: bool) -> str:
 def _inertial_xml(lk) -> str:
     i = lk.inertial
     ixx, iyy, izz, ixy, ixz, iyz = i.inertia
-    I = np.array([[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])
+    I_frame = np.array([[ixx, ixy, ixz], [ixy, iyy, iyz], [ixz, iyz, izz]])  # in the inertial frame
     R = rpy_to_matrix(i.rpy)
-    Ib = R @ I @ R.T
+    Ib = R @ I_frame @ R.T
     return (f'<inertial pos="{_n(*i.xyz)}" mass="{float(i.mass)!r}" '
             f'fullinertia="{_n(Ib[0, 0], Ib[1, 1], Ib[2, 2], Ib[0, 1], Ib[0, 2], Ib[1, 2])}"/>')
 
@@ -130,7 +130,8 @@ def arm_bodies(robot: RobotDescription, scene: Scene, ee_site: str = "ee") -> tu
     for cj in robot.children_of(root.name):
         lines += body(cj.child, cj, 1)
     lines.append("</body>")
-    acts = [f'<motor name="{j.name}" joint="{j.name}" gear="1" ctrllimited="true" ctrlrange="{_n(-j.effort, j.effort)}"/>'
+    acts = [f'<motor name="{j.name}" joint="{j.name}" gear="1" ctrllimited="true" '
+            f'ctrlrange="{_n(-j.effort, j.effort)}"/>'
             for j in robot.actuated]
     return "\n".join(lines), "\n".join(acts)
 
@@ -155,7 +156,8 @@ def build_mjcf(robot: RobotDescription, scene: Scene | None = None, offscreen: i
   </asset>
   <worldbody>
     <light name="top" pos="0 0 3" dir="0 0 -1" castshadow="false" diffuse="0.5 0.5 0.5"/>
-    <camera name="view" pos="{_n(*scene.camera_pos)}" xyaxes="{look_at_xyaxes(scene.camera_pos, scene.camera_target)}" fovy="{scene.fovy!r}"/>
+    <camera name="view" pos="{_n(*scene.camera_pos)}"
+            xyaxes="{look_at_xyaxes(scene.camera_pos, scene.camera_target)}" fovy="{scene.fovy!r}"/>
 {arm_xml}
 {scene.world_xml}
   </worldbody>

@@ -74,7 +74,8 @@ class RobotModel:
     def check(self, x, what: str = "q") -> np.ndarray:
         a = np.asarray(x, dtype=float)
         if a.shape != (self.n,):
-            raise JointCountError(f"{what} must have shape ({self.n},) for joints {list(self.joint_names)}, got {a.shape}")
+            raise JointCountError(f"{what} must have shape ({self.n},) for joints {list(self.joint_names)}, "
+                                  f"got {a.shape}")
         if not math.isfinite(sum(a.tolist())):
             raise RobotInputError(f"{what} contains NaN or inf: {a}")
         return a
@@ -157,8 +158,8 @@ class RobotModel:
         """Damped least squares on the end-effector position (optionally its z axis), within joint limits.
 
         A local method: seed it near the answer (e.g. the current pose), not at a singular pose such as
-        Baxter's q = 0 (arm straight). Returns (q, position error in m). `orientation`, if given, is the wanted direction (3,) of the
-        end-effector frame's z axis (the approach direction)."""
+        Baxter's q = 0 (arm straight). Returns (q, position error in m). `orientation`, if given, is the
+        wanted direction (3,) of the end-effector frame's z axis (the approach direction)."""
         q = self.check(q0).copy()
         target = np.asarray(target, float)
         post = None if posture is None else self.check(posture, "posture")

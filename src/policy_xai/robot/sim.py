@@ -95,7 +95,8 @@ class Simulation:
         self.task = task if isinstance(task, Task) else get_task(task)
         h, w = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
         if not all(isinstance(x, (int, np.integer)) and MIN_IMAGE <= x <= MAX_IMAGE for x in (h, w)):
-            raise RobotInputError(f"image_size must be an int (or (height, width)) in {MIN_IMAGE}..{MAX_IMAGE}, got {image_size!r}")
+            raise RobotInputError(f"image_size must be an int (or (height, width)) in {MIN_IMAGE}..{MAX_IMAGE}, "
+                                  f"got {image_size!r}")
         self.image_shape = (int(h), int(w), 3)
         try:
             control_rate = float(control_rate)
@@ -117,7 +118,8 @@ class Simulation:
         scene = self.task.scene(self.task)
         if timestep is not None:
             scene.timestep = float(timestep)
-        self.gravity_compensation = self.task.gravity_compensation if gravity_compensation is None else bool(gravity_compensation)
+        self.gravity_compensation = (self.task.gravity_compensation if gravity_compensation is None
+                                     else bool(gravity_compensation))
         scene.gravcomp = self.gravity_compensation
         self.mjcf = build_mjcf(self.description, scene, offscreen=max(256, h, w))
         self._m = mujoco.MjModel.from_xml_string(self.mjcf)
@@ -140,7 +142,8 @@ class Simulation:
         self._site_ids = {self._m.site(i).name: i for i in range(self._m.nsite)}
         self._ee_site = self._site_ids["ee"]
         self._target_mocap = self._m.body_mocapid[self._m.body("target").id]
-        self._cam = self._m.camera(camera).id if camera in [self._m.camera(i).name for i in range(self._m.ncam)] else None
+        cameras = [self._m.camera(i).name for i in range(self._m.ncam)]
+        self._cam = self._m.camera(camera).id if camera in cameras else None
         if self._cam is None:
             raise RobotInputError(f"no camera {camera!r} in task {self.task.name!r}")
         self.object_geoms = self._resolve_objects(scene)
@@ -227,7 +230,8 @@ class Simulation:
         except (TypeError, ValueError) as e:
             raise RobotInputError(f"torques must be {self.n_joints} numbers: {e}") from None
         if tau.shape != (self.n_joints,):
-            raise JointCountError(f"expected {self.n_joints} torques for joints {list(self.joint_names)}, got shape {tau.shape}")
+            raise JointCountError(f"expected {self.n_joints} torques for joints {list(self.joint_names)}, "
+                                  f"got shape {tau.shape}")
         if not np.all(np.isfinite(tau)):
             bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(tau))]
             raise NonFiniteTorqueError(f"torques for {bad} are NaN or inf; step rejected, state unchanged")

@@ -83,7 +83,8 @@ def _target_body(pos, kind="sphere", size="0.02", rgba="0.9 0.15 0.1 1") -> str:
 
 def _reach2d_scene(task: Task) -> Scene:
     t = task.conditions[0].target
-    world = ('<geom name="table" type="plane" size="0.6 0.6 0.2" pos="0 0 0" material="grid" contype="0" conaffinity="0"/>\n'
+    world = ('<geom name="table" type="plane" size="0.6 0.6 0.2" pos="0 0 0" material="grid" '
+             'contype="0" conaffinity="0"/>\n'
              + _target_body(t, "cylinder", "0.03 0.005", "0.9 0.15 0.1 1"))
     return Scene(camera_pos=(0.0, -0.45, 0.95), camera_target=(0.02, 0.0, 0.0), fovy=45.0, world_xml=world)
 
@@ -93,7 +94,8 @@ TABLE_TOP = -0.15  # z of the table top in Baxter's base frame
 
 def _table_xml(x=0.68, y=-0.45, hx=0.35, hy=0.45) -> str:
     z = TABLE_TOP
-    return (f'<geom name="floor" type="plane" size="3 3 0.5" pos="0 0 -0.95" material="grid" contype="0" conaffinity="0"/>\n'
+    return (f'<geom name="floor" type="plane" size="3 3 0.5" pos="0 0 -0.95" material="grid" '
+            f'contype="0" conaffinity="0"/>\n'
             f'<geom name="table" type="box" size="{hx} {hy} 0.02" pos="{x} {y} {z - 0.02}" rgba="0.55 0.42 0.3 1" '
             f'contype="1" conaffinity="1"/>\n'
             f'<geom name="table_leg" type="box" size="0.05 0.05 0.38" pos="{x} {y} {z - 0.42}" rgba="0.3 0.25 0.2 1" '
@@ -196,14 +198,19 @@ def _door_scene(task: Task) -> Scene:
     # position, so set_target (and every condition) moves the whole door.
     world = _table_xml() + "\n" + f"""<body name="target" mocap="true" pos="{t[0]} {t[1]} {t[2]}">
  <geom name="target" type="sphere" size="0.004" rgba="0.9 0.9 0.1 0" contype="0" conaffinity="0"/>
- <geom name="door_frame" type="box" size="0.02 0.02 {h / 2}" pos="{-ox + 0.03} {-oy + 0.02} {-oz + h / 2}" rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0"/>
+ <geom name="door_frame" type="box" size="0.02 0.02 {h / 2}" pos="{-ox + 0.03} {-oy + 0.02} {-oz + h / 2}"
+       rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0"/>
  <body name="door" pos="{-ox} {-oy} {-oz}">
   <joint name="door_hinge" type="hinge" axis="0 0 -1" range="-0.05 1.6" limited="true" damping="0.5" armature="0.01"/>
   <inertial pos="0 {-w / 2} {h / 2}" mass="1.0" diaginertia="0.02 0.02 0.02"/>
-  <geom name="door_panel" type="box" size="0.01 {w / 2} {h / 2}" pos="0.0 {-w / 2} {h / 2 + 0.005}" rgba="0.6 0.5 0.35 1" contype="1" conaffinity="1"/>
-  <geom name="handle_post_a" type="cylinder" size="0.008 0.03" pos="-0.04 {-w + 0.12} {h * 0.6}" quat="0.7071068 0 0.7071068 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
-  <geom name="handle_post_b" type="cylinder" size="0.008 0.03" pos="-0.04 {-w + 0.04} {h * 0.6}" quat="0.7071068 0 0.7071068 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
-  <geom name="handle_bar" type="capsule" size="0.01 0.04" pos="{ox} {oy} {oz}" quat="0.7071068 0.7071068 0 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
+  <geom name="door_panel" type="box" size="0.01 {w / 2} {h / 2}" pos="0.0 {-w / 2} {h / 2 + 0.005}"
+        rgba="0.6 0.5 0.35 1" contype="1" conaffinity="1"/>
+  <geom name="handle_post_a" type="cylinder" size="0.008 0.03" pos="-0.04 {-w + 0.12} {h * 0.6}"
+        quat="0.7071068 0 0.7071068 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
+  <geom name="handle_post_b" type="cylinder" size="0.008 0.03" pos="-0.04 {-w + 0.04} {h * 0.6}"
+        quat="0.7071068 0 0.7071068 0" rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
+  <geom name="handle_bar" type="capsule" size="0.01 0.04" pos="{ox} {oy} {oz}" quat="0.7071068 0.7071068 0 0"
+        rgba="0.2 0.2 0.2 1" contype="1" conaffinity="1"/>
   <site name="handle" pos="{ox} {oy} {oz}" size="0.01" rgba="1 0 0 0"/>
  </body>
 </body>"""

@@ -138,13 +138,15 @@ def baxter_right_arm() -> RobotDescription:
         Link(
             "right_upper_shoulder",
             Inertial(5.70044, (0.01783, 0.00086, 0.19127),
-                     inertia=(0.04709102262, 0.03766976455, 0.03595988478, 0.00012787556, 0.00614870039, 0.00078086899)),
+                     inertia=(0.04709102262, 0.03766976455, 0.03595988478,
+                              0.00012787556, 0.00614870039, 0.00078086899)),
             [cyl(0.06, 0.2722, 0.1361, name="s0_shell")],
         ),
         Link(
             "right_lower_shoulder",
             Inertial(3.22698, (0.06845, 0.00269, -0.00529),
-                     inertia=(0.01175209419, 0.0278859752, 0.02078749298, -0.00030096398, 0.00207675762, -0.00018821993)),
+                     inertia=(0.01175209419, 0.0278859752, 0.02078749298,
+                              -0.00030096398, 0.00207675762, -0.00018821993)),
             [cyl(0.06, 0.12, name="s1_shell")],
         ),
         Link(
@@ -157,26 +159,30 @@ def baxter_right_arm() -> RobotDescription:
         Link(
             "right_lower_elbow",
             Inertial(2.07206, (0.02611, 0.00159, -0.01117),
-                     inertia=(0.00711582686, 0.01318227876, 0.00926852064, 0.00036036173, 0.0007459496, -0.00019663418)),
+                     inertia=(0.00711582686, 0.01318227876, 0.00926852064,
+                              0.00036036173, 0.0007459496, -0.00019663418)),
             [cyl(0.06, 0.10, name="e1_shell")],
         ),
         Link(
             "right_upper_forearm",
             Inertial(2.24665, (-0.00168, 0.0046, 0.13952),
-                     inertia=(0.01667742825, 0.01675457264, 0.0037463115, 0.00018403705, 0.00018657629, -0.00064732352)),
+                     inertia=(0.01667742825, 0.01675457264, 0.0037463115,
+                              0.00018403705, 0.00018657629, -0.00064732352)),
             # second cylinder: Rethink's "upper_forearm_visual" (fixed 15.59 mm closer on the same axis)
             [cyl(0.06, 0.088, -0.044, name="w0_shell"), cyl(0.06, 0.272, 0.12041, name="forearm")],
         ),
         Link(
             "right_lower_forearm",
             Inertial(1.60979, (0.06041, 0.00697, 0.006),
-                     inertia=(0.00387607152, 0.00700537914, 0.0055275524, -0.00044384784, -0.00021115038, 0.00015348067)),
+                     inertia=(0.00387607152, 0.00700537914, 0.0055275524,
+                              -0.00044384784, -0.00021115038, 0.00015348067)),
             [cyl(0.06, 0.10, name="w1_shell")],
         ),
         Link(
             "right_wrist",
             Inertial(0.35093, (0.00198, 0.00125, 0.01855),
-                     inertia=(0.00025289155, 0.0002688601, 0.0003074118, 0.00000575311, -0.00000159345, -0.00000519818)),
+                     inertia=(0.00025289155, 0.0002688601, 0.0003074118,
+                              0.00000575311, -0.00000159345, -0.00000519818)),
             [cyl(0.05, 0.12, 0.0, rgba=_DARK, name="wrist_shell")],
         ),
         Link(
@@ -206,21 +212,22 @@ def baxter_right_arm() -> RobotDescription:
     lim_wrist = dict(effort=15.0, velocity=4.0, damping=0.7)
     joints = [
         Joint("torso_fixed", "fixed", "base", "torso"),
-        Joint("right_torso_arm_mount", "fixed", "torso", "right_arm_mount", (0.024645, -0.219645, 0.118588), (0.0, 0.0, -0.7854)),
+        Joint("right_torso_arm_mount", "fixed", "torso", "right_arm_mount",
+              (0.024645, -0.219645, 0.118588), (0.0, 0.0, -0.7854)),
         Joint("right_s0", "revolute", "right_arm_mount", "right_upper_shoulder", (0.055695, 0.0, 0.011038),
               lower=-1.70167993878, upper=1.70167993878, **lim_big),
-        Joint("right_s1", "revolute", "right_upper_shoulder", "right_lower_shoulder", (0.069, 0.0, 0.27035), (-HALF_PI, 0.0, 0.0),
-              lower=-2.147, upper=1.047, **lim_big),
-        Joint("right_e0", "revolute", "right_lower_shoulder", "right_upper_elbow", (0.102, 0.0, 0.0), (HALF_PI, 0.0, HALF_PI),
-              lower=-3.05417993878, upper=3.05417993878, **lim_big),
-        Joint("right_e1", "revolute", "right_upper_elbow", "right_lower_elbow", (0.069, 0.0, 0.26242), (-HALF_PI, -HALF_PI, 0.0),
-              lower=-0.05, upper=2.618, **lim_big),
-        Joint("right_w0", "revolute", "right_lower_elbow", "right_upper_forearm", (0.10359, 0.0, 0.0), (HALF_PI, 0.0, HALF_PI),
-              lower=-3.059, upper=3.059, **lim_wrist),
-        Joint("right_w1", "revolute", "right_upper_forearm", "right_lower_forearm", (0.01, 0.0, 0.2707), (-HALF_PI, -HALF_PI, 0.0),
-              lower=-HALF_PI, upper=2.094, **lim_wrist),
-        Joint("right_w2", "revolute", "right_lower_forearm", "right_wrist", (0.115975, 0.0, 0.0), (HALF_PI, 0.0, HALF_PI),
-              lower=-3.059, upper=3.059, **lim_wrist),
+        Joint("right_s1", "revolute", "right_upper_shoulder", "right_lower_shoulder", (0.069, 0.0, 0.27035),
+              (-HALF_PI, 0.0, 0.0), lower=-2.147, upper=1.047, **lim_big),
+        Joint("right_e0", "revolute", "right_lower_shoulder", "right_upper_elbow", (0.102, 0.0, 0.0),
+              (HALF_PI, 0.0, HALF_PI), lower=-3.05417993878, upper=3.05417993878, **lim_big),
+        Joint("right_e1", "revolute", "right_upper_elbow", "right_lower_elbow", (0.069, 0.0, 0.26242),
+              (-HALF_PI, -HALF_PI, 0.0), lower=-0.05, upper=2.618, **lim_big),
+        Joint("right_w0", "revolute", "right_lower_elbow", "right_upper_forearm", (0.10359, 0.0, 0.0),
+              (HALF_PI, 0.0, HALF_PI), lower=-3.059, upper=3.059, **lim_wrist),
+        Joint("right_w1", "revolute", "right_upper_forearm", "right_lower_forearm", (0.01, 0.0, 0.2707),
+              (-HALF_PI, -HALF_PI, 0.0), lower=-HALF_PI, upper=2.094, **lim_wrist),
+        Joint("right_w2", "revolute", "right_lower_forearm", "right_wrist", (0.115975, 0.0, 0.0),
+              (HALF_PI, 0.0, HALF_PI), lower=-3.059, upper=3.059, **lim_wrist),
         Joint("right_hand_fixed", "fixed", "right_wrist", "right_hand", (0.0, 0.0, 0.11355)),
         Joint("right_gripper_base_fixed", "fixed", "right_hand", "right_gripper_base", (0.0, 0.0, 0.025)),
         # fingers held open (Baxter's electric gripper fingers slide along y)
@@ -304,7 +311,8 @@ def to_urdf(robot: RobotDescription) -> str:
         ET.SubElement(el, "child", link=j.child)
         if j.kind != "fixed":
             ET.SubElement(el, "axis", xyz=_f(j.axis))
-            ET.SubElement(el, "limit", lower=_f(j.lower), upper=_f(j.upper), effort=_f(j.effort), velocity=_f(j.velocity))
+            ET.SubElement(el, "limit", lower=_f(j.lower), upper=_f(j.upper), effort=_f(j.effort),
+                          velocity=_f(j.velocity))
             ET.SubElement(el, "dynamics", damping=_f(j.damping), friction="0")
     ET.indent(root, "  ")
     return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -376,8 +384,10 @@ def parse_urdf(path_or_text: str | Path) -> RobotDescription:
             je.get("name"), kind, je.find("parent").get("link"), je.find("child").get("link"),
             _vec(o.get("xyz") if o is not None else None, 3), _vec(o.get("rpy") if o is not None else None, 3),
             _vec(ax.get("xyz"), 3) if ax is not None else (1.0, 0.0, 0.0),
-            float(lim.get("lower", 0)) if lim is not None else 0.0, float(lim.get("upper", 0)) if lim is not None else 0.0,
-            float(lim.get("effort", 0)) if lim is not None else 0.0, float(lim.get("velocity", 0)) if lim is not None else 0.0,
+            float(lim.get("lower", 0)) if lim is not None else 0.0,
+            float(lim.get("upper", 0)) if lim is not None else 0.0,
+            float(lim.get("effort", 0)) if lim is not None else 0.0,
+            float(lim.get("velocity", 0)) if lim is not None else 0.0,
             float(dyn.get("damping", 0)) if dyn is not None else 0.0,
         ))
     if not ee:

@@ -127,7 +127,8 @@ def float_image_from_msg(msg) -> np.ndarray:
 
 
 # ---- joint states and named vectors -------------------------------------------------------------
-def select_joints(names: Sequence[str], values: Sequence[float], wanted: Sequence[str], what: str = "position") -> np.ndarray:
+def select_joints(names: Sequence[str], values: Sequence[float], wanted: Sequence[str],
+                  what: str = "position") -> np.ndarray:
     """Values of the `wanted` joints (in that order) out of a (names, values) pair."""
     names = list(names)
     if len(values) != len(names):

@@ -68,8 +68,8 @@ TOPICS: tuple[Topic, ...] = (
           "attribution_node", "share of total |relevance| per input group ('image' + the configuration "
           "groups), sums to 1; empty for the Grad-CAM family"),
     Topic("importance", "/policy_xai/importance_factors", "sensor_msgs/msg/JointState", RELIABLE,
-          "attribution_node", "per-joint importance factor alpha used to amortise over joints (RobotModel.importance_factors, "
-          "mean-normalised)"),
+          "attribution_node", "per-joint importance factor alpha used to amortise over joints "
+          "(RobotModel.importance_factors, mean-normalised)"),
     # ---- a user's policy (user_policy_node) ---------------------------------------------------------
     Topic("actions", "/policy_xai/actions", "sensor_msgs/msg/JointState", RELIABLE, "user_policy_node",
           "a user's model's actions, named as the mapping's actions.names, in position[], observation stamp "
@@ -349,7 +349,8 @@ NODES: dict[str, NodeInfo] = {
         "robot": P("baxter_right_arm", "joint marker positions ('' = a row of spheres)"),
         "normalize": P("frame", "heatmap colour scale: per frame, or fixed (fixed_scale)", choices=("frame", "fixed"),
                        runtime=True),
-        "fixed_scale": P(0.0, "|relevance| mapped to full colour when normalize=fixed (> 0 then)", lo=0.0, runtime=True),
+        "fixed_scale": P(0.0, "|relevance| mapped to full colour when normalize=fixed (> 0 then)", lo=0.0,
+                         runtime=True),
         "heatmap_scale": P(0, "upscale factor of the overlay image; 0 = auto (about 256 px wide)", lo=0, hi=32,
                            runtime=True),
         "opacity": P(0.5, "heatmap opacity over the camera image", lo=0.0, hi=1.0, runtime=True),

@@ -76,8 +76,8 @@ class BagPlayer:
                                                qos(declared.qos if declared else itf.RELIABLE))
         return pubs
 
-    def play(self, node, should_stop: Callable[[], bool] = lambda: False, spin: Optional[Callable[[float], None]] = None,
-             wait_for_subscribers: float = 1.0) -> int:
+    def play(self, node, should_stop: Callable[[], bool] = lambda: False,
+             spin: Optional[Callable[[float], None]] = None, wait_for_subscribers: float = 1.0) -> int:
         """Publish (in real time / rate) until the bag ends (or forever with loop); returns messages published."""
         pubs = self.publishers(node)
         t_end = time.monotonic() + wait_for_subscribers  # let discovery match the subscribers first

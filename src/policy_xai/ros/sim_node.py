@@ -52,8 +52,9 @@ class SimNode(XaiNode):
         self.create_service(Trigger, itf.SERVICES["random_target"][0], self.on_random_target)
         self.obs = self.start_episode()
         self.create_timer(self.sim.dt, self.guarded("step", self.tick))
-        self.get_logger().info(f"task {self.sim.task.name!r}: {self.sim.n_joints} joints at {self.sim.control_rate:.1f} Hz, "
-                               f"camera {w}x{h}, episodes of {self.episode_steps} steps")
+        self.get_logger().info(f"task {self.sim.task.name!r}: {self.sim.n_joints} joints at "
+                               f"{self.sim.control_rate:.1f} Hz, camera {w}x{h}, "
+                               f"episodes of {self.episode_steps} steps")
 
     # ---- episode ------------------------------------------------------------------------------
     def start_episode(self, condition=None):

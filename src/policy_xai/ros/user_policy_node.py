@@ -279,8 +279,8 @@ class UserPolicyNode(XaiNode):
             "observation_age_p50_ms": 1e3 * self.age.percentile(50),
             **self.latency.summary("stamp_to_explained"),
             "unpaired_dropped": self.sync.dropped, "stale": self.watchdog.stale(),
-            "stale_commands": self.stale_commands, "actions_checked": self.checked, "action_mismatches": self.mismatches,
-            "max_action_diff": self.max_action_diff,
+            "stale_commands": self.stale_commands, "actions_checked": self.checked,
+            "action_mismatches": self.mismatches, "max_action_diff": self.max_action_diff,
         }
         if self.recent_error():
             return 2, f"input errors: {self.last_error}", values

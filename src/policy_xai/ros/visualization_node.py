@@ -80,8 +80,8 @@ class VisualizationNode(XaiNode):
         from visualization_msgs.msg import Marker, MarkerArray
 
         rgb = np.zeros((64, 64, 3), np.uint8)
-        cv.image_msg(viz.overlay_heatmap(rgb, np.zeros((64, 64), np.float32), np.zeros((1, 2)), normalize=self.normalize,
-                                         scale=4, point_relevance=np.zeros(1)), 0, "")
+        cv.image_msg(viz.overlay_heatmap(rgb, np.zeros((64, 64), np.float32), np.zeros((1, 2)),
+                                         normalize=self.normalize, scale=4, point_relevance=np.zeros(1)), 0, "")
         cv.image_msg(viz.ratio_plot(np.array([0.0, 1.0]), np.full((2, 2), 0.5), ("image", "joint_position")), 0, "")
         m = Marker()
         m.header.stamp = cv.ns_to_stamp(0)
