@@ -131,7 +131,8 @@ class CaptumRunner:
         self.rule_drops = 0
         self.calls = 0
         self._lrp_net = copy.deepcopy(policy)
-        self._no_rule = [self._lrp_net.softmax] + [m for m in self._lrp_net.modules() if isinstance(m, torch.nn.GroupNorm)]
+        self._no_rule = [self._lrp_net.softmax] + [m for m in self._lrp_net.modules()
+                                                   if isinstance(m, torch.nn.GroupNorm)]
         self.lrp = LRP(SignedTorques(self._lrp_net, sign))
         self.gbp = GuidedBackprop(SignedTorques(copy.deepcopy(policy), sign))
         gc_net = copy.deepcopy(policy)
@@ -405,9 +406,9 @@ def markdown(data) -> str:
     """Markdown tables of a --json result (one table per spec x batch, thread counts side by side)."""
     m = data["machine"]
     lb, la = m["loadavg_before"], m["loadavg_after"]
+    busy = " (other processes were running: absolute times are inflated)" if max(lb[0], la[0]) > m["cpu_count"] else ""
     out = [f"Measured on {m['cpu_count']} cores ({m['processor']}), torch {m['torch']}, captum {m['captum']}; "
-           f"load average (1/5/15 min) {lb[0]}/{lb[1]}/{lb[2]} before and {la[0]}/{la[1]}/{la[2]} after the run"
-           f"{' (other processes were running: absolute times are inflated)' if max(lb[0], la[0]) > m['cpu_count'] else ''}.",
+           f"load average (1/5/15 min) {lb[0]}/{lb[1]}/{lb[2]} before and {la[0]}/{la[1]}/{la[2]} after the run{busy}.",
            ""]
     groups = {}
     for case in data["results"]:
@@ -456,7 +457,8 @@ def goals(results) -> list[dict]:
         for r in case["rows"]:
             if r.get("reference_of") in by:
                 v = by[r["reference_of"]]["ms"] / r["ms"]
-                out.append({"case": tag, "goal": f"{r['reference_of']}: graph / reference <= {GOAL_GRAPH_VS_REFERENCE:g}",
+                goal = f"{r['reference_of']}: graph / reference <= {GOAL_GRAPH_VS_REFERENCE:g}"
+                out.append({"case": tag, "goal": goal,
                             "value": v, "met": v <= GOAL_GRAPH_VS_REFERENCE})
         if "dtd" in by:
             if "captum_lrp" in by:
@@ -469,7 +471,8 @@ def goals(results) -> list[dict]:
                             "value": ms, "met": ms < GOAL_PAPER_MS})
                 if "dtd_bf16" in by:
                     ms = by["dtd_bf16"]["ms"]
-                    out.append({"case": tag, "goal": f"paper dtd (bfloat16 rules) < {GOAL_PAPER_MS:g} ms/step on 1 thread",
+                    goal = f"paper dtd (bfloat16 rules) < {GOAL_PAPER_MS:g} ms/step on 1 thread"
+                    out.append({"case": tag, "goal": goal,
                                 "value": ms, "met": ms < GOAL_PAPER_MS})
     return out
 
@@ -492,7 +495,8 @@ def _print_all(data) -> None:
     if data.get("goals"):
         print("\ngoals (issue 2: dtd <= 3x, captum, paper ms; issue 11: dtd <= 1.5x, graph vs reference):")
         for g in data["goals"]:
-            print(f"  {'met    ' if g['met'] else 'NOT met'}  {g['case']:<28} {g['goal']:<38} measured {g['value']:.2f}")
+            met = "met    " if g["met"] else "NOT met"
+            print(f"  {met}  {g['case']:<28} {g['goal']:<38} measured {g['value']:.2f}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -533,7 +537,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         specs = [s.strip() for s in args.specs.split(",") if s.strip()]
         batches = checks.int_list(args.batch, "batch sizes", label="--batch")
-        threads = [ncpu if t == "all" else t for t in checks.int_list(args.threads, "thread counts", allow=("all",), label="--threads")]
+        counts = checks.int_list(args.threads, "thread counts", allow=("all",), label="--threads")
+        threads = [ncpu if t == "all" else t for t in counts]
         repeat = args.repeat
     threads = list(dict.fromkeys(threads))  # "1,all" on a 1-core machine: once
     methods = list(METHODS) if not args.methods else [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -76,7 +76,8 @@ def _gradient_composite(guided: bool) -> dict:
          "spatial_softmax": r.SpatialSoftmaxGradient(), "identity": r.PassThrough()}
     c.update({k: r.ActivationGradient(guided) for k in SMOOTH})
     c["cat"] = r.Concat()
-    for k in tuple(k for k in STRUCTURAL if k != "cat") + ("maxpool", "avgpool", "mean", "sum", "add", "affine_const", "batchnorm", "groupnorm",
+    for k in tuple(k for k in STRUCTURAL if k != "cat") + ("maxpool", "avgpool", "mean", "sum", "add", "affine_const",
+                                                          "batchnorm", "groupnorm",
                            "layernorm"):
         c[k] = r.ExactGradient()
     c["maxpool"] = r.WinnerTakesAll()  # the pool's exact gradient, without autograd

@@ -77,7 +77,8 @@ class ResNetTrunk(nn.Module):
     `blocks` gives the BasicBlocks of each stage (`layer1`, `layer2`, ...; stage i has width * 2**i
     channels and, after the first, stride 2); fewer stages give finer maps (2 stages: H/8)."""
 
-    def __init__(self, in_channels: int = 3, width: int = 64, norm: str = "batch", blocks: Sequence[int] = (2, 2, 2, 2)):
+    def __init__(self, in_channels: int = 3, width: int = 64, norm: str = "batch",
+                 blocks: Sequence[int] = (2, 2, 2, 2)):
         super().__init__()
         if not blocks or any(int(n) < 1 for n in blocks):
             raise ValueError(f"blocks must be one positive count per stage, got {list(blocks)}")
@@ -89,7 +90,8 @@ class ResNetTrunk(nn.Module):
         self.n_stages = len(blocks)
         for i, n in enumerate(blocks):
             c_out = width * 2 ** i
-            stage = [BasicBlock(c, c_out, 1 if i == 0 else 2, norm)] + [BasicBlock(c_out, c_out, 1, norm) for _ in range(n - 1)]
+            stage = [BasicBlock(c, c_out, 1 if i == 0 else 2, norm)]
+            stage += [BasicBlock(c_out, c_out, 1, norm) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             c = c_out
         self.out_channels = c

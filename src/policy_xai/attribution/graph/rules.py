@@ -81,7 +81,6 @@ class LayerMap:
         """Transpose of fwd applied to S (m, *out_shape) -> (m, *x_shape)."""
         if not self.is_conv:
             return S @ W
-        p = self.p
         m = S.shape[0]
         B = self.x_shape[0]
         n = m * B
