@@ -54,10 +54,6 @@ def default_topics() -> dict[str, str]:
     return {k: itf.topic_name(k) for k in keys}
 
 
-#: topics the attribution node publishes (recomputed into the output bag)
-EXPLANATION_KEYS = ("relevance_image", "relevance_config", "relevance_points", "ratios", "importance")
-
-
 def typestore():
     from rosbags.typesys import Stores, get_typestore
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable, Hashable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -309,13 +309,6 @@ class ConfigBuilder:
         if not np.all(np.isfinite(out)):
             raise ValueError("configuration contains NaN or infinite values")
         return out
-
-    def split(self, config: np.ndarray) -> dict[str, np.ndarray]:
-        return {g: np.asarray(config)[s] for g, s in self.spec.group_slices().items()}
-
-
-def counted(key: Hashable, counter: dict) -> None:
-    counter[key] = counter.get(key, 0) + 1
 
 
 # ---- robot model adapters ----------------------------------------------------------------------

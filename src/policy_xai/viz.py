@@ -6,7 +6,7 @@ offline analysis.
 from __future__ import annotations
 
 from collections import deque
-from typing import Mapping, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -167,7 +167,3 @@ def _jet_lut() -> np.ndarray:
     if not _JET:
         _JET.append(cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(-1, 1), cv2.COLORMAP_JET)[:, 0].copy())
     return _JET[0]
-
-
-def group_summary(ratios: Mapping[str, float]) -> str:
-    return ratio_text(list(ratios), list(ratios.values()))
