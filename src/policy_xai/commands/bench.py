@@ -20,7 +20,8 @@ MODELS = ("robomimic_bc", "groupnorm_bc", "two_camera_bc")
 CAPTUM_ROWS = {"captum_lrp": "dtd", "captum_gbp": "gbp", "captum_layergradcam": "gradcam"}
 DESCRIPTION = """\
 Times, for each spec x thread count x batch size (median wall time of --repeat runs, after one
-warm-up run):
+warm-up run; the rows of a case run interleaved, one call of each per round, so that load changes
+hit all rows alike):
   forward            the policy's forward pass (no autograd)
   forward+backward   forward + ONE backward pass of the sum of the torques to the inputs
   dtd, rap, gbp, ... explain(policy, image, config, method): the amortised explanation of ALL
@@ -207,25 +208,40 @@ class CaptumRunner:
 
 
 # ---- timing ---------------------------------------------------------------------------------------
-def time_call(fn, repeat: int, budget: float):
-    """(median ms, n timed runs, warm-up used as the measurement?, last result)."""
+def time_rows(entries, repeat: int, budget: float, progress=None) -> dict:
+    """Time rows interleaved: entries [(name, fn)] -> name -> (median ms, n timed runs, warm-up used as
+    the measurement?, last result). Every row runs once as a warm-up, whose time sets its number of timed
+    runs (min(repeat, budget / warm-up), at least 1; the warm-up itself when it exceeded the budget); then
+    rounds in which each row still due runs once, so that a change of the machine's load between
+    rows hits all of them alike and their ratios stay comparable."""
     import time
 
-    t0 = time.perf_counter()
-    result = fn()
-    warm = time.perf_counter() - t0
-    if warm > budget or repeat < 1:
-        return warm * 1e3, 1, True, result
-    n = int(max(1, min(repeat, budget // max(warm, 1e-9))))
-    ts = []
-    for _ in range(n):
+    warm, res, due = {}, {}, {}
+    for name, fn in entries:
         t0 = time.perf_counter()
-        result = fn()
-        ts.append(time.perf_counter() - t0)
-    ts.sort()
-    mid = len(ts) // 2
-    med = ts[mid] if len(ts) % 2 else 0.5 * (ts[mid - 1] + ts[mid])
-    return med * 1e3, n, False, result
+        res[name] = fn()
+        warm[name] = time.perf_counter() - t0
+        w = max(warm[name], 1e-9)
+        due[name] = 0 if warm[name] > budget or repeat < 1 else int(max(1, min(repeat, budget // w)))
+        if progress:
+            progress(name)
+    times = {name: [] for name, _ in entries}
+    for k in range(max(due.values(), default=0)):
+        for name, fn in entries:
+            if k < due[name]:
+                t0 = time.perf_counter()
+                res[name] = fn()
+                times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, _ in entries:
+        ts = sorted(times[name])
+        if not ts:
+            out[name] = (warm[name] * 1e3, 1, True, res[name])
+            continue
+        mid = len(ts) // 2
+        med = ts[mid] if len(ts) % 2 else 0.5 * (ts[mid - 1] + ts[mid])
+        out[name] = (med * 1e3, len(ts), False, res[name])
+    return out
 
 
 def _net_share(img_sum, out):
@@ -259,14 +275,10 @@ def bench_module_case(model, obs, methods, threads, repeat, budget, progress=Non
 
     torch.set_num_threads(threads)
     B = next(iter(obs.values())).shape[0]
-    rows = []
+    entries = []
 
     def add(name, fn):
-        ms, n, warm_only, res = time_call(fn, repeat, budget)
-        rows.append({"row": name, "ms": ms, "ms_per_obs": ms / B, "n": n, "warmup_only": warm_only})
-        if progress:
-            progress(name)
-        return res
+        entries.append((name, fn))
 
     def fwd():
         with torch.no_grad():
@@ -281,6 +293,9 @@ def bench_module_case(model, obs, methods, threads, repeat, budget, progress=Non
     add("forward+backward", fwd_bwd)
     for m in methods:
         add(m, lambda m=m: explain(model, obs, method=m))
+    timed = time_rows(entries, repeat, budget, progress)
+    rows = [{"row": name, "ms": t[0], "ms_per_obs": t[0] / B, "n": t[1], "warmup_only": t[2]}
+            for name, t in timed.items()]
     fb = rows[1]["ms"]
     for r in rows:
         r["x_fwd_bwd"] = r["ms"] / fb
@@ -310,17 +325,12 @@ def bench_case(policy, image, config, methods, threads, repeat, budget, captum=T
 
     torch.set_num_threads(threads)
     B = image.shape[0]
-    rows = []
+    entries, shares, post = [], {}, {}
 
     def add(name, fn, share=None):
-        ms, n, warm_only, res = time_call(fn, repeat, budget)
-        row = {"row": name, "ms": ms, "ms_per_obs": ms / B, "n": n, "warmup_only": warm_only}
+        entries.append((name, fn))
         if share is not None:
-            row["img_share"] = share(res)
-        rows.append(row)
-        if progress:
-            progress(name)
-        return res
+            shares[name] = share
 
     def fwd():
         with torch.no_grad():
@@ -340,15 +350,19 @@ def bench_case(policy, image, config, methods, threads, repeat, budget, captum=T
 
     from ..attribution.engine import EXPLAINER_METHODS as _AMORTISED
 
+    def softmax_pass(e):
+        pts = e.points.sum(1).numpy()
+        ok = np.abs(pts) > 0
+        return float(np.mean(e.image.flatten(1).sum(1).numpy()[ok] / pts[ok]))
+
+    refs = {}
     for m in methods:
-        e = add(m, lambda m=m: explain(policy, image, config, m), ours_share if m in ("dtd", "rap") else None)
+        add(m, lambda m=m: explain(policy, image, config, m), ours_share if m in ("dtd", "rap") else None)
         if m in ("dtd", "rap"):
-            pts = e.points.sum(1).numpy()
-            ok = np.abs(pts) > 0
-            rows[-1]["softmax_pass"] = float(np.mean(e.image.flatten(1).sum(1).numpy()[ok] / pts[ok]))
+            post[m] = softmax_pass
         if reference and policy.spec.trunk is None and m not in _AMORTISED:
             add(f"{m} (ref)", lambda m=m: explain(policy, image, config, m, engine="reference"))
-            rows[-1]["reference_of"] = m
+            refs[f"{m} (ref)"] = m
 
     if "dtd" in methods:  # the same rule with bfloat16 convolutions (forward pass stays float32)
         add("dtd_bf16", lambda: explain(policy, image, config, "dtd", precision="bfloat16"), ours_share)
@@ -366,6 +380,17 @@ def bench_case(policy, image, config, methods, threads, repeat, budget, captum=T
         add("captum_lrp", runner.run_lrp, lrp_share)
         add("captum_gbp", runner.run_gbp)
         add("captum_layergradcam", runner.run_lgc)
+    rows = []
+    for name, (ms, n, warm_only, res) in time_rows(entries, repeat, budget, progress).items():
+        row = {"row": name, "ms": ms, "ms_per_obs": ms / B, "n": n, "warmup_only": warm_only}
+        if name in shares:
+            row["img_share"] = shares[name](res)
+        if name in post:
+            row["softmax_pass"] = post[name](res)
+        if name in refs:
+            row["reference_of"] = refs[name]
+        rows.append(row)
+    if captum:
         extra = {"captum_rule_drops": runner.rule_drops, "captum_lrp_calls": runner.calls,
                  "captum_model_intact": runner.check_intact()}
         by = {r["row"]: r for r in rows}
