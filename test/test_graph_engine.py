@@ -150,6 +150,9 @@ def test_rule_conservation_gradient_and_batch(name):
     want = autograd_x_input(net, obs, [1.0, 0.5, 2.0])
     got = explain_module(net, obs, method="gradient", alpha=[1.0, 0.5, 2.0]).inputs
     torch.testing.assert_close(got["x"], want["x"], rtol=1e-4, atol=1e-6)
+    # the explicit gradient rules (per-output replicas; the amortised pass runs autograd on the graph)
+    per = explain_module(net, obs, method="gradient", alpha=[1.0, 0.5, 2.0], per_output=True).per_output
+    torch.testing.assert_close(per["x"].sum(1), want["x"], rtol=1e-4, atol=1e-6)
     for method in ALL:
         e = explain_module(net, obs, method=method)
         one = explain_module(net, {"x": obs["x"][1:2]}, method=method)
@@ -269,8 +272,10 @@ def test_reference_architecture(arch):
             assert float(e.ratios[cam].min()) > 1e-4  # the image gets a real share
     want = autograd_x_input(model, obs, alpha)
     got = explain_module(model, obs, method="gradient", alpha=alpha).inputs
+    per = explain_module(model, obs, method="gradient", alpha=alpha, per_output=True).per_output  # explicit rules
     for k in obs:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(per[k].sum(1), want[k], rtol=1e-4, atol=1e-7)
     for method in ALL:
         e = explain_module(model, obs, method=method)
         one = explain_module(model, {k: v[2:3] for k, v in obs.items()}, method=method)
