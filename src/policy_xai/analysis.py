@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from . import groups
 from .attribution import CAM_METHODS, explain
 from .device import to_numpy
 from .policy import VisuomotorPolicy
@@ -141,8 +142,8 @@ def _position_velocity(ratios: np.ndarray, names: Sequence[str]) -> dict:
     """image, position (joint + ee position), velocity (joint + ee velocity) ratio series (N,)."""
     idx = {n: i for i, n in enumerate(names)}
     pick = lambda gs: sum((ratios[:, idx[g]] for g in gs if g in idx), np.zeros(len(ratios)))  # noqa: E731
-    return {"image": ratios[:, idx["image"]], "position": pick(("joint_position", "ee_position")),
-            "velocity": pick(("joint_velocity", "ee_velocity"))}
+    return {"image": ratios[:, idx["image"]], "position": pick(groups.of_quantity("position")),
+            "velocity": pick(groups.of_quantity("velocity"))}
 
 
 def trend_stats(ratios: np.ndarray, names: Sequence[str], early: float = 0.1, late: float = 0.5) -> dict:

@@ -7,15 +7,10 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from . import viz
+from .groups import GROUPS
 
 #: colours and line styles per input group, shared by every figure
-GROUP_STYLE = {
-    "image": ("#d62728", "-"),
-    "joint_position": ("#1f77b4", "-"),
-    "joint_velocity": ("#2ca02c", "--"),
-    "ee_position": ("#9467bd", "-."),
-    "ee_velocity": ("#ff7f0e", ":"),
-}
+GROUP_STYLE = {"image": ("#d62728", "-"), **{n: g.style for n, g in GROUPS.items()}}
 METHOD_HATCH = {"dtd": "", "rap": "//", "gbp": ".."}
 #: Kim & Choi's Figs. 5/6 legend: solid red/blue/purple = total, image, configuration; dotted
 #: black/yellow/green/pink = joint position, joint velocity, end-effector position, end-effector velocity
@@ -23,10 +18,7 @@ PAPER_STYLE = {
     "total": ("#d62728", "-"),
     "image": ("#1f3fd6", "-"),
     "configuration": ("#8e44ad", "-"),
-    "joint_position": ("#000000", ":"),
-    "joint_velocity": ("#e6b800", ":"),
-    "ee_position": ("#2ca02c", ":"),
-    "ee_velocity": ("#e377c2", ":"),
+    **{n: g.paper_style for n, g in GROUPS.items()},
 }
 
 

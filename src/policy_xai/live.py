@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from . import groups
 from .spec import PolicySpec
 
 
@@ -270,18 +271,12 @@ def config_feature_names(spec: PolicySpec) -> list[str]:
     """'group/element' names of the configuration vector, in order."""
     out = []
     for g, n in spec.config_groups:
-        if g.startswith("joint_") and n == spec.n_joints:
-            elems = list(spec.joint_names)
-        elif g.startswith("ee_") and n == 3:
-            elems = ["x", "y", "z"]
-        else:
-            elems = [str(i) for i in range(n)]
-        out.extend(f"{g}/{e}" for e in elems)
+        out.extend(f"{g}/{e}" for e in groups.group(g).element_names(n, spec.joint_names))
     return out
 
 
 #: ee kinematics: (q, v) -> (ee position (3,), ee velocity (3,)) in the base frame
-EEFunction = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+EEFunction = groups.EEFunction
 
 
 class ConfigBuilder:
@@ -290,18 +285,14 @@ class ConfigBuilder:
     def __init__(self, spec: PolicySpec, ee: Optional[EEFunction] = None):
         self.spec, self.ee = spec, ee
         self.names = config_feature_names(spec)
-        needs_ee = any(g.startswith("ee_") for g in spec.group_names)
-        if needs_ee and ee is None:
+        if groups.needs_kinematics(spec.group_names) and ee is None:
             raise ValueError(f"policy {spec.name!r} takes end-effector groups but no kinematics was given")
 
     def build(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
-        groups: dict[str, np.ndarray] = {"joint_position": np.asarray(q, float), "joint_velocity": np.asarray(v, float)}
-        if self.ee is not None and any(g.startswith("ee_") for g in self.spec.group_names):
-            p, pv = self.ee(groups["joint_position"], groups["joint_velocity"])
-            groups["ee_position"], groups["ee_velocity"] = np.asarray(p, float), np.asarray(pv, float)
+        vals = groups.values(self.spec.group_names, q, v, self.ee)
         parts = []
         for g, n in self.spec.config_groups:
-            x = groups[g]
+            x = vals[g]
             if x.shape != (n,):
                 raise ValueError(f"configuration group {g!r} has {x.shape} values, expected ({n},)")
             parts.append(x)

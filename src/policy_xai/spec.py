@@ -9,8 +9,10 @@ from typing import Any, Mapping
 
 import yaml
 
-#: configuration groups a policy may take, in their canonical order
-KNOWN_GROUPS = ("joint_position", "joint_velocity", "ee_position", "ee_velocity")
+from . import groups as _groups
+
+#: configuration groups a policy may take, in their canonical order (declared in groups.py)
+KNOWN_GROUPS = _groups.NAMES
 
 
 class SpecError(ValueError):

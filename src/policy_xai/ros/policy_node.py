@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .. import live
+from .. import groups, live
 from . import convert as cv
 from .common import XaiNode, main as run_node
 
@@ -54,7 +54,7 @@ class PolicyNode(XaiNode):
         self.spec = s = self.policy.spec
         self.spec_limits = np.asarray(s.torque_limits, dtype=np.float64)
         self.limits = self.torque_limits(self.p("torque_limits"))
-        needs_ee = any(g.startswith("ee_") for g in s.group_names)
+        needs_ee = groups.needs_kinematics(s.group_names)
         self.robot = live.RobotAdapter(s, str(self.p("robot"))) if needs_ee else None
         self.config = live.ConfigBuilder(s, self.robot.ee if self.robot else None)
         self.sync = live.StampSync(["image", "joints"], int(self.p("sync_tolerance") * 1e9), keep=10,
