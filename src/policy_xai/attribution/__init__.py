@@ -18,6 +18,18 @@ from ..policy import VisuomotorPolicy as _VisuomotorPolicy
 import torch as _torch
 
 
+def parse_methods(text: str, choices=None) -> list[str]:
+    """Comma-separated method names -> list, each one of `choices` (default: METHODS); ValueError
+    "unknown method(s) [...]; choose from ..." for an unknown or an empty list (the one parser of
+    every command's --methods)."""
+    choices = METHODS if choices is None else tuple(choices)
+    methods = [m.strip() for m in str(text or "").split(",") if m.strip()]
+    bad = [m for m in methods if m not in choices]
+    if bad or not methods:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(choices)}")
+    return methods
+
+
 def explain(model, observation, *args, **kwargs):
     """Explain a policy's outputs for a batch of observations. Two call forms:
 

@@ -234,16 +234,6 @@ def _usable_methods(policy, methods: list[str]) -> list[str]:
     return out
 
 
-def _methods(text: str) -> list[str]:
-    from ..attribution import METHODS
-
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-    return methods
-
-
 def analyze(args, quiet: bool = False) -> dict:
     """The analysis behind `policy-xai analyze` (also used by tests): returns the summary dict."""
     import torch
@@ -268,7 +258,9 @@ def _analyze(args, quiet: bool = False) -> dict:
     from ..analysis import summary_stats
     from ..attribution import CAM_METHODS
 
-    methods = _methods(args.methods)
+    from ..attribution import parse_methods
+
+    methods = parse_methods(args.methods)
     out = Path(args.out)
     write_bag = not args.bench and not args.no_bag
     if not args.bench:

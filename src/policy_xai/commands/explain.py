@@ -70,15 +70,12 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import figures
     from ..analysis import alphas_for, explain_sequence, rank_consistency, ratio_table, summary_stats
-    from ..attribution import CAM_METHODS, METHODS
+    from ..attribution import CAM_METHODS, parse_methods
     from ..live import config_feature_names
 
     from . import checks
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    methods = parse_methods(args.methods)
     device = checks.device_arg(args.device)
     out = Path(args.out)
     inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy weights file")

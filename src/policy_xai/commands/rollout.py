@@ -65,17 +65,14 @@ def run(args: argparse.Namespace) -> int:
     from .. import figures
     from ..analysis import (alphas_for, change_reaction, explain_sequence, rank_consistency, summary_stats,
                             trend_stats)
-    from ..attribution import CAM_METHODS, METHODS
+    from ..attribution import CAM_METHODS, parse_methods
     from ..live import config_feature_names
     from ..robot.sim import Simulation
     from ..policy import load_policy
     from ..training import check_spec_fits, make_teacher, model_path, region_target
 
     torch.set_num_threads(max(1, args.threads))
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    methods = parse_methods(args.methods)
     ratio_methods = [m for m in methods if m not in CAM_METHODS]
     if not ratio_methods:
         raise ValueError("analyze-rollout needs at least one ratio method (dtd, rap, gbp, ...)")

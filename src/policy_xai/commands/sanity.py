@@ -97,13 +97,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..attribution import METHODS
+    from ..attribution import parse_methods
     from ..sanity import policy_from_arg, run_sanity
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    methods = parse_methods(args.methods)
     if args.samples < 2:
         raise ValueError("--samples must be at least 2")
     from . import checks
