@@ -235,8 +235,12 @@ def run_validate(args) -> int:
     out.write_text(json.dumps(r, indent=2))
     for s_ in starts:
         f, rnd = r[s_]["found"], r[s_]["random"]
-        print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} ({f['failures']}/{f['episodes']}), "
-              f"from random starts {rnd['failure_rate']:.2f} ({rnd['failures']}/{rnd['episodes']})")
+        print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} ({f['failures']}/{f['episodes']}; "
+              f"teacher {f['teacher_failure_rate']:.2f}), from random starts {rnd['failure_rate']:.2f} "
+              f"({rnd['failures']}/{rnd['episodes']}; teacher {rnd['teacher_failure_rate']:.2f})")
+    print("teacher gap along one policy episode per named place (network mean / true mean, success): "
+          + ", ".join(f"{k} {v['gap_net_mean']:.3f}/{v['gap_true_mean']:.3f} {'ok' if v['success'] else 'FAIL'}"
+                      for k, v in r["places"].items()))
     print(f"decoded places, nearest named place: {r['decoded']['nearest_place_counts']} -> {out}")
     return 0
 

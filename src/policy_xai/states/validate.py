@@ -55,15 +55,50 @@ def _place(sim, target, q=None, v=None, door_angle: float = 0.0) -> None:
     sim.set_state(st)
 
 
-def _run(sim, policy, steps: int) -> tuple[bool, dict]:
+def _run(sim, policy, steps: int, teacher=None) -> tuple[bool, dict]:
+    """Run `steps` control steps with the policy (or, given, the teacher: the oracle that reads the
+    simulator's state); (success, the task's scalar measurements)."""
     from ..training import GROUPS
 
     obs = sim.observation()
     for _ in range(int(steps)):
-        obs = sim.step(policy.act(obs.image, obs.config(GROUPS)))
+        if teacher is not None:
+            tau = teacher.act(obs.joint_position, obs.joint_velocity, sim.target_position)
+        else:
+            tau = policy.act(obs.image, obs.config(GROUPS))
+        obs = sim.step(tau)
     meas = {k: float(v) for k, v in sim.measure().items()
             if np.isscalar(v) and not isinstance(v, (bool, np.bool_)) and k not in ("distance", "success")}
     return bool(sim.success()), meas
+
+
+def place_gaps(sim, policy, net, expert, named: list, steps: int) -> dict:
+    """Per named place: one policy episode from the start pose of condition 0 (no noise), its success,
+    and the teacher gap along it, by the teacher network (net) and with the true teacher torques."""
+    from ..training import GROUPS
+    from .teacher import teacher_gap, true_gap
+
+    out = {}
+    for name, p in named:
+        obs = sim.reset(0)
+        _place(sim, p)
+        obs = sim.observation()
+        imgs, cfgs, lab = [], [], []
+        for _ in range(int(steps)):
+            c = obs.config(GROUPS)
+            imgs.append(obs.image)
+            cfgs.append(c)
+            lab.append(expert.act(obs.joint_position, obs.joint_velocity, sim.target_position))
+            obs = sim.step(policy.act(obs.image, c))
+        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+        c = torch.from_numpy(np.stack(cfgs).astype(np.float32))
+        with torch.no_grad():
+            g_net = teacher_gap(policy, net, x, c).numpy()
+        g_true = true_gap(policy, x, c, torch.from_numpy(np.stack(lab).astype(np.float32))).numpy()
+        out[name] = {"success": bool(sim.success()), "door_angle": float(sim.measure().get("door_angle", 0.0)),
+                     "gap_net_mean": float(g_net.mean()), "gap_net_max": float(g_net.max()),
+                     "gap_true_mean": float(g_true.mean()), "gap_true_max": float(g_true.max())}
+    return out
 
 
 def named_places(task, expert=None) -> list:
@@ -75,10 +110,14 @@ def named_places(task, expert=None) -> list:
 
 
 def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, episodes: int = 20,
-             starts=STARTS, steps: Optional[int] = None, seed: int = 0,
-             log: Callable[[str], None] = lambda s: None) -> dict:
+             starts=STARTS, steps: Optional[int] = None, seed: int = 0, teacher_control: bool = True,
+             gaps_by_place: bool = True, log: Callable[[str], None] = lambda s: None) -> dict:
     """Failure rates of the policy from the found states' situations and from random starts (module
-    docstring), `episodes` each per start kind; `steps` (default: the task's horizon) per episode."""
+    docstring), `episodes` each per start kind; `steps` (default: the task's horizon) per episode.
+    teacher_control: also run the task's teacher (which reads the true simulator state) from exactly the
+    same placed situations: a situation the teacher solves and the policy does not is the policy's
+    weakness, not an impossible one. gaps_by_place: also the teacher gap along one policy episode at each
+    named place (place_gaps)."""
     from ..robot.sim import Simulation
     from ..training import make_teacher, region_target
 
@@ -123,7 +162,7 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
         for start in starts:
             res = {}
             for kind in ("found", "random"):
-                ok, meas = [], []
+                ok, meas, ok_t = [], [], []
                 for e in range(int(episodes)):
                     i = e % len(images)
                     sim.reset(int(rng.integers(n_cond)), noise=0.05)
@@ -140,16 +179,26 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
                         _place(sim, t)
                         if start == "state":
                             _run(sim, policy, int(rng.integers(0, max(1, steps // 2))))
+                    placed = sim.get_state()
                     s, m = _run(sim, policy, steps)
                     ok.append(s)
                     meas.append(m)
+                    if teacher_control:
+                        sim.set_state(placed)
+                        ok_t.append(_run(sim, policy, steps, teacher=expert)[0])
                 fail = 1.0 - float(np.mean(ok))
                 res[kind] = {"failure_rate": fail, "failures": int(len(ok) - sum(ok)), "episodes": len(ok),
                              "success": [bool(x) for x in ok]}
+                if teacher_control:
+                    res[kind]["teacher_failure_rate"] = 1.0 - float(np.mean(ok_t))
+                    res[kind]["teacher_success"] = [bool(x) for x in ok_t]
                 for key in (meas[0] if meas else {}):
                     res[kind][f"mean_{key}"] = float(np.mean([m[key] for m in meas]))
-                log(f"{start} starts, {kind}: {res[kind]['failures']}/{len(ok)} failed")
+                log(f"{start} starts, {kind}: {res[kind]['failures']}/{len(ok)} failed"
+                    + (f" (teacher: {len(ok_t) - sum(ok_t)}/{len(ok_t)})" if teacher_control else ""))
             out[start] = res
+        if gaps_by_place:
+            out["places"] = place_gaps(sim, policy, net, expert, named, steps)
         out["seconds"] = round(time.perf_counter() - t0, 1)
         return out
     finally:
