@@ -277,6 +277,16 @@ def test_teacher_network_fits_and_the_teacher_gap_search_raises_the_gap(trained,
         make_target("teacher_gap:max", policy)
     with pytest.raises(TargetError, match="teacher network not found"):
         make_target("teacher_gap:max", policy, teacher=tmp_path / "missing.safetensors")
+    # a residual network learns tau_T - tau: labelled with the policy's own torques, its gap goes to ~0
+    res = TeacherNet(3, SIZE, SIZE, 2, joints=2, scene=3, filters=8, hidden=64, residual=True)
+    with torch.no_grad():
+        tau = policy(X, C)
+    fit_teacher(res, policy, X, C, tau, S, epochs=10, batch=16, lr=3e-3)
+    from policy_xai.states.teacher import teacher_gap, teacher_torques
+
+    with torch.no_grad():
+        assert float(teacher_gap(policy, res, X, C).median()) < 0.05
+        torch.testing.assert_close(teacher_torques(policy, res, X, C), tau + res(X, C)[0])
     other = TeacherNet(3, 32, 32, 2, joints=2, scene=3, filters=4, hidden=8)
     with pytest.raises(TeacherModelError, match="takes 32x32x3 images"):
         load_teacher(save_teacher(other, tmp_path / "other.safetensors"), policy.spec)

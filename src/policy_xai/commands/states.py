@@ -74,6 +74,8 @@ def register(sub) -> None:
     te.add_argument("--region", type=nonnegative_float, default=0.75, help="share of episodes at random places (0-1)")
     te.add_argument("--beta", type=nonnegative_float, default=0.5, help="probability per step that the teacher drives")
     te.add_argument("--epochs", type=positive_int, default=40)
+    te.add_argument("--direct", action="store_true",
+                    help="learn the teacher's torques directly (default: their difference to the policy's)")
     te.add_argument("--threads", type=positive_int, default=1)
     te.add_argument("--seed", type=int, default=0)
     te.set_defaults(func=run_teacher)
@@ -166,7 +168,8 @@ def run_teacher(args) -> int:
         raise UsageError(f"{args.out} exists; choose another --out (a teacher network is never overwritten)")
     writable_file(args.out, "--out", {"--policy": w})
     opt = TeacherOptions(policy=str(w), task=args.task, out=args.out, episodes=args.episodes, every=args.every,
-                         region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed)
+                         region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed,
+                         residual=not args.direct)
     try:
         r = train_teacher(opt)
     except (TeacherModelError, ValueError, FileExistsError) as e:
@@ -208,7 +211,7 @@ def run_validate(args) -> int:
         raise UsageError(f"--starts {args.starts!r}: choose from {', '.join(STARTS)} (comma-separated)")
     policy = load_policy(w)
     try:
-        net = load_teacher(t, policy.spec)
+        net = load_teacher(t, policy.spec, policy_path=w)
     except TeacherModelError as e:
         raise UsageError(str(e).splitlines()[0]) from e
     task = args.task or net.task

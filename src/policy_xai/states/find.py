@@ -82,7 +82,7 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             from .teacher import TEACHER_TASKS, load_teacher
 
             task = opt.task or model.meta.get("training", {}).get("task", "")
-            net_task = load_teacher(opt.teacher).task
+            net_task = load_teacher(opt.teacher, policy.spec, policy_path=opt.policy).task
             if task and task not in TEACHER_TASKS:
                 raise S.TargetError(f"target {opt.target}: task {task!r} has no state-feedback teacher")
             if task and net_task and net_task != task:

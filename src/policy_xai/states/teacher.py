@@ -8,12 +8,17 @@ gap is scored by a *teacher network* distilled from the teacher on simulated sta
     TeacherNet(image, configuration) -> (teacher torques tau_T (J), scene state s (K))
 
 a small CNN on the image (4 stride-2 convolutions, 16-32-64-64 filters, ReLU) joined with a 64-unit
-layer on the normalised configuration, a 256-unit layer, and two linear heads: the teacher's torques
+layer on the normalised configuration, two 256-unit layers, and two linear heads: the teacher's torques
 in units of the torque limits L and the scene state (scene_state: target x y z, door angle) in units
-of its spread. It is trained on frames of the task's simulation at the conditions and at random
+of its spread. Residual (the default of `states teacher`): the torque head learns r = tau_T - tau,
+the teacher's torques minus the policy's, so tau_T = tau + r and the gap is ||r / L||; where the
+policy agrees with its teacher r is near 0 and easy to learn, so the network's error scales with the
+disagreement instead of with the teacher's torques (a residual network belongs to one policy's
+weights: its file stores their sha256). It is trained on frames of the task's simulation at the conditions and at random
 places between them, driven by the policy and the teacher mixed per step with exploration noise,
 each frame labelled with the true teacher torques and the true scene state. Loss:
-mean_j ((tau_T,j - t_j) / L_j)^2 + mean_k ((s_k - s*_k) / sd_k)^2.
+mean_j ((tau_T,j - t_j) / L_j)^2 + mean_k ((s_k - s*_k) / sd_k)^2 (t_j the teacher's torques; with
+the residual, tau_T,j = tau_j + r_j).
 
     teacher_gap = || (tau(x, c) - tau_T(x, c)) / L ||_2
 
@@ -51,11 +56,12 @@ class TeacherNet(nn.Module):
     scene state (B, K) raw). Architecture in the module docstring; normalisation stored as buffers."""
 
     def __init__(self, channels: int = 3, height: int = 64, width: int = 64, config_dim: int = 20,
-                 joints: int = 7, scene: int = 4, filters: int = 16, hidden: int = 256):
+                 joints: int = 7, scene: int = 4, filters: int = 16, hidden: int = 256, residual: bool = False):
         super().__init__()
         self.arch = {"channels": int(channels), "height": int(height), "width": int(width),
                      "config_dim": int(config_dim), "joints": int(joints), "scene": int(scene),
-                     "filters": int(filters), "hidden": int(hidden)}
+                     "filters": int(filters), "hidden": int(hidden), "residual": bool(residual)}
+        self.residual = bool(residual)
         chans = [filters, 2 * filters, 4 * filters, 4 * filters]
         layers, c = [], channels
         for k in chans:
@@ -73,6 +79,7 @@ class TeacherNet(nn.Module):
         self.register_buffer("scene_mean", torch.zeros(scene))
         self.register_buffer("scene_std", torch.ones(scene))
         self.task = ""
+        self.policy_sha256 = ""
         self.meta: dict = {}
 
     def forward(self, image: torch.Tensor, config: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,9 +89,18 @@ class TeacherNet(nn.Module):
         return self.torque_head(h) * self.torque_limits, self.scene_head(h) * self.scene_std + self.scene_mean
 
 
+def teacher_torques(policy, net: TeacherNet, image: torch.Tensor, config: torch.Tensor) -> torch.Tensor:
+    """The teacher's torques as the network predicts them (a residual network adds the policy's)."""
+    t = net(image, config)[0]
+    return t + policy(image, config) if net.residual else t
+
+
 def teacher_gap(policy, net: TeacherNet, image: torch.Tensor, config: torch.Tensor) -> torch.Tensor:
-    """|| (tau_policy - tau_teacher_net) / L ||_2 per state (B,), L the policy's torque limits."""
+    """|| (tau_policy - tau_teacher_net) / L ||_2 per state (B,), L the policy's torque limits (for a
+    residual network: || r(x, c) / L ||, the policy's torques cancel)."""
     lim = policy.torque_limits.float()
+    if net.residual:
+        return (net(image, config)[0] / lim).norm(dim=1)
     return ((policy(image, config) - net(image, config)[0]) / lim).norm(dim=1)
 
 
@@ -110,6 +126,7 @@ class TeacherOptions:
     batch: int = 64
     lr: float = 1e-3
     holdout: float = 0.15       # share of *episodes* held out for the accuracy numbers
+    residual: bool = True       # learn the teacher's torques minus the policy's (tied to the policy's weights)
     threads: int = 1
     seed: int = 0
 
@@ -130,6 +147,8 @@ def accuracy(net: TeacherNet, policy, X, C, T, S, batch: int = 256) -> dict:
     with torch.no_grad():
         for i in range(0, len(X), batch):
             tau_t, sc = net(X[i:i + batch], C[i:i + batch])
+            if net.residual:
+                tau_t = tau_t + policy(X[i:i + batch], C[i:i + batch])
             tt.append(tau_t)
             ss.append(sc)
             gp.append(teacher_gap(policy, net, X[i:i + batch], C[i:i + batch]))
@@ -149,8 +168,12 @@ def accuracy(net: TeacherNet, policy, X, C, T, S, batch: int = 256) -> dict:
 
 def fit_teacher(net: TeacherNet, policy, X, C, T, S, epochs: int = 40, batch: int = 64, lr: float = 1e-3,
                 seed: int = 0, log: Callable[[str], None] = lambda s: None) -> list:
-    """Fit `net` (normalisation from these states) on labelled states; returns the loss per epoch."""
+    """Fit `net` (normalisation from these states) on labelled states; returns the loss per epoch. A
+    residual network learns T - tau_policy."""
     g = torch.Generator().manual_seed(int(seed))
+    if net.residual:
+        with torch.no_grad():
+            T = T - torch.cat([policy(X[i:i + 256], C[i:i + 256]) for i in range(0, len(X), 256)])
     with torch.no_grad():
         net.config_mean.copy_(C.mean(0))
         net.config_std.copy_(C.std(0).clamp_min(1e-2) if len(C) > 1 else torch.ones(C.shape[1]))
@@ -180,12 +203,12 @@ def fit_teacher(net: TeacherNet, policy, X, C, T, S, epochs: int = 40, batch: in
     return hist
 
 
-def teacher_net_for(spec, task: str) -> TeacherNet:
+def teacher_net_for(spec, task: str, residual: bool = True) -> TeacherNet:
     if spec.image_height % 16 or spec.image_width % 16:
         raise TeacherModelError(f"the teacher network needs an image divisible by 16, the policy takes "
                                 f"{spec.image_height}x{spec.image_width}")
     return TeacherNet(spec.image_channels, spec.image_height, spec.image_width, spec.config_dim,
-                      len(spec.joint_names), len(scene_names(task)))
+                      len(spec.joint_names), len(scene_names(task)), residual=residual)
 
 
 def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> dict:
@@ -224,8 +247,12 @@ def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> di
         ep_of = np.arange(len(X)) // per_ep
         hmask = torch.from_numpy(np.isin(ep_of, list(held)))
         tr, ho = ~hmask, hmask
-        net = teacher_net_for(policy.spec, task)
+        net = teacher_net_for(policy.spec, task, opt.residual)
         net.task = task
+        if opt.residual:
+            from ..files import file_sha256
+
+            net.policy_sha256 = file_sha256(opt.policy)
         t1 = time.perf_counter()
         hist = fit_teacher(net, policy, X[tr], C[tr], T[tr], S[tr], opt.epochs, opt.batch, opt.lr, opt.seed, log)
         t_fit = time.perf_counter() - t1
@@ -259,13 +286,15 @@ def save_teacher(net: TeacherNet, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     meta = {"format": FORMAT, "arch": json.dumps(net.arch, sort_keys=True), "task": net.task,
+            "policy_sha256": net.policy_sha256,
             "meta": json.dumps(net.meta, sort_keys=True, default=str)}
     save_file(tensors, str(path), metadata=meta)
     return path
 
 
-def load_teacher(path, spec=None) -> TeacherNet:
-    """Load a teacher network; with `spec` check it takes that policy's observations and joints."""
+def load_teacher(path, spec=None, policy_path=None) -> TeacherNet:
+    """Load a teacher network; with `spec` check it takes that policy's observations and joints, with
+    `policy_path` that a residual network was trained for that weights file."""
     path = Path(path)
     meta, state = read_safetensors(path, TeacherModelError, "teacher network")
     if meta.get("format") != FORMAT or "arch" not in meta:
@@ -283,6 +312,14 @@ def load_teacher(path, spec=None) -> TeacherNet:
             raise TeacherModelError(f"{path}: takes {got[1]}x{got[2]}x{got[0]} images, {got[3]} configuration values "
                                     f"and {got[4]} joints; the policy: {want[1]}x{want[2]}x{want[0]}, {want[3]}, {want[4]}")
     net.task = meta.get("task", "")
+    net.policy_sha256 = meta.get("policy_sha256", "")
+    if policy_path is not None and net.residual:
+        from ..files import file_sha256
+
+        if file_sha256(policy_path) != net.policy_sha256:
+            raise TeacherModelError(f"{path}: a residual teacher network of other policy weights (sha256 "
+                                    f"{net.policy_sha256[:12]}...), not of {Path(policy_path).name}; make one with "
+                                    "`policy-xai states teacher`")
     net.meta = json.loads(meta.get("meta", "{}"))
     net.eval()
     for p in net.parameters():
