@@ -31,6 +31,8 @@ def register(sub) -> None:
     t.add_argument("--latent", type=positive_int, default=32)
     t.add_argument("--kl", type=nonnegative_float, default=1.0, help="weight of the KL term")
     t.add_argument("--perception", type=nonnegative_float, default=0.1, help="weight of the agent-perception term")
+    t.add_argument("--config-weight", type=nonnegative_float, default=1.0,
+                   help="weight of the configuration's reconstruction term")
     t.add_argument("--attention", default="gbp", help="explanation method of the attentive term ('none': plain)")
     t.add_argument("--threads", type=positive_int, default=1)
     t.add_argument("--seed", type=int, default=0)
@@ -142,7 +144,7 @@ def run_train(args) -> int:
     opt = TrainOptions(policy=str(w), task=args.task, bag=args.bag, episodes=args.episodes, every=args.every,
                        epsilon=args.epsilon, torque_noise=args.torque_noise, region=args.region,
                        epochs=args.epochs, batch=args.batch,
-                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception,
+                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception, config_weight=args.config_weight,
                        attention=args.attention, threads=args.threads, seed=args.seed, out=args.out)
     try:
         r = train_state_model(opt)

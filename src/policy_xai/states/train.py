@@ -8,7 +8,7 @@ the observations of a rosbag recording.
 Loss per state (x image in [0, 1], c the normalised configuration, (x', c') the reconstruction from a
 sample of q(z | x, c), tau the policy's raw torques, L the torque limits):
 
-    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + mean (c' - c)^2
+    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + w_c mean (c' - c)^2  (w_c: config_weight, 1)
     perception                mean_j ((tau_j(x', c') - tau_j(x, c)) / sigma_j)^2    (weight `perception`)
     KL                        KL(q(z | x, c) || N(0, I)) / (C H W)                   (weight `kl`)
 
@@ -48,6 +48,7 @@ class TrainOptions:
     filters: int = 32
     kl: float = 1.0               # weight of the KL term (per pixel value, see the module docstring)
     perception: float = 0.1       # weight of the agent-perception term
+    config_weight: float = 1.0    # weight of the configuration's reconstruction term
     attention: str = "gbp"        # method of the attentive term's pixel weights ("none": plain MSE)
     region: float = 0.0           # share of episodes at a random place in the region the conditions span
     holdout: float = 0.1          # share of states kept out of training for the measurements
@@ -187,7 +188,7 @@ def _terms(model: StateVAE, policy, x, cn, w, tau, lim, opt: TrainOptions, sampl
     tau_r = policy(img, raw)
     perc = (((tau_r - tau) / lim) ** 2).mean()
     kl = kl_divergence(mu, logvar).mean() / x[0].numel()
-    total = rec + crec + opt.perception * perc + opt.kl * kl
+    total = rec + getattr(opt, "config_weight", 1.0) * crec + opt.perception * perc + opt.kl * kl
     return total, Losses(*(float(t.detach()) for t in (rec, crec, perc, kl, total)))
 
 
