@@ -76,8 +76,8 @@ def register(sub) -> None:
     te.add_argument("--region", type=nonnegative_float, default=0.75, help="share of episodes at random places (0-1)")
     te.add_argument("--beta", type=nonnegative_float, default=0.5, help="probability per step that the teacher drives")
     te.add_argument("--epochs", type=positive_int, default=40)
-    te.add_argument("--direct", action="store_true",
-                    help="learn the teacher's torques directly (default: their difference to the policy's)")
+    te.add_argument("--residual", action="store_true",
+                    help="learn the teacher's torques minus the policy's (default: the teacher's torques)")
     te.add_argument("--threads", type=positive_int, default=1)
     te.add_argument("--seed", type=int, default=0)
     te.set_defaults(func=run_teacher)
@@ -171,7 +171,7 @@ def run_teacher(args) -> int:
     writable_file(args.out, "--out", {"--policy": w})
     opt = TeacherOptions(policy=str(w), task=args.task, out=args.out, episodes=args.episodes, every=args.every,
                          region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed,
-                         residual=not args.direct)
+                         residual=args.residual)
     try:
         r = train_teacher(opt)
     except (TeacherModelError, ValueError, FileExistsError) as e:

@@ -10,11 +10,10 @@ gap is scored by a *teacher network* distilled from the teacher on simulated sta
 a small CNN on the image (4 stride-2 convolutions, 16-32-64-64 filters, ReLU) joined with a 64-unit
 layer on the normalised configuration, two 256-unit layers, and two linear heads: the teacher's torques
 in units of the torque limits L and the scene state (scene_state: target x y z, door angle) in units
-of its spread. Residual (the default of `states teacher`): the torque head learns r = tau_T - tau,
-the teacher's torques minus the policy's, so tau_T = tau + r and the gap is ||r / L||; where the
-policy agrees with its teacher r is near 0 and easy to learn, so the network's error scales with the
-disagreement instead of with the teacher's torques (a residual network belongs to one policy's
-weights: its file stores their sha256). It is trained on frames of the task's simulation at the conditions and at random
+of its spread. With `--residual` the torque head learns r = tau_T - tau, the teacher's torques minus
+the policy's, so tau_T = tau + r and the gap is ||r / L|| (a residual network belongs to one policy's
+weights: its file stores their sha256). On door it was not more accurate (docs/states.md), so the
+default is the direct one. It is trained on frames of the task's simulation at the conditions and at random
 places between them, driven by the policy and the teacher mixed per step with exploration noise,
 each frame labelled with the true teacher torques and the true scene state. Loss:
 mean_j ((tau_T,j - t_j) / L_j)^2 + mean_k ((s_k - s*_k) / sd_k)^2 (t_j the teacher's torques; with
@@ -126,7 +125,7 @@ class TeacherOptions:
     batch: int = 64
     lr: float = 1e-3
     holdout: float = 0.15       # share of *episodes* held out for the accuracy numbers
-    residual: bool = True       # learn the teacher's torques minus the policy's (tied to the policy's weights)
+    residual: bool = False      # learn the teacher's torques minus the policy's (tied to the policy's weights)
     threads: int = 1
     seed: int = 0
 
@@ -203,7 +202,7 @@ def fit_teacher(net: TeacherNet, policy, X, C, T, S, epochs: int = 40, batch: in
     return hist
 
 
-def teacher_net_for(spec, task: str, residual: bool = True) -> TeacherNet:
+def teacher_net_for(spec, task: str, residual: bool = False) -> TeacherNet:
     if spec.image_height % 16 or spec.image_width % 16:
         raise TeacherModelError(f"the teacher network needs an image divisible by 16, the policy takes "
                                 f"{spec.image_height}x{spec.image_width}")
