@@ -322,6 +322,7 @@ def test_states_teacher_and_validate_on_door(capsys, tmp_path):
             r = v[start][kind]
             assert r["episodes"] == 2 and 0.0 <= r["failure_rate"] <= 1.0 and len(r["success"]) == 2
             assert 0.0 <= r["teacher_failure_rate"] <= 1.0 and len(r["teacher_success"]) == 2
+            assert len(r["true_gap_at_start"]) == 2 and r["true_gap_at_start_median"] >= 0
     assert len(v["decoded"]["nearest_named_place"]) == 2 and "mid13" in v["named_places"]
     assert set(v["places"]) == set(v["named_places"]) and v["places"]["mid13"]["gap_true_mean"] >= 0
     rc, _, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf, "--states", tmp_path / "states.npz",

@@ -242,7 +242,8 @@ def run_validate(args) -> int:
         f, rnd = r[s_]["found"], r[s_]["random"]
         print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} ({f['failures']}/{f['episodes']}; "
               f"teacher {f['teacher_failure_rate']:.2f}), from random starts {rnd['failure_rate']:.2f} "
-              f"({rnd['failures']}/{rnd['episodes']}; teacher {rnd['teacher_failure_rate']:.2f})")
+              f"({rnd['failures']}/{rnd['episodes']}; teacher {rnd['teacher_failure_rate']:.2f}); true teacher gap at the "
+              f"start (median) {f['true_gap_at_start_median']:.3f} vs {rnd['true_gap_at_start_median']:.3f}")
     print("teacher gap along one policy episode per named place (network mean / true mean, success): "
           + ", ".join(f"{k} {v['gap_net_mean']:.3f}/{v['gap_true_mean']:.3f} {'ok' if v['success'] else 'FAIL'}"
                       for k, v in r["places"].items()))

@@ -72,6 +72,17 @@ def _run(sim, policy, steps: int, teacher=None) -> tuple[bool, dict]:
     return bool(sim.success()), meas
 
 
+def _gap_now(sim, policy, expert) -> float:
+    """The true teacher gap || (tau - tau_T) / L || in the simulator's current state (the policy on the
+    rendered observation, the teacher on the true state)."""
+    from ..training import GROUPS
+
+    obs = sim.observation()
+    tau = policy.act(obs.image, obs.config(GROUPS))
+    t = expert.act(obs.joint_position, obs.joint_velocity, sim.target_position)
+    return float(np.linalg.norm((tau - t) / np.asarray(sim.torque_limits, float)))
+
+
 def place_gaps(sim, policy, net, expert, named: list, steps: int) -> dict:
     """Per named place: one policy episode from the start pose of condition 0 (no noise), its success,
     and the teacher gap along it, by the teacher network (net) and with the true teacher torques."""
@@ -162,7 +173,7 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
         for start in starts:
             res = {}
             for kind in ("found", "random"):
-                ok, meas, ok_t = [], [], []
+                ok, meas, ok_t, g0 = [], [], [], []
                 for e in range(int(episodes)):
                     i = e % len(images)
                     sim.reset(int(rng.integers(n_cond)), noise=0.05)
@@ -180,6 +191,7 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
                         if start == "state":
                             _run(sim, policy, int(rng.integers(0, max(1, steps // 2))))
                     placed = sim.get_state()
+                    g0.append(_gap_now(sim, policy, expert))
                     s, m = _run(sim, policy, steps)
                     ok.append(s)
                     meas.append(m)
@@ -188,7 +200,8 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
                         ok_t.append(_run(sim, policy, steps, teacher=expert)[0])
                 fail = 1.0 - float(np.mean(ok))
                 res[kind] = {"failure_rate": fail, "failures": int(len(ok) - sum(ok)), "episodes": len(ok),
-                             "success": [bool(x) for x in ok]}
+                             "success": [bool(x) for x in ok], "true_gap_at_start_median": float(np.median(g0)),
+                             "true_gap_at_start": [round(x, 4) for x in g0]}
                 if teacher_control:
                     res[kind]["teacher_failure_rate"] = 1.0 - float(np.mean(ok_t))
                     res[kind]["teacher_success"] = [bool(x) for x in ok_t]
