@@ -1,5 +1,6 @@
-"""`policy-xai states train | find`: a generative model of the policy's observations and the search
-of its latent space for states of interest (library: policy_xai.states)."""
+"""`policy-xai states train | find | teacher | validate | bench`: a generative model of the policy's
+observations, the search of its latent space for states of interest, the teacher network of the
+teacher_gap target, and the check of found states in the simulation (library: policy_xai.states)."""
 from __future__ import annotations
 
 from pathlib import Path
