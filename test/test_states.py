@@ -239,3 +239,95 @@ def test_states_train_from_a_bag(capsys, tmp_path):
     rc, _, err = cli(capsys, "states", "train", "--policy", share_path("models", "reach.safetensors"), "--bag",
                      tmp_path / "missing", "--out", tmp_path / "m2.safetensors")
     assert rc == 2 and "--bag not found" in err
+
+
+def test_teacher_network_fits_and_the_teacher_gap_search_raises_the_gap(trained, tmp_path):
+    """A teacher network fit on a handful of blob states (the 'teacher' commands tau = (0, 0), the scene is
+    the blob's place) lowers its loss and reads the place; the teacher_gap:max search raises the gap."""
+    from policy_xai.states.teacher import TeacherModelError, TeacherNet, fit_teacher, load_teacher, save_teacher
+
+    policy, model, states = trained["policy"], trained["model"], trained["states"]
+    torch.manual_seed(0)
+    n = 96
+    X = torch.from_numpy(states.images[:n]).permute(0, 3, 1, 2).float() / 255.0
+    C = torch.from_numpy(states.configs[:n])
+    T = torch.zeros(n, 2)
+    S = torch.from_numpy(np.column_stack([trained["xy"][:n], np.zeros(n)]).astype(np.float32))
+    net = TeacherNet(3, SIZE, SIZE, 2, joints=2, scene=3, filters=8, hidden=64)
+    hist = fit_teacher(net, policy, X, C, T, S, epochs=30, batch=16, lr=3e-3)
+    assert hist[-1] < 0.5 * hist[0], hist
+    with torch.no_grad():
+        sx = net(X, C)[1][:, 0]
+    assert float(np.corrcoef(sx.numpy(), S[:, 0].numpy())[0, 1]) > 0.8
+    net.task = "blob"
+    f = save_teacher(net, tmp_path / "teacher.safetensors")
+    with pytest.raises(FileExistsError):
+        save_teacher(net, f)
+    back = load_teacher(f, policy.spec)
+    torch.testing.assert_close(back(X[:4], C[:4])[0], net(X[:4], C[:4])[0])
+    t = make_target("teacher_gap:max", policy, teacher=f)
+    z0 = start_points(model, policy, 4, 5, states.images, states.configs)
+    r = find_states(model, policy, t, steps=60, lr=0.1, lam=0.05, start=z0)
+    assert np.median(r.trace[-1]) > 1.2 * np.median(r.trace[0]) and np.median(r.score) > 1.2 * np.median(r.trace[0])
+    # the gap on the stored states is || (tau - tau_T) / L || with the net's tau_T
+    x = torch.from_numpy(r.image).permute(0, 3, 1, 2).float() / 255.0
+    want = ((torch.from_numpy(r.torques) - back(x, torch.from_numpy(r.config))[0]) / policy.torque_limits).norm(dim=1)
+    np.testing.assert_allclose(r.score, want.numpy(), atol=1e-5)
+    with pytest.raises(TargetError, match="needs a teacher network"):
+        make_target("teacher_gap:max", policy)
+    with pytest.raises(TargetError, match="teacher network not found"):
+        make_target("teacher_gap:max", policy, teacher=tmp_path / "missing.safetensors")
+    # a residual network learns tau_T - tau: labelled with the policy's own torques, its gap goes to ~0
+    res = TeacherNet(3, SIZE, SIZE, 2, joints=2, scene=3, filters=8, hidden=64, residual=True)
+    with torch.no_grad():
+        tau = policy(X, C)
+    fit_teacher(res, policy, X, C, tau, S, epochs=10, batch=16, lr=3e-3)
+    from policy_xai.states.teacher import teacher_gap, teacher_torques
+
+    with torch.no_grad():
+        assert float(teacher_gap(policy, res, X, C).median()) < 0.05
+        torch.testing.assert_close(teacher_torques(policy, res, X, C), tau + res(X, C)[0])
+    other = TeacherNet(3, 32, 32, 2, joints=2, scene=3, filters=4, hidden=8)
+    with pytest.raises(TeacherModelError, match="takes 32x32x3 images"):
+        load_teacher(save_teacher(other, tmp_path / "other.safetensors"), policy.spec)
+
+
+def test_states_teacher_and_validate_on_door(capsys, tmp_path):
+    """Real MuJoCo: `states teacher` distils the door teacher (tiny run) and `states validate` runs the
+    policy from found states' situations and from random starts, writing both failure rates."""
+    from policy_xai.states.train import rollout_states
+
+    w = share_path("models", "door.safetensors")
+    tf = tmp_path / "door_teacher.safetensors"
+    rc, out, err = cli(capsys, "states", "teacher", "--policy", w, "--out", tf, "--episodes", 1, "--every", 16,
+                       "--epochs", 3)
+    assert rc == 0, err
+    assert "held out: teacher torque RMSE" in out and "door_angle" in out
+    rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--task", "juggle", "--out", tmp_path / "t2.safetensors")
+    assert rc == 2 and "'juggle' has no state-feedback teacher" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--out", tf)
+    assert rc == 2 and "never overwritten" in err
+    from policy_xai.policy import load_policy
+
+    st = rollout_states("door", load_policy(w), 1, 80, 0.0, 0.0, region=1.0)
+    assert st.scene.shape == (8, 4) and np.all(st.scene[:, 3] >= -0.06)
+    np.savez_compressed(tmp_path / "states.npz", image=st.images[:2], config=st.configs[:2])
+    js = tmp_path / "v.json"
+    rc, out, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf, "--states", tmp_path / "states.npz",
+                       "--episodes", 2, "--steps", 4, "--json", js)
+    assert rc == 0, err
+    v = json.loads(js.read_text())
+    for start in ("state", "place"):
+        for kind in ("found", "random"):
+            r = v[start][kind]
+            assert r["episodes"] == 2 and 0.0 <= r["failure_rate"] <= 1.0 and len(r["success"]) == 2
+            assert 0.0 <= r["teacher_failure_rate"] <= 1.0 and len(r["teacher_success"]) == 2
+            assert len(r["true_gap_at_start"]) == 2 and r["true_gap_at_start_median"] >= 0
+    assert len(v["decoded"]["nearest_named_place"]) == 2 and "mid13" in v["named_places"]
+    assert set(v["places"]) == set(v["named_places"]) and v["places"]["mid13"]["gap_true_mean"] >= 0
+    rc, _, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf, "--states", tmp_path / "states.npz",
+                     "--json", js)
+    assert rc == 2 and "exists" in err
+    rc, _, err = cli(capsys, "states", "find", "--policy", w, "--generator", tf, "--target", "teacher_gap:max",
+                     "--out", tmp_path / "f")
+    assert rc == 2 and "needs --teacher" in err

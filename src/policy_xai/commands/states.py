@@ -1,5 +1,6 @@
-"""`policy-xai states train | find`: a generative model of the policy's observations and the search
-of its latent space for states of interest (library: policy_xai.states)."""
+"""`policy-xai states train | find | teacher | validate | bench`: a generative model of the policy's
+observations, the search of its latent space for states of interest, the teacher network of the
+teacher_gap target, and the check of found states in the simulation (library: policy_xai.states)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,12 +24,16 @@ def register(sub) -> None:
     t.add_argument("--every", type=positive_int, default=1, help="keep every n-th control step")
     t.add_argument("--epsilon", type=nonnegative_float, default=0.1, help="probability of a random torque per step")
     t.add_argument("--torque-noise", type=nonnegative_float, default=0.1, help="smooth noise x the torque limits")
+    t.add_argument("--region", type=nonnegative_float, default=0.0,
+                   help="share of episodes at a random place between the conditions (0-1)")
     t.add_argument("--epochs", type=positive_int, default=30)
     t.add_argument("--batch", type=positive_int, default=64)
     t.add_argument("--lr", type=positive_float, default=1e-3)
     t.add_argument("--latent", type=positive_int, default=32)
     t.add_argument("--kl", type=nonnegative_float, default=1.0, help="weight of the KL term")
     t.add_argument("--perception", type=nonnegative_float, default=0.1, help="weight of the agent-perception term")
+    t.add_argument("--config-weight", type=nonnegative_float, default=1.0,
+                   help="weight of the configuration's reconstruction term")
     t.add_argument("--attention", default="gbp", help="explanation method of the attentive term ('none': plain)")
     t.add_argument("--threads", type=positive_int, default=1)
     t.add_argument("--seed", type=int, default=0)
@@ -39,7 +44,7 @@ def register(sub) -> None:
     f.add_argument("--generator", required=True, help="state model trained for these weights (states train)")
     f.add_argument("--target", required=True,
                    help="torque:<joint>:max|min, torque_norm:max, saturation, image_share:max|min, sensitivity:max, "
-                        "or module:function")
+                        "teacher_gap:max (with --teacher), or module:function")
     f.add_argument("--n", type=positive_int, default=8, help="states to find (random starts)")
     f.add_argument("--steps", type=positive_int, default=200, help="gradient steps per start")
     f.add_argument("--lr", type=positive_float, default=0.05)
@@ -49,6 +54,9 @@ def register(sub) -> None:
     f.add_argument("--task", default="", help="task for the real states compared with (default: the model's)")
     f.add_argument("--real-episodes", type=positive_int, default=1, help="rollouts per condition for the real states")
     f.add_argument("--real-bag", default="", help="compare with the states of this recording instead")
+    f.add_argument("--real-region", type=nonnegative_float, default=0.0,
+                   help="share of the real rollouts at random places between the conditions (0-1)")
+    f.add_argument("--teacher", default="", help="teacher network (states teacher) for the teacher_gap:max target")
     f.add_argument("--method", default="", help="explanation of the found states (default: the live default)")
     f.add_argument("--starts", choices=("real", "prior"), default="real",
                    help="start from the latents of random real states (default) or from the prior N(0, I)")
@@ -57,6 +65,39 @@ def register(sub) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True, help="output folder (new or empty)")
     f.set_defaults(func=run_find)
+    te = s.add_parser("teacher", help="distil the task's state-feedback teacher into a network (teacher_gap target)",
+                      description="Rollouts of the task (policy and teacher mixed, at the conditions and at random "
+                                  "places between them), each frame labelled with the teacher's torques and the scene "
+                                  "state; a small CNN (image, configuration) -> (teacher torques, scene state).")
+    te.add_argument("--policy", required=True, help="policy weights (.safetensors): drives the rollouts, gives the shapes")
+    te.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
+    te.add_argument("--out", required=True, help="teacher network file to write (never overwritten)")
+    te.add_argument("--episodes", type=positive_int, default=10, help="rollouts per task condition")
+    te.add_argument("--every", type=positive_int, default=2, help="keep every n-th control step")
+    te.add_argument("--region", type=nonnegative_float, default=0.75, help="share of episodes at random places (0-1)")
+    te.add_argument("--beta", type=nonnegative_float, default=0.5, help="probability per step that the teacher drives")
+    te.add_argument("--epochs", type=positive_int, default=40)
+    te.add_argument("--residual", action="store_true",
+                    help="learn the teacher's torques minus the policy's (default: the teacher's torques)")
+    te.add_argument("--threads", type=positive_int, default=1)
+    te.add_argument("--seed", type=int, default=0)
+    te.set_defaults(func=run_teacher)
+    v = s.add_parser("validate", help="run the policy from the situations of found states and from random ones",
+                     description="Decode the place (and door angle) of each found state with the teacher network, "
+                                 "put the simulation there and run the policy for full episodes; the same number "
+                                 "of episodes from random starts is the baseline. Writes a JSON with both failure "
+                                 "rates.")
+    v.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    v.add_argument("--teacher", required=True, help="teacher network of the task (states teacher): decodes the scene")
+    v.add_argument("--states", required=True, help="states.npz of `states find` (or its folder)")
+    v.add_argument("--task", default="", help="simulation task (default: the teacher network's)")
+    v.add_argument("--episodes", type=positive_int, default=20, help="episodes per start kind, found and random each")
+    v.add_argument("--starts", default="state,place", help="state (the found arm state) and/or place (start pose)")
+    v.add_argument("--steps", type=positive_int, default=0, help="steps per episode (default: the task's horizon)")
+    v.add_argument("--threads", type=positive_int, default=1)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--json", default="", help="output JSON (default: validate.json next to the states; never overwritten)")
+    v.set_defaults(func=run_validate)
     b = s.add_parser("bench", help="cost of training a state model and of the search per state, on this machine")
     b.add_argument("--policy", required=True, help="policy weights (.safetensors)")
     b.add_argument("--generator", default="", help="a trained state model of the policy: also time the search")
@@ -89,6 +130,8 @@ def run_train(args) -> int:
     from .checks import input_path, writable_file
 
     w = _policy(args.policy)
+    if args.region > 1:
+        raise UsageError(f"--region {args.region}: a share between 0 and 1")
     if Path(args.out).exists():
         raise UsageError(f"{args.out} exists; choose another --out (a state model is never overwritten)")
     if args.bag:
@@ -100,8 +143,9 @@ def run_train(args) -> int:
         if args.attention not in METHODS:
             raise UsageError(f"--attention {args.attention!r}: choose none or one of {', '.join(METHODS)}")
     opt = TrainOptions(policy=str(w), task=args.task, bag=args.bag, episodes=args.episodes, every=args.every,
-                       epsilon=args.epsilon, torque_noise=args.torque_noise, epochs=args.epochs, batch=args.batch,
-                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception,
+                       epsilon=args.epsilon, torque_noise=args.torque_noise, region=args.region,
+                       epochs=args.epochs, batch=args.batch,
+                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception, config_weight=args.config_weight,
                        attention=args.attention, threads=args.threads, seed=args.seed, out=args.out)
     try:
         r = train_state_model(opt)
@@ -116,6 +160,98 @@ def run_train(args) -> int:
     return 0
 
 
+def run_teacher(args) -> int:
+    from ..states.teacher import TeacherModelError, TeacherOptions, train_teacher
+    from .checks import writable_file
+
+    w = _policy(args.policy)
+    if args.region > 1 or args.beta > 1:
+        raise UsageError("--region and --beta are shares between 0 and 1")
+    if Path(args.out).exists():
+        raise UsageError(f"{args.out} exists; choose another --out (a teacher network is never overwritten)")
+    writable_file(args.out, "--out", {"--policy": w})
+    opt = TeacherOptions(policy=str(w), task=args.task, out=args.out, episodes=args.episodes, every=args.every,
+                         region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed,
+                         residual=args.residual)
+    try:
+        r = train_teacher(opt)
+    except (TeacherModelError, ValueError, FileExistsError) as e:
+        raise UsageError(str(e).splitlines()[0]) from e
+    h = r["held_out"] or r["train"]
+    print(f"{r['train_states']} training states ({r['held_out_states']} held out, whole episodes), rollouts "
+          f"{r['rollout_s']:.1f} s, fit {r['fit_s']:.1f} s -> {r['file']}")
+    print(f"held out: teacher torque RMSE {h['torque_rmse_nm']:.2f} N·m ({h['torque_rmse_per_limit']:.3f} of the "
+          f"limits; the teacher's torques: RMS {h['teacher_torque_rms_per_limit']:.3f}); scene RMSE "
+          + ", ".join(f"{k} {v:.4f}" for k, v in h["scene_rmse"].items())
+          + f"; gap: Pearson r {h['gap_pearson_r']:.3f}, RMSE {h['gap_rmse']:.4f} (true median {h['gap_true_median']:.4f})")
+    return 0
+
+
+def run_validate(args) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from ..policy import load_policy
+    from ..robot.tasks import TASKS
+    from ..states.teacher import TeacherModelError, load_teacher
+    from ..states.validate import STARTS, validate
+    from .checks import input_file, input_path, writable_file
+
+    w = _policy(args.policy)
+    t = input_file(args.teacher, "--teacher file")
+    sp = input_path(args.states, "--states")
+    if sp.is_dir():
+        sp = sp / "states.npz"
+        input_file(sp, "--states file")
+    out = Path(args.json) if args.json else sp.with_name("validate.json")
+    if out.exists():
+        raise UsageError(f"{out} exists; choose another --json")
+    writable_file(out, "--json", {"--policy": w, "--teacher": t, "--states": sp})
+    starts = [x.strip() for x in args.starts.split(",") if x.strip()]
+    if not starts or any(x not in STARTS for x in starts):
+        raise UsageError(f"--starts {args.starts!r}: choose from {', '.join(STARTS)} (comma-separated)")
+    policy = load_policy(w)
+    try:
+        net = load_teacher(t, policy.spec, policy_path=w)
+    except TeacherModelError as e:
+        raise UsageError(str(e).splitlines()[0]) from e
+    task = args.task or net.task
+    if task not in TASKS:
+        raise UsageError(f"--task {task or '(none)'}: choose one of {', '.join(sorted(TASKS))}")
+    try:
+        with np.load(sp) as z:
+            images, configs = z["image"], z["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"--states {sp}: not a states.npz of `states find` ({str(e).splitlines()[0]})") from e
+    if images.ndim != 4 or images.shape[1:3] != (policy.spec.image_height, policy.spec.image_width) \
+            or configs.shape != (len(images), policy.spec.config_dim):
+        raise UsageError(f"--states {sp}: images {images.shape} / configurations {configs.shape} do not fit the policy")
+    prev = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        r = validate(policy, net, images, configs, task, args.episodes, starts, args.steps or None, args.seed,
+                     log=print)
+    except ValueError as e:
+        raise UsageError(str(e).splitlines()[0]) from e
+    finally:
+        torch.set_num_threads(prev)
+    r.update({"policy": str(w), "teacher": str(t), "states": str(sp), "seed": args.seed})
+    out.write_text(json.dumps(r, indent=2))
+    for s_ in starts:
+        f, rnd = r[s_]["found"], r[s_]["random"]
+        print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} ({f['failures']}/{f['episodes']}; "
+              f"teacher {f['teacher_failure_rate']:.2f}), from random starts {rnd['failure_rate']:.2f} "
+              f"({rnd['failures']}/{rnd['episodes']}; teacher {rnd['teacher_failure_rate']:.2f}); true teacher gap at the "
+              f"start (median) {f['true_gap_at_start_median']:.3f} vs {rnd['true_gap_at_start_median']:.3f}")
+    print("teacher gap along one policy episode per named place (network mean / true mean, success): "
+          + ", ".join(f"{k} {v['gap_net_mean']:.3f}/{v['gap_true_mean']:.3f} {'ok' if v['success'] else 'FAIL'}"
+                      for k, v in r["places"].items()))
+    print(f"decoded places, nearest named place: {r['decoded']['nearest_place_counts']} -> {out}")
+    return 0
+
+
 def run_find(args) -> int:
     from ..states.find import FindOptions, find
     from ..states.model import StateModelError
@@ -124,11 +260,18 @@ def run_find(args) -> int:
 
     w = _policy(args.policy)
     g = input_file(args.generator, "--generator file")
+    if args.target.startswith("teacher_gap") and not args.teacher:
+        raise UsageError("--target teacher_gap:max needs --teacher FILE (make one with `policy-xai states teacher`)")
+    if args.teacher:
+        input_file(args.teacher, "--teacher file")
+    if args.real_region > 1:
+        raise UsageError(f"--real-region {args.real_region}: a share between 0 and 1")
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out} is not an empty folder; choose another")
     opt = FindOptions(policy=str(w), generator=str(g), target=args.target, n=args.n, steps=args.steps, lr=args.lr,
                       lam=args.lam, task=args.task, real_episodes=args.real_episodes, real_bag=args.real_bag,
+                      real_region=args.real_region, teacher=args.teacher,
                       method=args.method, naive=args.naive, starts=args.starts, prior=args.prior, threads=args.threads, seed=args.seed, out=str(out))
     try:
         s = find(opt)

@@ -33,6 +33,8 @@ class FindOptions:
     task: str = ""                # real states from rollouts of this task (default: the model's)
     real_episodes: int = 1        # rollouts per condition for the real states
     real_bag: str = ""            # or the states of a recording
+    real_region: float = 0.0      # share of the real rollouts at random places between the conditions
+    teacher: str = ""             # teacher network file (teacher_gap; states teacher)
     method: str = ""              # explanation of the found states (default: the live default or its fallback)
     naive: bool = False           # also the naive pixel search
     starts: str = "real"          # "real": latent means of random real states; "prior": z ~ N(0, I)
@@ -52,7 +54,7 @@ def _real_states(opt: FindOptions, policy, model):
     if task not in TASKS:
         raise ValueError(f"real states: no task known for this state model; give --task ({', '.join(sorted(TASKS))}) "
                          "or --real-bag")
-    return rollout_states(task, policy, opt.real_episodes, 1, 0.0, 0.0, seed=opt.seed + 1000)
+    return rollout_states(task, policy, opt.real_episodes, 1, 0.0, 0.0, seed=opt.seed + 1000, region=opt.real_region)
 
 
 def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dict:
@@ -75,7 +77,17 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
     try:
         policy = load_policy(opt.policy)
         model = load_state_model(opt.generator, policy_path=opt.policy, spec=policy.spec)
-        target = S.make_target(opt.target, policy)
+        target = S.make_target(opt.target, policy, teacher=opt.teacher or None)
+        if opt.target.startswith("teacher_gap"):
+            from .teacher import TEACHER_TASKS, load_teacher
+
+            task = opt.task or model.meta.get("training", {}).get("task", "")
+            net_task = load_teacher(opt.teacher, policy.spec, policy_path=opt.policy).task
+            if task and task not in TEACHER_TASKS:
+                raise S.TargetError(f"target {opt.target}: task {task!r} has no state-feedback teacher")
+            if task and net_task and net_task != task:
+                raise S.TargetError(f"target {opt.target}: the teacher network {opt.teacher} is of task {net_task!r}, "
+                                    f"the state model of {task!r}")
         if opt.starts not in ("real", "prior"):
             raise ValueError(f"starts must be real or prior, got {opt.starts!r}")
         real = real if real is not None else _real_states(opt, policy, model)

@@ -25,6 +25,9 @@ Targets (TARGETS; `module:function` for a user's own):
 - `sensitivity:max`          || tau(g(z + eps v)) - tau(g(z)) ||_2 / eps averaged over 4 random unit
                              directions v (eps = 0.1): where a small change of the state moves the
                              torques most (critical states)
+- `teacher_gap:max`          || (tau - tau_T) / L ||_2, tau_T the task teacher's torques as a distilled
+                             teacher network predicts them from the same (image, configuration)
+                             (states/teacher.py; needs the network: make_target(..., teacher=))
 - `module:function`          a user's callable f(torques (B, J), observation {"image": (B, C, H, W),
                              "config": (B, D) raw}) -> (B,) scores to maximise, differentiable in them
 
@@ -77,11 +80,12 @@ def _image_share(policy, image, config):
 
 
 TARGETS = ("torque:<joint>:max", "torque:<joint>:min", "torque_norm:max", "saturation", "image_share:max",
-           "image_share:min", "sensitivity:max", "module:function")
+           "image_share:min", "sensitivity:max", "teacher_gap:max", "module:function")
 
 
-def make_target(name: str, policy) -> Target:
-    """The Target of a name (see the module docstring); TargetError names the choices."""
+def make_target(name: str, policy, teacher=None) -> Target:
+    """The Target of a name (see the module docstring); TargetError names the choices. `teacher`: the
+    teacher network (a TeacherNet or its file) for teacher_gap."""
     spec = policy.spec
     lim = policy.torque_limits.float()
     parts = name.split(":")
@@ -113,8 +117,24 @@ def make_target(name: str, policy) -> Target:
                 out = out + (_torques(p, x2, c2) - tau).norm(dim=1) / SENSITIVITY_EPS
             return out / SENSITIVITY_DIRECTIONS
         return Target(name, 1.0, sens, needs_z=True, description="torque change per unit latent step")
+    if name == "teacher_gap:max":
+        from .teacher import TeacherModelError, TeacherNet, load_teacher, teacher_gap
+
+        if teacher is None:
+            raise TargetError("target teacher_gap:max needs a teacher network (--teacher FILE; make one with "
+                              "`policy-xai states teacher --policy P --task T --out FILE`)")
+        if not isinstance(teacher, TeacherNet):
+            try:
+                teacher = load_teacher(teacher, spec)
+            except TeacherModelError as e:
+                raise TargetError(str(e).splitlines()[0]) from e
+        net = teacher
+        return Target(name, 1.0, lambda p, x, c, dec, z: teacher_gap(p, net, x, c),
+                      description=f"|| (tau - tau_teacher) / L || (teacher network of {net.task or '?'})")
+    if parts[0] == "teacher_gap":
+        raise TargetError(f"unknown target {name!r}; the teacher gap is teacher_gap:max")
     if len(parts) == 2 and parts[0] and parts[1] and parts[0] not in ("torque", "image_share", "sensitivity",
-                                                                         "torque_norm"):
+                                                                         "torque_norm", "teacher_gap"):
         try:
             mod = importlib.import_module(parts[0])
             fn = getattr(mod, parts[1])

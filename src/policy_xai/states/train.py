@@ -8,7 +8,7 @@ the observations of a rosbag recording.
 Loss per state (x image in [0, 1], c the normalised configuration, (x', c') the reconstruction from a
 sample of q(z | x, c), tau the policy's raw torques, L the torque limits):
 
-    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + mean (c' - c)^2
+    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + w_c mean (c' - c)^2  (w_c: config_weight, 1)
     perception                mean_j ((tau_j(x', c') - tau_j(x, c)) / sigma_j)^2    (weight `perception`)
     KL                        KL(q(z | x, c) || N(0, I)) / (C H W)                   (weight `kl`)
 
@@ -48,7 +48,9 @@ class TrainOptions:
     filters: int = 32
     kl: float = 1.0               # weight of the KL term (per pixel value, see the module docstring)
     perception: float = 0.1       # weight of the agent-perception term
+    config_weight: float = 1.0    # weight of the configuration's reconstruction term
     attention: str = "gbp"        # method of the attentive term's pixel weights ("none": plain MSE)
+    region: float = 0.0           # share of episodes at a random place in the region the conditions span
     holdout: float = 0.1          # share of states kept out of training for the measurements
     threads: int = 1
     seed: int = 0
@@ -62,15 +64,28 @@ class TrainingStates:
     targets: Optional[np.ndarray] = None   # (N, 3) task object position (rollouts only; for measuring)
     teacher: Optional[np.ndarray] = None   # (N, J) the task's state-feedback teacher torques (rollouts)
     source: str = ""
+    scene: Optional[np.ndarray] = None     # (N, K) what the teacher needs besides (q, v): see scene_state
+
+
+def scene_state(sim) -> np.ndarray:
+    """What the task's teacher needs besides the arm's (q, v): the target (the object's place, x y z)
+    and, for door, the door angle (rad)."""
+    t = np.asarray(sim.target_position, np.float32)
+    if sim.task.name == "door":
+        return np.append(t, np.float32(sim.measure()["door_angle"])).astype(np.float32)
+    return t
 
 
 def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon: float = 0.1,
-                   torque_noise: float = 0.1, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None
-                   ) -> TrainingStates:
+                   torque_noise: float = 0.1, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
+                   region: float = 0.0, beta: float = 0.0) -> TrainingStates:
     """States the policy visits in `task`: `episodes` per condition, exploration as in the module
-    docstring, every `every`-th step kept, labelled with the task's teacher torques."""
+    docstring, every `every`-th step kept, labelled with the task's teacher torques and the scene state
+    (scene_state). `region`: the share of episodes at a random (reachable) place in the region the
+    conditions span instead of the condition's (training.region_target); `beta`: the probability per
+    step that the teacher's torque (plus the same noise) is executed instead of the policy's."""
     from ..robot.sim import Simulation
-    from ..training import GROUPS, make_teacher
+    from ..training import GROUPS, make_teacher, region_target
 
     spec = policy.spec
     rng = np.random.default_rng(seed)
@@ -78,26 +93,38 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
     try:
         teacher = make_teacher(sim)
         lim = np.asarray(sim.torque_limits, float)
-        imgs, cfgs, tgts, labels = [], [], [], []
+        imgs, cfgs, tgts, labels, scenes = [], [], [], [], []
         n_cond = len(sim.conditions)
         total, done = int(episodes) * n_cond, 0
         for _ in range(int(episodes)):
             for cond in range(n_cond):
                 obs = sim.reset(cond, noise=0.05)
+                if region > 0 and rng.random() < region:
+                    for _ in range(20):
+                        t = region_target(sim.task, rng)
+                        if teacher.reachable(t):
+                            sim.set_target(t)
+                            obs = sim.observation()
+                            break
                 ou = np.zeros(sim.n_joints)
                 for k in range(sim.task.horizon):
                     cfg = obs.config(GROUPS)
                     tgt = sim.target_position
-                    if k % every == 0:
+                    keep = k % every == 0
+                    use_teacher = beta > 0 and rng.random() < beta
+                    label = teacher.act(obs.joint_position, obs.joint_velocity, tgt) if keep or use_teacher else None
+                    if keep:
                         imgs.append(obs.image)
                         cfgs.append(cfg)
                         tgts.append(np.asarray(tgt, np.float32))
-                        labels.append(teacher.act(obs.joint_position, obs.joint_velocity, tgt))
+                        labels.append(label)
+                        scenes.append(scene_state(sim))
                     if rng.random() < epsilon:
                         tau = rng.uniform(-lim, lim)
                     else:
                         ou = 0.8 * ou + 0.2 * rng.normal(0.0, 1.0, sim.n_joints)
-                        tau = np.clip(policy.act(obs.image, cfg) + torque_noise * lim * ou * 2.0, -lim, lim)
+                        base = label if use_teacher else policy.act(obs.image, cfg)
+                        tau = np.clip(base + torque_noise * lim * ou * 2.0, -lim, lim)
                     obs = sim.step(tau)
                 done += 1
                 if progress:
@@ -107,7 +134,8 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
     return TrainingStates(np.stack(imgs).astype(np.uint8), np.stack(cfgs).astype(np.float32),
                           np.stack(tgts).astype(np.float32), np.stack(labels).astype(np.float32),
                           f"rollouts of {task}: {episodes} episode(s) per condition, epsilon {epsilon}, "
-                          f"torque noise {torque_noise}, seed {seed}")
+                          f"torque noise {torque_noise}, region {region}, teacher share {beta}, seed {seed}",
+                          np.stack(scenes).astype(np.float32))
 
 
 def bag_states(bag: str, policy) -> TrainingStates:
@@ -160,7 +188,7 @@ def _terms(model: StateVAE, policy, x, cn, w, tau, lim, opt: TrainOptions, sampl
     tau_r = policy(img, raw)
     perc = (((tau_r - tau) / lim) ** 2).mean()
     kl = kl_divergence(mu, logvar).mean() / x[0].numel()
-    total = rec + crec + opt.perception * perc + opt.kl * kl
+    total = rec + getattr(opt, "config_weight", 1.0) * crec + opt.perception * perc + opt.kl * kl
     return total, Losses(*(float(t.detach()) for t in (rec, crec, perc, kl, total)))
 
 
@@ -275,7 +303,8 @@ def train_state_model(opt: TrainOptions, log: Callable[[str], None] = print) -> 
                 raise ValueError(f"--task {task or '(none)'}: choose one of {', '.join(sorted(TASKS))} (or give --bag)")
             t0 = time.perf_counter()
             states = rollout_states(task, policy, opt.episodes, opt.every, opt.epsilon, opt.torque_noise, opt.seed,
-                                    progress=lambda d, n: log(f"rollouts {d}/{n}") if d == n else None)
+                                    progress=lambda d, n: log(f"rollouts {d}/{n}") if d == n else None,
+                                    region=opt.region)
             log(f"{len(states.images)} states from rollouts of {task} in {time.perf_counter() - t0:.1f} s")
         model = state_model_for(policy.spec, opt.latent, filters=opt.filters)
         res = fit(model, policy, states, opt, log)
