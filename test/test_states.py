@@ -231,7 +231,8 @@ def test_states_train_from_a_bag(capsys, tmp_path):
 
     bag = bags.write_synthetic_bag(tmp_path / "bag", load_spec("small"), 30, "mcap")
     out = tmp_path / "m.safetensors"
-    rc, stdout, err = cli(capsys, "states", "train", "--policy", share_path("models", "reach.safetensors"), "--bag", bag,
+    rc, stdout, err = cli(capsys, "states", "train", "--policy", share_path("models", "reach.safetensors"),
+                          "--bag", bag,
                           "--out", out, "--epochs", 1, "--latent", 4)
     assert rc == 0, err
     assert "trained on 27 states (3 held out)" in stdout
@@ -303,7 +304,8 @@ def test_states_teacher_and_validate_on_door(capsys, tmp_path):
                        "--epochs", 3)
     assert rc == 0, err
     assert "held out: teacher torque RMSE" in out and "door_angle" in out
-    rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--task", "juggle", "--out", tmp_path / "t2.safetensors")
+    rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--task", "juggle",
+                     "--out", tmp_path / "t2.safetensors")
     assert rc == 2 and "'juggle' has no state-feedback teacher" in err and len(err.strip().splitlines()) == 1
     rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--out", tf)
     assert rc == 2 and "never overwritten" in err
@@ -313,8 +315,8 @@ def test_states_teacher_and_validate_on_door(capsys, tmp_path):
     assert st.scene.shape == (8, 4) and np.all(st.scene[:, 3] >= -0.06)
     np.savez_compressed(tmp_path / "states.npz", image=st.images[:2], config=st.configs[:2])
     js = tmp_path / "v.json"
-    rc, out, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf, "--states", tmp_path / "states.npz",
-                       "--episodes", 2, "--steps", 4, "--json", js)
+    rc, out, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf,
+                       "--states", tmp_path / "states.npz", "--episodes", 2, "--steps", 4, "--json", js)
     assert rc == 0, err
     v = json.loads(js.read_text())
     for start in ("state", "place"):

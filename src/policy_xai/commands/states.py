@@ -69,7 +69,8 @@ def register(sub) -> None:
                       description="Rollouts of the task (policy and teacher mixed, at the conditions and at random "
                                   "places between them), each frame labelled with the teacher's torques and the scene "
                                   "state; a small CNN (image, configuration) -> (teacher torques, scene state).")
-    te.add_argument("--policy", required=True, help="policy weights (.safetensors): drives the rollouts, gives the shapes")
+    te.add_argument("--policy", required=True,
+                    help="policy weights (.safetensors): drives the rollouts, gives the shapes")
     te.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
     te.add_argument("--out", required=True, help="teacher network file to write (never overwritten)")
     te.add_argument("--episodes", type=positive_int, default=10, help="rollouts per task condition")
@@ -96,7 +97,8 @@ def register(sub) -> None:
     v.add_argument("--steps", type=positive_int, default=0, help="steps per episode (default: the task's horizon)")
     v.add_argument("--threads", type=positive_int, default=1)
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--json", default="", help="output JSON (default: validate.json next to the states; never overwritten)")
+    v.add_argument("--json", default="",
+                   help="output JSON (default: validate.json next to the states; never overwritten)")
     v.set_defaults(func=run_validate)
     b = s.add_parser("bench", help="cost of training a state model and of the search per state, on this machine")
     b.add_argument("--policy", required=True, help="policy weights (.safetensors)")
@@ -145,7 +147,8 @@ def run_train(args) -> int:
     opt = TrainOptions(policy=str(w), task=args.task, bag=args.bag, episodes=args.episodes, every=args.every,
                        epsilon=args.epsilon, torque_noise=args.torque_noise, region=args.region,
                        epochs=args.epochs, batch=args.batch,
-                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception, config_weight=args.config_weight,
+                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception,
+                       config_weight=args.config_weight,
                        attention=args.attention, threads=args.threads, seed=args.seed, out=args.out)
     try:
         r = train_state_model(opt)
@@ -183,7 +186,8 @@ def run_teacher(args) -> int:
     print(f"held out: teacher torque RMSE {h['torque_rmse_nm']:.2f} N·m ({h['torque_rmse_per_limit']:.3f} of the "
           f"limits; the teacher's torques: RMS {h['teacher_torque_rms_per_limit']:.3f}); scene RMSE "
           + ", ".join(f"{k} {v:.4f}" for k, v in h["scene_rmse"].items())
-          + f"; gap: Pearson r {h['gap_pearson_r']:.3f}, RMSE {h['gap_rmse']:.4f} (true median {h['gap_true_median']:.4f})")
+          + f"; gap: Pearson r {h['gap_pearson_r']:.3f}, RMSE {h['gap_rmse']:.4f} "
+          f"(true median {h['gap_true_median']:.4f})")
     return 0
 
 
@@ -241,10 +245,11 @@ def run_validate(args) -> int:
     out.write_text(json.dumps(r, indent=2))
     for s_ in starts:
         f, rnd = r[s_]["found"], r[s_]["random"]
-        print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} ({f['failures']}/{f['episodes']}; "
-              f"teacher {f['teacher_failure_rate']:.2f}), from random starts {rnd['failure_rate']:.2f} "
-              f"({rnd['failures']}/{rnd['episodes']}; teacher {rnd['teacher_failure_rate']:.2f}); true teacher gap at the "
-              f"start (median) {f['true_gap_at_start_median']:.3f} vs {rnd['true_gap_at_start_median']:.3f}")
+        print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} "
+              f"({f['failures']}/{f['episodes']}; teacher {f['teacher_failure_rate']:.2f}), from random starts "
+              f"{rnd['failure_rate']:.2f} ({rnd['failures']}/{rnd['episodes']}; teacher "
+              f"{rnd['teacher_failure_rate']:.2f}); true teacher gap at the start (median) "
+              f"{f['true_gap_at_start_median']:.3f} vs {rnd['true_gap_at_start_median']:.3f}")
     print("teacher gap along one policy episode per named place (network mean / true mean, success): "
           + ", ".join(f"{k} {v['gap_net_mean']:.3f}/{v['gap_true_mean']:.3f} {'ok' if v['success'] else 'FAIL'}"
                       for k, v in r["places"].items()))
@@ -272,7 +277,8 @@ def run_find(args) -> int:
     opt = FindOptions(policy=str(w), generator=str(g), target=args.target, n=args.n, steps=args.steps, lr=args.lr,
                       lam=args.lam, task=args.task, real_episodes=args.real_episodes, real_bag=args.real_bag,
                       real_region=args.real_region, teacher=args.teacher,
-                      method=args.method, naive=args.naive, starts=args.starts, prior=args.prior, threads=args.threads, seed=args.seed, out=str(out))
+                      method=args.method, naive=args.naive, starts=args.starts, prior=args.prior,
+                      threads=args.threads, seed=args.seed, out=str(out))
     try:
         s = find(opt)
     except (StateModelError, TargetError, ValueError, FileExistsError) as e:
@@ -285,7 +291,8 @@ def run_find(args) -> int:
     import numpy as np
 
     print(f"realism: nearest real state RMS median {np.median(rl['nearest_real_rms']):.3f} (real to real "
-          f"{rl['real_to_real_rms_median']:.3f}); perception error median {np.median(rl['perception_err_nm_found']):.2f} "
+          f"{rl['real_to_real_rms_median']:.3f}); perception error median "
+          f"{np.median(rl['perception_err_nm_found']):.2f} "
           f"N·m (real {rl['perception_err_nm_real_median']:.2f})")
     if "naive" in s and "median" in s["naive"]:
         print(f"naive pixel search: median {s['naive']['median']:.4g}, nearest real RMS median "

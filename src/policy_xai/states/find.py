@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
@@ -91,7 +91,8 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
         if opt.starts not in ("real", "prior"):
             raise ValueError(f"starts must be real or prior, got {opt.starts!r}")
         real = real if real is not None else _real_states(opt, policy, model)
-        log(f"searching {opt.n} states for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, starts: {opt.starts})")
+        log(f"searching {opt.n} states for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, "
+            f"starts: {opt.starts})")
         if opt.prior not in ("aggregate", "standard"):
             raise ValueError(f"prior must be aggregate or standard, got {opt.prior!r}")
         z0 = (S.start_points(model, policy, opt.n, opt.seed, real.images, real.configs) if opt.starts == "real"
@@ -128,7 +129,8 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             "policy": opt.policy, "generator": opt.generator, "n": int(opt.n), "steps": int(opt.steps),
             "lambda": opt.lam, "lr": opt.lr, "seed": opt.seed, "starts": opt.starts,
             "prior": opt.prior,
-            "found": {"score": res.score.tolist(), "best": float(res.score.max() if target.sign > 0 else res.score.min()),
+            "found": {"score": res.score.tolist(),
+                      "best": float(res.score.max() if target.sign > 0 else res.score.min()),
                       "median": float(np.median(res.score)),
                       "start_median": float(np.median(res.trace[0])), "prior_term": res.prior[-1].tolist(),
                       "prior_term_start": res.prior[0].tolist()},

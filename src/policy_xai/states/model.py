@@ -72,8 +72,8 @@ class StateVAE(nn.Module):
             dec.append(_up(k_in, k_out))
         self.decoder = nn.Sequential(*dec)
         self.to_image = nn.ConvTranspose2d(chans[0], channels, 4, stride=2, padding=1)
-        self.config_dec = (nn.Sequential(nn.Linear(latent, config_hidden), nn.ReLU(), nn.Linear(config_hidden, config_dim))
-                           if config_dim else None)
+        self.config_dec = (nn.Sequential(nn.Linear(latent, config_hidden), nn.ReLU(),
+                                         nn.Linear(config_hidden, config_dim)) if config_dim else None)
         self.policy_sha256 = ""
         self.meta: dict = {}
 

@@ -8,10 +8,11 @@ of the standard normal prior the model was trained towards):
 where R is the negative log-density of a Gaussian prior over the latent space: N(0, I) (m = 0, S = I:
 the paper's regulariser, --prior standard) or the Gaussian fitted to the latent means of the real
 states (--prior aggregate, the default: a trained VAE's real states sit far from the origin, and
-z = 0 decodes to a blurred average no real state looks like), g(z) = (image, configuration) decoded from z, T the target and s = +1 to maximise it, -1 to
-minimise it. E is minimised with Adam from n starts, each start's best point is one found state. The
-starts are the latent means of real states drawn at random (`policy-xai states find` default,
---starts real) or draws z ~ N(0, I) from the prior (--starts prior, the paper's choice).
+z = 0 decodes to a blurred average no real state looks like), g(z) = (image, configuration) decoded
+from z, T the target and s = +1 to maximise it, -1 to minimise it. E is minimised with Adam from n
+starts, each start's best point is one found state. The starts are the latent means of real states
+drawn at random (`policy-xai states find` default, --starts real) or draws z ~ N(0, I) from the prior
+(--starts prior, the paper's choice).
 
 Targets (TARGETS; `module:function` for a user's own):
 - `torque:<joint>:max|min`   the policy's raw torque of that joint (N·m)

@@ -242,7 +242,8 @@ def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> di
         per_ep = int(np.ceil(get_horizon(task) / opt.every))
         n_ep = len(X) // per_ep
         g = np.random.default_rng(opt.seed)
-        held = set(g.choice(n_ep, max(1, int(round(opt.holdout * n_ep))), replace=False).tolist()) if n_ep > 1 else set()
+        n_held = max(1, int(round(opt.holdout * n_ep)))
+        held = set(g.choice(n_ep, n_held, replace=False).tolist()) if n_ep > 1 else set()
         ep_of = np.arange(len(X)) // per_ep
         hmask = torch.from_numpy(np.isin(ep_of, list(held)))
         tr, ho = ~hmask, hmask
@@ -309,7 +310,8 @@ def load_teacher(path, spec=None, policy_path=None) -> TeacherNet:
         got = (arch["channels"], arch["height"], arch["width"], arch["config_dim"], arch["joints"])
         if want != got:
             raise TeacherModelError(f"{path}: takes {got[1]}x{got[2]}x{got[0]} images, {got[3]} configuration values "
-                                    f"and {got[4]} joints; the policy: {want[1]}x{want[2]}x{want[0]}, {want[3]}, {want[4]}")
+                                    f"and {got[4]} joints; the policy: {want[1]}x{want[2]}x{want[0]}, {want[3]}, "
+                                    f"{want[4]}")
     net.task = meta.get("task", "")
     net.policy_sha256 = meta.get("policy_sha256", "")
     if policy_path is not None and net.residual:

@@ -8,7 +8,8 @@ the observations of a rosbag recording.
 Loss per state (x image in [0, 1], c the normalised configuration, (x', c') the reconstruction from a
 sample of q(z | x, c), tau the policy's raw torques, L the torque limits):
 
-    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + w_c mean (c' - c)^2  (w_c: config_weight, 1)
+    attentive reconstruction  mean_{pixels, channels} (1 + M(x)) (x' - x)^2 + w_c mean (c' - c)^2
+                              (w_c: config_weight, default 1)
     perception                mean_j ((tau_j(x', c') - tau_j(x, c)) / sigma_j)^2    (weight `perception`)
     KL                        KL(q(z | x, c) || N(0, I)) / (C H W)                   (weight `kl`)
 
