@@ -279,19 +279,21 @@ class BagSource:
             con.close()
 
     # ---- messages ------------------------------------------------------------------------------
-    def messages(self, topics: Optional[Sequence[str]] = None) -> Iterator[tuple[str, int, bytes]]:
+    def messages(self, topics: Optional[Sequence[str]] = None,
+                 start: Optional[int] = None) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, log time ns, raw CDR bytes) of `topics` (None: all), from log time `start` on."""
         wanted = None if topics is None else set(topics)
         if self.reader == "rosbags":
             conns = [c for c in self._any.connections if wanted is None or c.topic in wanted]
             try:
-                for c, t, raw in self._any.messages(connections=conns):
+                for c, t, raw in self._any.messages(connections=conns, start=start):
                     yield c.topic, t, raw
             except Exception as e:  # noqa: BLE001 - damage inside an indexed file
                 if self.problem is None:
                     self.problem = ReadProblem(f"{type(e).__name__}: {e}", str(self.files[0]))
             return
         for topic, t, raw in self._raw_fallback(meta=False):
-            if wanted is None or topic in wanted:
+            if (wanted is None or topic in wanted) and (start is None or t >= start):
                 yield topic, t, raw
 
     def describe_topics(self) -> str:
