@@ -121,35 +121,7 @@ def compare_series(a: RatioSeries, b: RatioSeries, out_dir: "str | Path", how: s
                 rolling[i, g] = _rank_corr(A[lo:hi, g], B[lo:hi, g])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plt = _plt()
-    from ..figures import GROUP_STYLE
-
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.6 * len(names) + 0.6), sharex=True, squeeze=False)
-    for ax, g in zip(axes[:, 0], names):
-        c = GROUP_STYLE.get(g, ("#777", "-"))[0]
-        ax.plot(t, A[:, names.index(g)], color=c, lw=1.5, label=a.label)
-        ax.plot(t, B[:, names.index(g)], color=c, lw=1.5, ls="--", alpha=0.8, label=b.label)
-        ax.set_ylabel(g.replace("_", "\n"), fontsize=8)
-    axes[0, 0].legend(fontsize=7, loc="upper right")
-    axes[-1, 0].set_xlabel("time [s]")
-    fig.suptitle(f"relevance ratios: {a.label} (solid) vs {b.label} (dashed)")
-    fig.tight_layout()
-    fig.savefig(out_dir / f"{stem}_curves.png", dpi=110)
-    plt.close(fig)
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    axes[0].plot(t, per_step, color="black", lw=1.2)
-    axes[0].set_ylabel("rank corr. of\ngroups per step")
-    axes[0].set_ylim(-1.05, 1.05)
-    for g in range(len(names)):
-        axes[1].plot(t, rolling[:, g], color=GROUP_STYLE.get(names[g], ("#777", "-"))[0], lw=1.2, label=names[g])
-    axes[1].set_ylabel(f"rank corr. per group\n({w}-step window)")
-    axes[1].set_ylim(-1.05, 1.05)
-    axes[1].legend(fontsize=7, ncol=3)
-    axes[1].set_xlabel("time [s]")
-    fig.suptitle(f"rank correlation over time: {a.label} vs {b.label}")
-    fig.tight_layout()
-    fig.savefig(out_dir / f"{stem}_rank.png", dpi=110)
-    plt.close(fig)
+    _compare_figures(out_dir, stem, a.label, b.label, names, t, A, B, per_step, rolling, w)
     rows = [{"time": float(t[i]), "stamp_ns": int(a.stamps[ia[i]]) if a.stamps is not None else -1,
              "rank_corr_groups": float(per_step[i]),
              **{f"a/{g}": float(A[i, k]) for k, g in enumerate(names)},
@@ -168,3 +140,37 @@ def compare_series(a: RatioSeries, b: RatioSeries, out_dir: "str | Path", how: s
                         b.label: {g: float(np.nanmean(B[:, k])) for k, g in enumerate(names)}},
         "files": [f"{stem}_curves.png", f"{stem}_rank.png", f"{stem}.csv"],
     }
+
+
+def _compare_figures(out_dir: Path, stem: str, label_a: str, label_b: str, names: list, t: np.ndarray,
+                     A: np.ndarray, B: np.ndarray, per_step: np.ndarray, rolling: np.ndarray, w: int) -> None:
+    """<stem>_curves.png (the ratios overlaid) and <stem>_rank.png (rank correlations over time)."""
+    plt = _plt()
+    from ..figures import GROUP_STYLE
+
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.6 * len(names) + 0.6), sharex=True, squeeze=False)
+    for ax, g in zip(axes[:, 0], names):
+        c = GROUP_STYLE.get(g, ("#777", "-"))[0]
+        ax.plot(t, A[:, names.index(g)], color=c, lw=1.5, label=label_a)
+        ax.plot(t, B[:, names.index(g)], color=c, lw=1.5, ls="--", alpha=0.8, label=label_b)
+        ax.set_ylabel(g.replace("_", "\n"), fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("time [s]")
+    fig.suptitle(f"relevance ratios: {label_a} (solid) vs {label_b} (dashed)")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{stem}_curves.png", dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    axes[0].plot(t, per_step, color="black", lw=1.2)
+    axes[0].set_ylabel("rank corr. of\ngroups per step")
+    axes[0].set_ylim(-1.05, 1.05)
+    for g in range(len(names)):
+        axes[1].plot(t, rolling[:, g], color=GROUP_STYLE.get(names[g], ("#777", "-"))[0], lw=1.2, label=names[g])
+    axes[1].set_ylabel(f"rank corr. per group\n({w}-step window)")
+    axes[1].set_ylim(-1.05, 1.05)
+    axes[1].legend(fontsize=7, ncol=3)
+    axes[1].set_xlabel("time [s]")
+    fig.suptitle(f"rank correlation over time: {label_a} vs {label_b}")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{stem}_rank.png", dpi=110)
+    plt.close(fig)
