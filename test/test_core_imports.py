@@ -88,3 +88,14 @@ def test_core_sources_never_import_rclpy_or_the_ros_layer_even_lazily():
                     if name.split(".")[0] == "rclpy" or name == "policy_xai.ros" or name.startswith("policy_xai.ros."):
                         bad.append(f"{rel}:{node.lineno} imports {name}")
     assert not bad, bad
+
+
+def test_bag_reading_and_declarations_stay_free_of_torch():
+    """The player, the recorder's writer and the run summary import no torch (they start fast)."""
+    mods = ["policy_xai.bags", "policy_xai.topics", "policy_xai.parameters", "policy_xai.ros.interfaces",
+            "policy_xai.ros.player", "policy_xai.ros.bagtools"]
+    code = f"import importlib, sys\nfor m in {mods!r}: importlib.import_module(m)\nprint('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -87,11 +87,6 @@ def stamp_to_ns(stamp) -> int:
 
 
 
-def stamp_ns(msg) -> int:
-    """A stamped message's header stamp in ns."""
-    return stamp_to_ns(msg.header.stamp)
-
-
 def sec_nanosec(ns: int) -> tuple[int, int]:
     """ns -> (sec, nanosec) of a builtin_interfaces/Time."""
     ns = int(ns)

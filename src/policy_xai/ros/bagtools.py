@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..messages import stamp_ns as _stamp
+from ..bags import stamp_ns as _stamp
 from . import interfaces as itf
 
 
