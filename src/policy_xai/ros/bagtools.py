@@ -9,11 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..bags import stamp_ns as _stamp
 from . import interfaces as itf
-
-
-def _stamp(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 def _rgb(msg) -> np.ndarray:

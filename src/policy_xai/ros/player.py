@@ -1,27 +1,36 @@
-"""Bag player: publishes a rosbag2 bag's topics (sqlite3 or MCAP, read with `rosbags`) with their
-recorded timing, for machines without `ros2 bag play`.
+"""Bag player: publishes a rosbag2 bag's topics (sqlite3 or MCAP, read with policy_xai.bags.BagSource,
+the one bag reader) with their recorded timing, for machines without `ros2 bag play`.
 
     policy-xai play BAG [--rate 2] [--loop] [--start 5] [--topics /camera/image_raw /joint_states]
                         [--remap /camera/image_raw:=/other]
 
 Messages are published as the recorded bytes (no decode). QoS per topic: the declared one for the
-pipeline's topics (interfaces.py), else reliable. `--restamp` is not offered: stamps stay as
+pipeline's topics (interfaces.py), else reliable. Only bags that read to the end are played (a bag
+cut off mid-write is refused: `policy-xai analyze` reads what it holds). `--restamp` is not offered: stamps stay as
 recorded (the live nodes pair by header stamp, not by arrival time).
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from . import interfaces as itf
+
+
+class Connection(NamedTuple):
+    """A played topic: `id` keys the publishers (BagPlayer.publishers)."""
+
+    id: int
+    topic: str
+    msgtype: str
 
 
 class BagPlayer:
     def __init__(self, bag: "str | Path", topics: Optional[Sequence[str]] = None, rate: float = 1.0,
                  loop: bool = False, start: float = 0.0, remap: Optional[dict] = None,
                  node_name: str = "policy_xai_player"):
-        from rosbags.highlevel import AnyReader
+        from ..bags import BagSource
 
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -33,21 +42,26 @@ class BagPlayer:
         if self.path.is_file() and self.path.stat().st_size == 0:
             raise ValueError(f"{self.path} is empty: not a bag")
         try:
-            self.reader = AnyReader([self.path])
-            self.reader.open()
-        except Exception as e:  # noqa: BLE001 - rosbags raises its own error kinds for unreadable bags
+            self.reader = BagSource(self.path)
+        except Exception as e:  # noqa: BLE001 - no storage file, not a bag
             raise ValueError(f"{self.path}: not a readable rosbag2 bag ({e}); a bag cut off mid-write can be read "
                              "by `policy-xai analyze`, not played") from None
-        if not self.reader.connections or not self.reader.message_count:
+        if self.reader.problem is not None:
+            why = self.reader.problem.describe(self.reader.start_ns)
+            self.reader.close()
+            raise ValueError(f"{self.path}: not a readable rosbag2 bag ({why}); a bag cut off mid-write can be read "
+                             "by `policy-xai analyze`, not played")
+        if not self.reader.topics or not self.reader.message_count:
             self.reader.close()
             raise ValueError(f"{self.path}: the bag holds no messages")
-        have = {c.topic: c.msgtype for c in self.reader.connections}
+        have = {t.name: t.msgtype for t in self.reader.topics.values()}
         if topics:
             missing = [t for t in topics if t not in have]
             if missing:
+                self.reader.close()
                 raise ValueError(f"topics {missing} are not in the bag (it has {sorted(have)})")
         self.topics = list(topics) if topics else sorted(have)
-        self.connections = [c for c in self.reader.connections if c.topic in self.topics]
+        self.connections = [Connection(i, t, have[t]) for i, t in enumerate(self.topics)]
         self.node_name = node_name
         self.published = 0
         self.loops = 0
@@ -83,11 +97,11 @@ class BagPlayer:
         t_end = time.monotonic() + wait_for_subscribers  # let discovery match the subscribers first
         while time.monotonic() < t_end and not should_stop():
             (spin or time.sleep)(0.05)
-        t_first = self.reader.start_time + int(self.start * 1e9)
-        conns = [c for c in self.connections if c.id in pubs]
-        while not should_stop():
+        t_first = self.reader.start_ns + int(self.start * 1e9)
+        by_topic = {c.topic: pubs[c.id] for c in self.connections if c.id in pubs}
+        while not should_stop() and by_topic:
             wall0 = time.monotonic()
-            for conn, t, raw in self.reader.messages(connections=conns, start=t_first):
+            for topic, t, raw in self.reader.messages(sorted(by_topic), start=t_first):
                 due = wall0 + (t - t_first) * 1e-9 / self.rate
                 while not should_stop():
                     left = due - time.monotonic()
@@ -96,7 +110,7 @@ class BagPlayer:
                     (spin or time.sleep)(min(left, 0.05))
                 if should_stop():
                     break
-                pubs[conn.id].publish(bytes(raw))
+                by_topic[topic].publish(bytes(raw))
                 self.published += 1
             self.loops += 1
             if not self.loop:

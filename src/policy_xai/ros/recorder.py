@@ -28,11 +28,9 @@ DEFAULT_COMPRESSION = "zstd"
 
 
 def open_bag_writer(path: "str | Path", compression: str = DEFAULT_COMPRESSION):
-    from rosbags.typesys import Stores, get_typestore
+    from ..bags import open_bag_writer as open_writer, typestore
 
-    from ..bags import open_bag_writer as open_writer
-
-    return open_writer(path, compression), get_typestore(Stores.ROS2_KILTED)
+    return open_writer(path, compression), typestore()
 
 
 def recording_qos(publisher_infos) -> QoSProfile:

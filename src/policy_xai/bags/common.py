@@ -1,0 +1,46 @@
+"""What every part of policy_xai.bags shares: the error, the message types of the roles, the default
+topic names (policy_xai.topics), the typestore, stamps."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..topics import topic_name
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+JOINT_TYPE = "sensor_msgs/msg/JointState"
+
+
+class BagError(ValueError):
+    """A bag that cannot be analysed as asked (missing topics, wrong types, unreadable)."""
+
+
+def default_topics() -> dict[str, str]:
+    """Topic key -> name, as the live pipeline declares them."""
+    keys = ("image", "joint_states", "obs_image", "obs_config", "torques", "relevance_image", "relevance_config",
+            "relevance_points", "ratios", "importance", "diagnostics")
+    return {k: topic_name(k) for k in keys}
+
+
+def typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def stamp_ns(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def nan_to_none(x):
+    """JSON-friendly: NaN -> None, recursively."""
+    if isinstance(x, dict):
+        return {k: nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [nan_to_none(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (np.floating, np.integer)):
+        return nan_to_none(x.item())
+    return x
