@@ -501,7 +501,7 @@ def evaluate(policy, sim, episodes: int = 5, noise: float = 0.05, seed: int = 0,
     Episode 0 of each starts exactly at the condition's pose; the others add `noise` rad to it.
     Per target also the mean final end-effector distance to the target and the means of the task's
     scalar measurements (`mean_depth`, `mean_lateral_error` for peg, `mean_door_angle` for door)."""
-    sim._rng = np.random.default_rng(seed)
+    sim.reseed(seed)
     expert = make_teacher(sim)
     ctrl = policy_controller(policy)
     img_fn = blank_image if blank else None
