@@ -16,7 +16,7 @@ The modules, by concern:
     rollout     `run_episode`, `collect` (teacher or DAgger data), `stack`, `merge`, `GROUPS`
     fitting     `fit` (behaviour cloning + auxiliary loss), `fit_head` (FC head on cached feature points)
     evaluation  `evaluate`, `policy_controller`, `blank_image`, `count_evaluation_episodes`
-    loop        `TrainConfig`, `train` (the whole recipe), `check_spec_fits`
+    loop        `TrainConfig`, `train` (the whole recipe), `dagger_round`, `check_spec_fits`
     shipped     `model_path`, `default_spec`, `save_trained`
 Every public name is importable from `policy_xai.training` itself.
 """
@@ -24,16 +24,16 @@ from __future__ import annotations
 
 from .evaluation import blank_image, count_evaluation_episodes, evaluate, policy_controller
 from .fitting import FitLog, feature_points_of, fit, fit_head, set_config_normalisation
-from .loop import TrainConfig, check_spec_fits, train
+from .loop import HeadFit, TrainConfig, check_spec_fits, dagger_round, train
 from .rollout import GROUPS, Episode, collect, merge, run_episode, stack
 from .shipped import default_spec, model_path, save_trained
 from .targets import heldout_targets, region_target
 from .teachers import DOWN, TEACHERS, DoorFeedbackExpert, FeedbackExpert, PegFeedbackExpert, make_teacher
 
 __all__ = [
-    "DOWN", "GROUPS", "TEACHERS", "DoorFeedbackExpert", "Episode", "FeedbackExpert", "FitLog", "PegFeedbackExpert",
-    "TrainConfig", "blank_image", "check_spec_fits", "collect", "count_evaluation_episodes",
-    "default_spec", "evaluate", "feature_points_of", "fit", "fit_head", "heldout_targets", "make_teacher", "merge",
-    "model_path", "policy_controller", "region_target", "run_episode", "save_trained", "set_config_normalisation",
-    "stack", "train",
+    "DOWN", "GROUPS", "TEACHERS", "DoorFeedbackExpert", "Episode", "FeedbackExpert", "FitLog", "HeadFit",
+    "PegFeedbackExpert", "TrainConfig", "blank_image", "check_spec_fits", "collect", "count_evaluation_episodes",
+    "dagger_round", "default_spec", "evaluate", "feature_points_of", "fit", "fit_head", "heldout_targets",
+    "make_teacher", "merge", "model_path", "policy_controller", "region_target", "run_episode", "save_trained",
+    "set_config_normalisation", "stack", "train",
 ]

@@ -38,6 +38,14 @@ class TrainConfig:
     control_rate: float = 20.0
 
 
+@dataclass
+class HeadFit:
+    """Head mode (`head_epochs > 0`): the cached feature points of every sample so far and the FC head's
+    optimizer, carried from round to round."""
+    points: np.ndarray
+    optimizer: object = None
+
+
 def train(cfg: TrainConfig, data: Optional[dict] = None, bar_factory: Optional[Callable] = None,
           say: Callable[[str], None] = print):
     """Expert data (or `data`) -> fit -> DAgger rounds (policy rollouts relabelled by the expert, data
@@ -61,45 +69,12 @@ def train(cfg: TrainConfig, data: Optional[dict] = None, bar_factory: Optional[C
                 data = collect(sim, cfg.expert_episodes, seed=cfg.seed, noise=cfg.noise, torque_noise=cfg.torque_noise,
                                region_fraction=cfg.region_fraction, change_fraction=cfg.change_fraction,
                                expert=expert, progress=bar.update)
-        set_config_normalisation(policy, data["configs"])
-        log = FitLog()
-        with bar_factory(cfg.epochs * len(data["images"]), f"fit on {len(data['images'])} samples", "sample") as bar:
-            fit(policy, data, cfg.epochs, cfg.batch, cfg.lr, cfg.aux_weight, cfg.seed, progress=bar.update, log=log)
-        say(f"  expert data: {len(data['images'])} samples, torque loss {log.losses[-1][1]:.4f}, "
-            f"aux loss {log.losses[-1][2]:.4f}")
-        head_mode = cfg.head_epochs > 0
-        if head_mode:
-            points = feature_points_of(policy, data["images"])
-            with bar_factory(cfg.head_epochs, "fit FC head", "epoch") as bar:
-                hl, head_opt = fit_head(policy, points, data["configs"], data["labels"], cfg.head_epochs, lr=cfg.lr,
-                                        seed=cfg.seed, progress=bar.update)
-            say(f"  FC head on frozen convs: torque loss {hl:.4f}")
+        log, head = _fit_expert_data(cfg, policy, data, bar_factory, say)
         rounds = []
         for it in range(cfg.dagger_iters):
-            beta = 0.5 if it == 0 else 0.0
-            with bar_factory(cfg.dagger_episodes, f"DAgger {it + 1}/{cfg.dagger_iters} rollouts", "ep") as bar:
-                new = collect(sim, cfg.dagger_episodes, seed=cfg.seed + 1000 * (it + 1), noise=cfg.noise,
-                              torque_noise=0.0, region_fraction=cfg.region_fraction,
-                              change_fraction=cfg.change_fraction, policy=policy, beta=beta, expert=expert,
-                              progress=bar.update)
-            data = merge(data, new)
-            if head_mode:
-                points = np.concatenate([points, feature_points_of(policy, new["images"])])
-                with bar_factory(cfg.head_epochs, f"fit FC head on {len(points)} samples", "epoch") as bar:
-                    hl, head_opt = fit_head(policy, points, data["configs"], data["labels"], cfg.head_epochs,
-                                            lr=cfg.lr, seed=cfg.seed + it + 1, optimizer=head_opt, progress=bar.update)
-                rounds.append({"round": it + 1, "samples": int(len(data["images"])), "torque_loss": hl})
-                say(f"  DAgger {it + 1}: {len(data['images'])} samples, head torque loss {hl:.4f}")
-                continue
-            with bar_factory(cfg.dagger_epochs * len(data["images"]), f"fit on {len(data['images'])} samples",
-                             "sample") as bar:
-                fit(policy, data, cfg.dagger_epochs, cfg.batch, cfg.lr * 0.5, cfg.aux_weight, cfg.seed + it + 1,
-                    aux_head=log.aux_head, optimizer=log.optimizer, progress=bar.update, log=log)
-            rounds.append({"round": it + 1, "samples": int(len(data["images"])), "torque_loss": log.losses[-1][1],
-                           "aux_loss": log.losses[-1][2]})
-            say(f"  DAgger {it + 1}: {len(data['images'])} samples, torque loss {log.losses[-1][1]:.4f}, "
-                f"aux loss {log.losses[-1][2]:.4f}")
-        if head_mode and cfg.finetune_epochs > 0:
+            data, rnd = dagger_round(cfg, it, sim, policy, expert, data, log, head, bar_factory, say)
+            rounds.append(rnd)
+        if head is not None and cfg.finetune_epochs > 0:
             with bar_factory(cfg.finetune_epochs * len(data["images"]), "end-to-end fine-tuning", "sample") as bar:
                 fit(policy, data, cfg.finetune_epochs, cfg.batch, cfg.lr * 0.2, cfg.aux_weight, cfg.seed + 99,
                     aux_head=log.aux_head, progress=bar.update, log=log)
@@ -109,6 +84,56 @@ def train(cfg: TrainConfig, data: Optional[dict] = None, bar_factory: Optional[C
     info = {"task": cfg.task, "seed": cfg.seed, "samples": int(len(data["images"])), "losses": log.losses,
             "dagger": rounds, "fit_seconds": round(log.seconds, 1), "total_seconds": round(time.time() - t_start, 1)}
     return policy, data, info
+
+
+def _fit_expert_data(cfg: TrainConfig, policy, data: dict, bar_factory: Callable, say: Callable):
+    """The first fit, on the expert data: configuration normalisation, end-to-end epochs and, in head
+    mode, the FC head on the frozen convs. Returns (FitLog, HeadFit or None)."""
+    set_config_normalisation(policy, data["configs"])
+    log = FitLog()
+    with bar_factory(cfg.epochs * len(data["images"]), f"fit on {len(data['images'])} samples", "sample") as bar:
+        fit(policy, data, cfg.epochs, cfg.batch, cfg.lr, cfg.aux_weight, cfg.seed, progress=bar.update, log=log)
+    say(f"  expert data: {len(data['images'])} samples, torque loss {log.losses[-1][1]:.4f}, "
+        f"aux loss {log.losses[-1][2]:.4f}")
+    if cfg.head_epochs <= 0:
+        return log, None
+    head = HeadFit(feature_points_of(policy, data["images"]))
+    with bar_factory(cfg.head_epochs, "fit FC head", "epoch") as bar:
+        hl, head.optimizer = fit_head(policy, head.points, data["configs"], data["labels"], cfg.head_epochs,
+                                      lr=cfg.lr, seed=cfg.seed, progress=bar.update)
+    say(f"  FC head on frozen convs: torque loss {hl:.4f}")
+    return log, head
+
+
+def dagger_round(cfg: TrainConfig, it: int, sim, policy, expert, data: dict, log: FitLog,
+                 head: Optional[HeadFit], bar_factory: Callable, say: Callable) -> tuple:
+    """DAgger round `it` (0-based): `cfg.dagger_episodes` rollouts of the policy (mixed with the expert
+    at beta = 0.5 in the first round, 0 after), relabelled by the expert and aggregated with `data`;
+    then a refit: the FC head on cached feature points (`head` given, updated in place) or
+    `cfg.dagger_epochs` end-to-end epochs at half the learning rate (continuing `log`'s aux head and
+    optimizer). Returns (the aggregated data, the round's record)."""
+    beta = 0.5 if it == 0 else 0.0
+    with bar_factory(cfg.dagger_episodes, f"DAgger {it + 1}/{cfg.dagger_iters} rollouts", "ep") as bar:
+        new = collect(sim, cfg.dagger_episodes, seed=cfg.seed + 1000 * (it + 1), noise=cfg.noise,
+                      torque_noise=0.0, region_fraction=cfg.region_fraction,
+                      change_fraction=cfg.change_fraction, policy=policy, beta=beta, expert=expert,
+                      progress=bar.update)
+    data = merge(data, new)
+    n = int(len(data["images"]))
+    seed = cfg.seed + it + 1
+    if head is not None:
+        head.points = np.concatenate([head.points, feature_points_of(policy, new["images"])])
+        with bar_factory(cfg.head_epochs, f"fit FC head on {len(head.points)} samples", "epoch") as bar:
+            hl, head.optimizer = fit_head(policy, head.points, data["configs"], data["labels"], cfg.head_epochs,
+                                          lr=cfg.lr, seed=seed, optimizer=head.optimizer, progress=bar.update)
+        say(f"  DAgger {it + 1}: {n} samples, head torque loss {hl:.4f}")
+        return data, {"round": it + 1, "samples": n, "torque_loss": hl}
+    with bar_factory(cfg.dagger_epochs * n, f"fit on {n} samples", "sample") as bar:
+        fit(policy, data, cfg.dagger_epochs, cfg.batch, cfg.lr * 0.5, cfg.aux_weight, seed,
+            aux_head=log.aux_head, optimizer=log.optimizer, progress=bar.update, log=log)
+    tl, al = log.losses[-1][1], log.losses[-1][2]
+    say(f"  DAgger {it + 1}: {n} samples, torque loss {tl:.4f}, aux loss {al:.4f}")
+    return data, {"round": it + 1, "samples": n, "torque_loss": tl, "aux_loss": al}
 
 
 def check_spec_fits(spec, sim) -> None:
