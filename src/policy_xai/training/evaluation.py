@@ -33,31 +33,34 @@ def evaluate(policy, sim, episodes: int = 5, noise: float = 0.05, seed: int = 0,
     ctrl = policy_controller(policy)
     img_fn = blank_image if blank else None
     res = {"conditions": {}, "heldout": {}}
+    run = dict(episodes=episodes, noise=noise, image_fn=img_fn, progress=progress)
     for c, cond in enumerate(sim.task.conditions):
-        ok, dist, meas = [], [], []
-        for e in range(episodes):
-            ep = run_episode(sim, ctrl, c, noise=0.0 if e == 0 else noise, record=False, image_fn=img_fn)
-            ok.append(ep.success), dist.append(ep.final_distance), meas.append(ep.measure)
-            if progress:
-                progress(1)
-        res["conditions"][cond.name or str(c)] = {"success": float(np.mean(ok)), "final_distance": float(np.mean(dist)),
-                                                  "episodes": episodes, **_mean_measures(meas)}
+        res["conditions"][cond.name or str(c)] = _episode_stats(sim, ctrl, lambda e: c, **run)
     if heldout:
+        n = len(sim.task.conditions)
         for k, (name, p) in enumerate(heldout_targets(sim.task, expert)):
-            ok, dist, meas = [], [], []
-            for e in range(episodes):
-                c = (k + e) % len(sim.task.conditions)  # the start pose of some condition
-                ep = run_episode(sim, ctrl, c, target=p, noise=0.0 if e == 0 else noise, record=False, image_fn=img_fn)
-                ok.append(ep.success), dist.append(ep.final_distance), meas.append(ep.measure)
-                if progress:
-                    progress(1)
-            res["heldout"][name] = {"target": [round(float(x), 4) for x in p], "success": float(np.mean(ok)),
-                                    "final_distance": float(np.mean(dist)), "episodes": episodes,
-                                    **_mean_measures(meas)}
+            # episode e starts at the pose of condition (k + e) mod n
+            res["heldout"][name] = {"target": [round(float(x), 4) for x in p],
+                                    **_episode_stats(sim, ctrl, lambda e: (k + e) % n, target=p, **run)}
     for key in ("conditions", "heldout"):
         vals = [v["success"] for v in res[key].values()]
         res[f"{key}_success"] = float(np.mean(vals)) if vals else math.nan
     return res
+
+
+def _episode_stats(sim, ctrl, start: Callable[[int], int], episodes: int, noise: float, target=None,
+                   image_fn: Optional[Callable] = None, progress: Optional[Callable] = None) -> dict:
+    """`episodes` unrecorded episodes, episode e from condition start(e)'s pose (episode 0 exactly, the
+    others with `noise`): the success rate, mean final distance and means of the task's measurements."""
+    ok, dist, meas = [], [], []
+    for e in range(episodes):
+        ep = run_episode(sim, ctrl, start(e), target=target, noise=0.0 if e == 0 else noise, record=False,
+                         image_fn=image_fn)
+        ok.append(ep.success), dist.append(ep.final_distance), meas.append(ep.measure)
+        if progress:
+            progress(1)
+    return {"success": float(np.mean(ok)), "final_distance": float(np.mean(dist)), "episodes": episodes,
+            **_mean_measures(meas)}
 
 
 def _mean_measures(measures: list) -> dict:
