@@ -78,7 +78,7 @@ def test_torques_above_limits_are_clipped_and_reported(reach):
     np.testing.assert_allclose(obs.torque_applied, [50, -50, 10, 0, 15, -15, 1])
     np.testing.assert_allclose(obs.torque_requested, tau)
     assert obs.any_clipped
-    np.testing.assert_allclose(reach._d.ctrl, obs.torque_applied)
+    np.testing.assert_allclose(reach.mj_data.ctrl, obs.torque_applied)
     obs = reach.step(np.zeros(7))
     assert not obs.any_clipped
 
