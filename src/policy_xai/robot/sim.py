@@ -8,6 +8,7 @@
     sim.render_segmentation()               # (H, W) int32 geom id per pixel of render()'s image, -1: none
     sim.object_masks()                      # {task object name: (H, W) bool, ..., "background": ...}
     sim.site_position("peg_tip"); sim.scene_joint_position("door_hinge")   # for task callbacks
+    sim.set_joint_state(q, v, scene={"door_hinge": 0.3})                   # place the arm and the scene
     sim.mj_model, sim.mj_data, sim.camera_fovy, sim.physics_timestep       # read-only MuJoCo view
     sim.reseed(seed)                        # restart the random stream (start-pose noise, reset(None))
 
@@ -243,6 +244,31 @@ class Simulation:
             raise RobotInputError(f"no scene joint {name!r} in task {self.task.name!r} "
                                   f"(scene joints: {sorted(self._extra_qpos)})")
         return float(self._d.qpos[self._extra_qpos[name]])
+
+    @property
+    def scene_joint_names(self) -> tuple:
+        """The scene's joints that are not the arm's (e.g. ("door_hinge",) for door; () for reach)."""
+        return tuple(self._extra_qpos)
+
+    def set_joint_state(self, q=None, v=None, scene: dict | None = None) -> None:
+        """Place the arm at joint positions `q` / velocities `v` (joint order `joint_names`; None: keep)
+        and scene joints at `scene` = {name: position}; positions are recomputed, time, step count and
+        target are kept. (Limits are not enforced: clip q to `model.lower`/`model.upper` first.)"""
+        d = self._d
+        for name, x in (("q", q), ("v", v)):
+            if x is not None and np.shape(x) != (self.n_joints,):
+                raise JointCountError(f"{name} must have {self.n_joints} entries, got shape {np.shape(x)}")
+        for name in scene or {}:
+            if name not in self._extra_qpos:
+                raise RobotInputError(f"no scene joint {name!r} in task {self.task.name!r} "
+                                      f"(scene joints: {sorted(self._extra_qpos)})")
+        if q is not None:
+            d.qpos[self._qadr] = np.asarray(q, float)
+        if v is not None:
+            d.qvel[self._vadr] = np.asarray(v, float)
+        for name, x in (scene or {}).items():
+            d.qpos[self._extra_qpos[name]] = float(x)
+        self._mj.mj_forward(self._m, d)
 
     def reseed(self, seed: int | None) -> None:
         """Restart the simulator's random stream (start-pose noise, conditions drawn by `reset(None)`)
