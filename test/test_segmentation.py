@@ -37,7 +37,7 @@ def sims():
 
 def _project(sim, p) -> np.ndarray:
     """(row, col) image coordinates (pixel i spans [i, i+1)) of world point p in sim's camera."""
-    m, d, c = sim._m, sim._d, sim._cam
+    m, d, c = sim.mj_model, sim.mj_data, sim.camera_id
     h, w = sim.image_shape[:2]
     pc = d.cam_xmat[c].reshape(3, 3).T @ (np.asarray(p, float) - d.cam_xpos[c])
     f = (h / 2) / np.tan(np.radians(m.cam_fovy[c]) / 2)
@@ -66,16 +66,17 @@ def test_declared_objects_and_geoms(sims):
     for t in TASK_NAMES:
         task, sim = TASKS[t], sims[t]
         assert set(task.objects) == EXPECTED_OBJECTS[t] and task.main_object == MAIN[t]
-        names = {k: {sim._m.geom(i).name for i in ids} for k, ids in sim.object_geoms.items()}
+        names = {k: {sim.mj_model.geom(i).name for i in ids} for k, ids in sim.object_geoms.items()}
         assert set(names) == EXPECTED_OBJECTS[t]
         # "arm": every geom of the URDF's links, without the task's end-effector geoms
         link_names = {lk.name for lk in sim.description.links}
-        urdf_geoms = {sim._m.geom(i).name for i in range(sim._m.ngeom)
-                      if sim._m.body(sim._m.geom_bodyid[i]).name in link_names}
+        urdf_geoms = {sim.mj_model.geom(i).name for i in range(sim.mj_model.ngeom)
+                      if sim.mj_model.body(sim.mj_model.geom_bodyid[i]).name in link_names}
         assert names["arm"] == urdf_geoms - {"peg", "hook_shaft"} and len(names["arm"]) >= 4
-    assert sims["peg"].object_geoms and {sims["peg"]._m.geom(i).name for i in sims["peg"].object_geoms["hole_block"]} \
+    peg = sims["peg"]
+    assert peg.object_geoms and {peg.mj_model.geom(i).name for i in peg.object_geoms["hole_block"]} \
         == {"hole_wall0", "hole_wall1", "hole_wall2", "hole_wall3", "target"}
-    door = {k: {sims["door"]._m.geom(i).name for i in v} for k, v in sims["door"].object_geoms.items()}
+    door = {k: {sims["door"].mj_model.geom(i).name for i in v} for k, v in sims["door"].object_geoms.items()}
     assert door["handle"] == {"handle_bar", "handle_post_a", "handle_post_b"} and door["hook"] == {"hook_shaft"}
     assert door["table"] == {"table", "table_leg"}
 
@@ -84,13 +85,13 @@ def test_declared_objects_and_geoms(sims):
 def test_main_object_visible_with_its_colour(sims, task):
     sim = sims[task]
     coloured, geom = COLOURED[task]
-    rgba = sim._m.geom_rgba[sim._m.geom(geom).id, :3]
+    rgba = sim.mj_model.geom_rgba[sim.mj_model.geom(geom).id, :3]
     for c in range(4):
         img = sim.reset(c).image
         seg = sim.render_segmentation()
         masks = sim.object_masks()
         assert seg.shape == img.shape[:2] and seg.dtype == np.int32
-        assert seg.min() >= -1 and seg.max() < sim._m.ngeom
+        assert seg.min() >= -1 and seg.max() < sim.mj_model.ngeom
         assert set(masks) == EXPECTED_OBJECTS[task] | {"background"}
         assert all(m.shape == img.shape[:2] and m.dtype == bool for m in masks.values())
         assert masks[MAIN[task]].sum() >= 8, (task, c)

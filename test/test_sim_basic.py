@@ -78,7 +78,7 @@ def test_torques_above_limits_are_clipped_and_reported(reach):
     np.testing.assert_allclose(obs.torque_applied, [50, -50, 10, 0, 15, -15, 1])
     np.testing.assert_allclose(obs.torque_requested, tau)
     assert obs.any_clipped
-    np.testing.assert_allclose(reach._d.ctrl, obs.torque_applied)
+    np.testing.assert_allclose(reach.mj_data.ctrl, obs.torque_applied)
     obs = reach.step(np.zeros(7))
     assert not obs.any_clipped
 
@@ -143,3 +143,30 @@ def test_physics_only_mode_has_no_image():
     with Simulation("reach2d", render=False) as sim:
         assert sim.reset(0).image is None
         assert sim.observation(render=True).image.shape == (64, 64, 3)
+
+
+def test_public_scene_api_matches_the_mujoco_state():
+    """site_position, scene_joint_position, set_joint_state and reseed: the public view task callbacks and
+    tools use instead of the simulator's private fields."""
+    with Simulation("door", image_size=32, seed=0) as sim:
+        assert sim.scene_joint_names == ("door_hinge",) and sim.physics_timestep == sim.mj_model.opt.timestep
+        q = np.asarray(sim.task.conditions[0].q0, float) + 0.05
+        via_state = sim.get_state()
+        via_state["qpos"][sim._qadr] = q
+        via_state["qpos"][sim._extra_qpos["door_hinge"]] = 0.3
+        sim.set_state(via_state)
+        expected = (sim.mj_data.qpos.copy(), sim.site_position("handle"), sim.render())
+        sim.reset(0)
+        sim.set_joint_state(q, np.zeros(sim.n_joints), scene={"door_hinge": 0.3})
+        np.testing.assert_array_equal(sim.mj_data.qpos, expected[0])
+        np.testing.assert_array_equal(sim.site_position("handle"), expected[1])
+        np.testing.assert_array_equal(sim.render(), expected[2])
+        assert sim.scene_joint_position("door_hinge") == 0.3 == sim.measure()["door_angle"]
+        with pytest.raises(RobotInputError):
+            sim.set_joint_state(scene={"nope": 1.0})
+        with pytest.raises(RobotInputError):
+            sim.site_position("nope")
+        sim.reseed(4)
+        a = sim.reset(None, noise=0.1).joint_position
+        sim.reseed(4)
+        np.testing.assert_array_equal(sim.reset(None, noise=0.1).joint_position, a)

@@ -68,7 +68,7 @@ def bench(task: str = "reach", sizes=(64, 240), steps: int = 200, frames: int = 
         for k in range(steps):
             sim.step(tau[k])
         el = time.perf_counter() - t
-        out["physics_timestep_s"] = float(sim._m.opt.timestep)
+        out["physics_timestep_s"] = sim.physics_timestep
         out["physics_steps_per_s"] = steps * sim.substeps / el
         out["control_steps_per_s"] = steps / el
         out["control_rate_hz"] = sim.control_rate

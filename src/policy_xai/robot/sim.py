@@ -7,6 +7,10 @@
     sim.set_target(xyz); sim.success(); sim.close()
     sim.render_segmentation()               # (H, W) int32 geom id per pixel of render()'s image, -1: none
     sim.object_masks()                      # {task object name: (H, W) bool, ..., "background": ...}
+    sim.site_position("peg_tip"); sim.scene_joint_position("door_hinge")   # for task callbacks
+    sim.set_joint_state(q, v, scene={"door_hinge": 0.3})                   # place the arm and the scene
+    sim.mj_model, sim.mj_data, sim.camera_fovy, sim.physics_timestep       # read-only MuJoCo view
+    sim.reseed(seed)                        # restart the random stream (start-pose noise, reset(None))
 
 The MuJoCo model is generated from the task's URDF (`policy_xai.robot.mjcf`); `sim.model` is the
 Pinocchio `RobotModel` of the same file (importance factors, experts). Rendering picks MUJOCO_GL=egl
@@ -200,6 +204,76 @@ class Simulation:
     @property
     def time(self) -> float:
         return float(self._d.time)
+
+    # ---- the public read-only view of the MuJoCo scene (for task callbacks, nodes, tests) -------
+    @property
+    def mj_model(self):
+        """The `mujoco.MjModel` of the scene (`model` is the Pinocchio RobotModel). Read it; changing
+        it changes the simulation."""
+        return self._m
+
+    @property
+    def mj_data(self):
+        """The `mujoco.MjData` of the current state. Read it; write through `set_state`/`set_target`."""
+        return self._d
+
+    @property
+    def physics_timestep(self) -> float:
+        """MuJoCo's integration step in s (`dt` is the control period, `substeps` of these)."""
+        return float(self._m.opt.timestep)
+
+    @property
+    def camera_id(self) -> int:
+        """MuJoCo id of the camera `render()` uses by default."""
+        return int(self._cam)
+
+    @property
+    def camera_fovy(self) -> float:
+        """Vertical field of view of the default camera in degrees."""
+        return float(self._m.cam_fovy[self._cam])
+
+    def site_position(self, name: str) -> np.ndarray:
+        """World position (3,) of the named MuJoCo site (e.g. "peg_tip", "handle") in the current state, a copy."""
+        if name not in self._site_ids:
+            raise RobotInputError(f"no site {name!r} in task {self.task.name!r} (sites: {sorted(self._site_ids)})")
+        return self._d.site_xpos[self._site_ids[name]].copy()
+
+    def scene_joint_position(self, name: str) -> float:
+        """Position of a scene joint that is not one of the arm's (e.g. "door_hinge"), rad or m."""
+        if name not in self._extra_qpos:
+            raise RobotInputError(f"no scene joint {name!r} in task {self.task.name!r} "
+                                  f"(scene joints: {sorted(self._extra_qpos)})")
+        return float(self._d.qpos[self._extra_qpos[name]])
+
+    @property
+    def scene_joint_names(self) -> tuple:
+        """The scene's joints that are not the arm's (e.g. ("door_hinge",) for door; () for reach)."""
+        return tuple(self._extra_qpos)
+
+    def set_joint_state(self, q=None, v=None, scene: dict | None = None) -> None:
+        """Place the arm at joint positions `q` / velocities `v` (joint order `joint_names`; None: keep)
+        and scene joints at `scene` = {name: position}; positions are recomputed, time, step count and
+        target are kept. (Limits are not enforced: clip q to `model.lower`/`model.upper` first.)"""
+        d = self._d
+        for name, x in (("q", q), ("v", v)):
+            if x is not None and np.shape(x) != (self.n_joints,):
+                raise JointCountError(f"{name} must have {self.n_joints} entries, got shape {np.shape(x)}")
+        for name in scene or {}:
+            if name not in self._extra_qpos:
+                raise RobotInputError(f"no scene joint {name!r} in task {self.task.name!r} "
+                                      f"(scene joints: {sorted(self._extra_qpos)})")
+        if q is not None:
+            d.qpos[self._qadr] = np.asarray(q, float)
+        if v is not None:
+            d.qvel[self._vadr] = np.asarray(v, float)
+        for name, x in (scene or {}).items():
+            d.qpos[self._extra_qpos[name]] = float(x)
+        self._mj.mj_forward(self._m, d)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the simulator's random stream (start-pose noise, conditions drawn by `reset(None)`)
+        as if it had been created with `seed`."""
+        self._rng = np.random.default_rng(seed)
 
     # ---- episode --------------------------------------------------------------------------
     def reset(self, condition: int | None = None, noise: float = 0.0) -> Observation:

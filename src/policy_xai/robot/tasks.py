@@ -145,7 +145,7 @@ def _peg_scene(task: Task) -> Scene:
 
 
 def _peg_tip(sim) -> np.ndarray:
-    return sim._d.site_xpos[sim._site_ids["peg_tip"]].copy()
+    return sim.site_position("peg_tip")
 
 
 def _peg_measure(sim) -> dict:
@@ -221,8 +221,7 @@ def _door_scene(task: Task) -> Scene:
 
 
 def _door_measure(sim) -> dict:
-    return {"door_angle": float(sim._d.qpos[sim._extra_qpos["door_hinge"]]),
-            "handle": sim._d.site_xpos[sim._site_ids["handle"]].copy()}
+    return {"door_angle": sim.scene_joint_position("door_hinge"), "handle": sim.site_position("handle")}
 
 
 def _door_success(sim) -> bool:

@@ -158,7 +158,7 @@ class SimNode(XaiNode):
         from sensor_msgs.msg import CameraInfo
 
         h, w = shape[:2]
-        fovy = float(self.sim._m.cam_fovy[self.sim._cam]) if hasattr(self.sim, "_m") else 45.0
+        fovy = float(getattr(self.sim, "camera_fovy", 45.0))
         f = 0.5 * h / np.tan(np.deg2rad(fovy) / 2)
         info = CameraInfo(height=h, width=w, distortion_model="plumb_bob")
         info.header.stamp, info.header.frame_id = cv.ns_to_stamp(stamp), self.camera_frame
