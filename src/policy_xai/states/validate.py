@@ -45,14 +45,8 @@ def decode_scenes(net, images: np.ndarray, configs: np.ndarray) -> np.ndarray:
 def _place(sim, target, q=None, v=None, door_angle: float = 0.0) -> None:
     """Put the scene at `target` (the door at `door_angle`), the arm at (q, v) when given."""
     sim.set_target(target)
-    st = sim.get_state()
-    if q is not None:
-        st["qpos"][sim._qadr] = np.clip(q, sim.model.lower, sim.model.upper)
-    if v is not None:
-        st["qvel"][sim._vadr] = v
-    if "door_hinge" in sim._extra_qpos:
-        st["qpos"][sim._extra_qpos["door_hinge"]] = float(np.clip(door_angle, 0.0, 1.6))
-    sim.set_state(st)
+    scene = {"door_hinge": float(np.clip(door_angle, 0.0, 1.6))} if "door_hinge" in sim.scene_joint_names else None
+    sim.set_joint_state(None if q is None else np.clip(q, sim.model.lower, sim.model.upper), v, scene=scene)
 
 
 def _run(sim, policy, steps: int, teacher=None) -> tuple[bool, dict]:
