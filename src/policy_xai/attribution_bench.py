@@ -367,14 +367,35 @@ def format_block(title, rows) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(data) -> str:
+    """One table over every case: forward, forward+backward, dtd and its ratio, the reference engine's
+    dtd where timed, gradient and gbp (ms, median)."""
+    def ms(r):
+        return "" if r is None else f"{r['ms']:.1f}"
+
+    def x(r):
+        return "" if r is None else f"{r['x_fwd_bwd']:.2f}"
+
+    out = ["| network | B | threads | forward | forward+backward | dtd | dtd x f+b | dtd (ref) | (ref) x f+b "
+           "| gradient | gbp |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in data["results"]:
+        by = {r["row"]: r for r in c["rows"]}
+        ref = by.get("dtd (ref)")
+        out.append(f"| {c['spec']} | {c['batch']} | {c['threads']} | {ms(by.get('forward'))} | "
+                   f"{ms(by.get('forward+backward'))} | {ms(by.get('dtd'))} | {x(by.get('dtd'))} | {ms(ref)} | "
+                   f"{x(ref)} | {ms(by.get('gradient'))} | {ms(by.get('gbp'))} |")
+    return "\n".join(out) + "\n"
+
+
 def markdown(data) -> str:
-    """Markdown tables of a --json result (one table per spec x batch, thread counts side by side)."""
+    """Markdown tables of a --json result (the summary over all cases, then one table per spec x batch,
+    thread counts side by side)."""
     m = data["machine"]
     lb, la = m["loadavg_before"], m["loadavg_after"]
     busy = " (other processes were running: absolute times are inflated)" if max(lb[0], la[0]) > m["cpu_count"] else ""
     out = [f"Measured on {m['cpu_count']} cores ({m['processor']}), torch {m['torch']}, captum {m['captum']}; "
            f"load average (1/5/15 min) {lb[0]}/{lb[1]}/{lb[2]} before and {la[0]}/{la[1]}/{la[2]} after the run{busy}.",
-           ""]
+           "", "**All networks** (median ms per call for the whole batch)", "", summary_markdown(data)]
     groups = {}
     for case in data["results"]:
         groups.setdefault((case["spec"], case["batch"]), []).append(case)
