@@ -29,3 +29,17 @@ def read_safetensors(path, error: type = ValueError, what: str = "file") -> tupl
         return meta, load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on corrupt files
         raise error(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def network_from_file(path, meta: dict, state: dict, cls, error: type = ValueError):
+    """(network, arch): cls(**arch) with arch the JSON in meta["arch"], loaded with `state`; error(one
+    line naming the file and the architecture) when the tensors do not fit it."""
+    import json
+
+    arch = json.loads(meta["arch"])
+    net = cls(**arch)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise error(f"{path}: tensors do not match the architecture {arch}: {str(e).splitlines()[0]}") from e
+    return net, arch

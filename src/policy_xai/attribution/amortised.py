@@ -63,7 +63,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..files import file_sha256, read_safetensors
+from ..files import file_sha256, network_from_file, read_safetensors
 from .path import median_colour
 
 FORMAT = "policy_xai.explainer/1"
@@ -382,12 +382,7 @@ def load_explainer(path, policy_path=None, policy_sha256: Optional[str] = None) 
             f"{path}: trained for the policy file {meta.get('policy_file')!r} with sha256 "
             f"{meta.get('policy_sha256', '?')[:12]}..., but the policy given has sha256 {want[:12]}...; retrain it "
             "(scripts/train_explainers.py)")
-    arch = json.loads(meta["arch"])
-    net = Explainer(**arch)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ExplainerLoadError(f"{path}: tensors do not match the architecture {arch}: {e}") from e
+    net, arch = network_from_file(path, meta, state, Explainer, ExplainerLoadError)
     net.policy_sha256 = meta.get("policy_sha256", "")
     net.meta = json.loads(meta.get("teacher", "{}"))
     net.eval()

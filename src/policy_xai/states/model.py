@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..files import file_sha256, read_safetensors
+from ..files import file_sha256, network_from_file, read_safetensors
 
 FORMAT = "policy_xai_states/1"
 
@@ -141,12 +141,7 @@ def load_state_model(path, policy_path=None, spec=None) -> StateVAE:
                 f"{path}: trained for the policy file {meta.get('policy_file')!r} (sha256 "
                 f"{meta.get('policy_sha256', '?')[:12]}...), not for {Path(policy_path).name} (sha256 {want[:12]}...); "
                 "train one for it with `policy-xai states train`")
-    arch = json.loads(meta["arch"])
-    model = StateVAE(**arch)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise StateModelError(f"{path}: tensors do not match the architecture {arch}: {e}") from e
+    model, arch = network_from_file(path, meta, state, StateVAE, StateModelError)
     if spec is not None:
         want = (spec.image_channels, spec.image_height, spec.image_width, spec.config_dim)
         got = (arch["channels"], arch["height"], arch["width"], arch["config_dim"])

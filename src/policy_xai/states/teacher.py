@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..files import read_safetensors
+from ..files import network_from_file, read_safetensors
 
 FORMAT = "policy_xai_teacher/1"
 TEACHER_TASKS = ("reach2d", "reach", "peg", "door")
@@ -299,12 +299,7 @@ def load_teacher(path, spec=None, policy_path=None) -> TeacherNet:
     meta, state = read_safetensors(path, TeacherModelError, "teacher network")
     if meta.get("format") != FORMAT or "arch" not in meta:
         raise TeacherModelError(f"{path}: not a policy_xai teacher network (format {meta.get('format')!r})")
-    arch = json.loads(meta["arch"])
-    net = TeacherNet(**arch)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise TeacherModelError(f"{path}: tensors do not match the architecture: {str(e).splitlines()[0]}") from e
+    net, arch = network_from_file(path, meta, state, TeacherNet, TeacherModelError)
     if spec is not None:
         want = (spec.image_channels, spec.image_height, spec.image_width, spec.config_dim, len(spec.joint_names))
         got = (arch["channels"], arch["height"], arch["width"], arch["config_dim"], arch["joints"])
