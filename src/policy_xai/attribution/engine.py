@@ -44,7 +44,7 @@ A policy with a ResNet-family trunk (spec `trunk:`) is explained by the graph en
 (graph/compat.py) for every method above except the occlusion_net ones, which run here (they only
 use conv_features, softmax and head). The same rules; BatchNorm is folded into the conv before it.
 occlusion_net / occlusion_net_refined  the policy's dense occlusion map predicted by a small network
-     trained offline for these weights (amortised.py; `policy-xai explainer`), times the image's share
+     trained offline for these weights (amortised/; `policy-xai explainer`), times the image's share
      of the torque change along the reference path (both leg orders averaged); the configuration by
      integrated gradients with the image held; ratios from per-torque magnitudes. The refined form
      occludes the map's top windows as ig_occlusion does. The live default (DEFAULT_METHOD).
@@ -72,7 +72,7 @@ GRADIENT_METHODS = ("gbp", "gradient")
 CAM_METHODS = ("gradcam", "guided_gradcam", "g1gradcam", "g2gradcam")
 #: path methods (path.py): method -> reference image; relevance relative to a reference observation
 PATH_METHODS = {"ig": "blur", "ig_median": "median", "ig_occlusion": "blur"}
-#: methods that need an amortised explainer trained for the policy (amortised.py)
+#: methods that need an amortised explainer trained for the policy (amortised/)
 EXPLAINER_METHODS = ("occlusion_net", "occlusion_net_refined")
 METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHODS) + EXPLAINER_METHODS
 #: the method the live pipeline and the commands use unless told otherwise (chosen by

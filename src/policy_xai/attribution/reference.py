@@ -4,7 +4,7 @@ used by `explain(..., engine="reference")` (engine.py, whose docstring gives the
 cached forward pass (forward_cache), then explicit backward passes, for a batch and all joints at once.
 The graph engine (graph/, the default) is checked against these: the same numbers to 1e-6
 (test/test_graph_compat.py). The amortised methods (occlusion_net...) are not here (engine.py,
-amortised.py).
+amortised/).
 """
 from __future__ import annotations
 
