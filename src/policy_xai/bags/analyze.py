@@ -67,7 +67,11 @@ class AnalyzeOptions:
             kw["write_bag"] = not d["no_bag"]
         if "no_video" in d:
             kw["video"] = not d["no_video"]
-        kw["topics"] = {k[len("topic_"):]: v for k, v in d.items() if k.startswith("topic_") and v}
+        from .common import default_topics
+
+        default = default_topics()
+        over = {k[len("topic_"):]: v for k, v in d.items() if k.startswith("topic_") and v}
+        kw["topics"] = {k: v for k, v in over.items() if v != default.get(k)}  # what differs from the defaults
         return cls(**kw)
 
     def topic_names(self) -> dict:
