@@ -8,7 +8,8 @@ import pytest
 
 from policy_xai import bags
 from policy_xai.cli import build_parser
-from policy_xai.commands.analyze import analyze, bench, run_compare
+from policy_xai.bags.analyze import AnalyzeOptions, analyze_bag
+from policy_xai.commands.analyze import bench, options, run_compare
 from policy_xai.spec import load_spec
 
 SPEC = load_spec("small")
@@ -19,12 +20,23 @@ def args(*argv):
     return build_parser().parse_args(list(map(str, argv)))
 
 
+def test_options_of_the_command_line_are_the_library_defaults():
+    """AnalyzeOptions' defaults are `policy-xai analyze`'s; the command maps its flags onto the fields."""
+    assert options(args("analyze", "B")) == AnalyzeOptions("B")
+    o = options(args("analyze", "B", "--out", "O", "--no-bag", "--no-video", "--methods", "dtd,rap",
+                     "--image-topic", "/cam", "--time-jump", "0", "--compression", "lz4"))
+    assert o == AnalyzeOptions("B", out="O", write_bag=False, video=False, methods="dtd,rap", topics={"image": "/cam"},
+                               time_jump=0.0, compression="lz4")
+    t = o.topic_names()
+    assert t["image"] == "/cam" and t["joint_states"] == bags.default_topics()["joint_states"]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     d = tmp_path_factory.mktemp("an")
     bag = bags.write_synthetic_bag(d / "in_mcap", SPEC, N, "mcap", gap_after=20, gap_s=0.5)
     out = d / "out"
-    summary = analyze(args("analyze", bag, "--methods", "dtd,rap", "--out", out, "--batch", 16), quiet=True)
+    summary = analyze_bag(AnalyzeOptions(bag, out=out, methods="dtd,rap", batch=16), quiet=True)
     return bag, out, summary
 
 
@@ -98,14 +110,14 @@ def test_explanations_in_the_bag_are_compared_with_the_recomputation(run, tmp_pa
     from rosbags.highlevel import AnyReader
 
     _, out, _ = run
-    s = analyze(args("analyze", out / "bag", "--methods", "dtd", "--out", tmp_path / "again", "--no-video"), quiet=True)
+    s = analyze_bag(AnalyzeOptions(out / "bag", out=tmp_path / "again", methods="dtd", video=False), quiet=True)
     lv = s["live_vs_recomputed"]
     assert lv["matched_steps"] == N
     for k in ("ratios", "relevance_config", "relevance_image", "importance"):
         assert lv[k]["matched"] == N and lv[k]["max_abs_diff"] < 1e-5, (k, lv[k])
     # a different method is reported as such
-    s2 = analyze(args("analyze", out / "bag", "--method", "gbp", "--out", tmp_path / "gbp", "--no-video",
-                      "--no-bag", "--max-steps", "8"), quiet=True)
+    s2 = analyze_bag(AnalyzeOptions(out / "bag", out=tmp_path / "gbp", methods="gbp", video=False, write_bag=False,
+                                    max_steps=8), quiet=True)
     assert s2["live_vs_recomputed"]["ratios"]["max_abs_diff"] > 1e-3
     with AnyReader([tmp_path / "again" / "bag"]) as r:
         topics = {c.topic for c in r.connections}
@@ -117,7 +129,7 @@ def test_truncated_bag_is_analysed_as_far_as_it_goes(tmp_path, storage):
     n = 130 if storage == "mcap" else 40  # MCAP: more than one 1 MB chunk
     full = bags.write_synthetic_bag(tmp_path / "full", SPEC, n, storage)
     cut = bags.truncate_bag(full, tmp_path / "cut", 0.8)
-    s = analyze(args("analyze", cut, "--out", tmp_path / "o", "--no-video"), quiet=True)
+    s = analyze_bag(AnalyzeOptions(cut, out=tmp_path / "o", video=False), quiet=True)
     assert "stops at" in s["truncated"] and 10 < s["steps"] < n
     assert s["output_bag"]["counts"]["/policy_xai/relevance/ratios"] == s["steps"]
     from rosbags.highlevel import AnyReader
@@ -128,8 +140,7 @@ def test_truncated_bag_is_analysed_as_far_as_it_goes(tmp_path, storage):
 
 def test_start_duration_and_max_steps(run, tmp_path):
     bag, _, _ = run
-    s = analyze(args("analyze", bag, "--start", "0.2", "--max-steps", "5", "--out", tmp_path / "o", "--no-video"),
-                quiet=True)
+    s = analyze_bag(AnalyzeOptions(bag, out=tmp_path / "o", start=0.2, max_steps=5, video=False), quiet=True)
     assert s["steps"] == 5
     st = bags.read_table(tmp_path / "o" / "ratios.csv")["stamp_ns"]
     assert st[0] - 1_700_000_000_000_000_000 >= 150_000_000
@@ -144,8 +155,7 @@ def test_compare_two_methods_and_two_runs(run, tmp_path):
     assert (tmp_path / "m" / "compare_rank.png").is_file() and (tmp_path / "m" / "compare_curves.png").is_file()
     # the same recording as sqlite3 analysed separately: identical ratios, rank correlation 1
     other = bags.write_synthetic_bag(tmp_path / "sq", SPEC, N, "sqlite3", gap_after=20, gap_s=0.5)
-    analyze(args("analyze", other, "--methods", "dtd,rap", "--out", tmp_path / "o2", "--no-video", "--no-bag"),
-            quiet=True)
+    analyze_bag(AnalyzeOptions(other, out=tmp_path / "o2", methods="dtd,rap", video=False, write_bag=False), quiet=True)
     assert run_compare(args("compare", out / "ratios.parquet", tmp_path / "o2", "--out", tmp_path / "r")) == 0
     res = json.loads((tmp_path / "r" / "compare.json").read_text())
     assert res["matched_steps"] == N and res["max_abs_ratio_diff"] < 1e-6

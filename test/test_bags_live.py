@@ -10,8 +10,7 @@ import pytest
 import rclpy  # noqa: F401  (the test environment always has it: a missing rclpy must fail, not skip)
 
 from policy_xai import bags
-from policy_xai.cli import build_parser
-from policy_xai.commands.analyze import analyze
+from policy_xai.bags.analyze import AnalyzeOptions, analyze_bag
 from policy_xai.spec import load_spec  # noqa: E402
 
 from ros_harness import fresh_domain  # noqa: E402
@@ -48,8 +47,7 @@ def test_live_recording_reproduced_by_the_offline_analysis(recorded, tmp_path):
         counts = {k: b.topics[T[k]].count if T[k] in b.topics else 0
                   for k in ("obs_image", "obs_config", "torques", "ratios", "relevance_image", "importance")}
         assert all(counts.values()), f"{counts}\n{node_logs(recorded)}"
-    s = analyze(build_parser().parse_args(["analyze", str(rec), "--out", str(tmp_path / "o"), "--no-video"]),
-                quiet=True)
+    s = analyze_bag(AnalyzeOptions(rec, out=tmp_path / "o", video=False), quiet=True)
     assert s["source"] == "observation" and s["steps"] >= 20
     lv = s["live_vs_recomputed"]
     from policy_xai.attribution.engine import FALLBACK_METHOD
@@ -82,8 +80,8 @@ def test_live_recording_reproduced_by_the_offline_analysis(recorded, tmp_path):
     assert img.encoding == "32FC1" and img.width == 64
     assert len(got["/recorded/policy_xai/relevance/ratios"]) == lv["ratios"]["matched"]
     # other weights than the live nodes had: the torques no longer match, and the summary says so
-    s2 = analyze(build_parser().parse_args(["analyze", str(rec), "--seed", "3", "--out", str(tmp_path / "w"),
-                                            "--no-video", "--no-bag", "--max-steps", "5"]), quiet=True)
+    s2 = analyze_bag(AnalyzeOptions(rec, out=tmp_path / "w", seed=3, video=False, write_bag=False, max_steps=5),
+                     quiet=True)
     assert "other weights" in s2["live_vs_recomputed"]["torque_warning"]
 
 

@@ -9,8 +9,7 @@ import pytest
 
 from cli_harness import cli
 from policy_xai import bags, fleet
-from policy_xai.cli import build_parser
-from policy_xai.commands.analyze import analyze
+from policy_xai.bags.analyze import AnalyzeOptions, analyze_bag
 from policy_xai.spec import load_spec
 
 ray = pytest.importorskip("ray")
@@ -62,8 +61,7 @@ def test_many_bags_match_sequential_runs_and_rerun_resumes(fleet_run, capsys):
             assert name not in set(steps["bag"])
             continue
         seq = d / "seq" / name
-        one = analyze(build_parser().parse_args(["analyze", str(p), "--out", str(seq), "--no-bag", "--no-video"]),
-                      quiet=True)
+        one = analyze_bag(AnalyzeOptions(p, out=seq, write_bag=False, video=False), quiet=True)
         assert one["steps"] == by[name]["steps"]
         rows = steps["bag"] == name
         ratios, imp = bags.read_table(seq / "ratios.parquet"), bags.read_table(seq / "importance.parquet")
@@ -185,8 +183,7 @@ def test_a_killed_worker_is_retried(tmp_path):
     assert [b["status"] for b in s["bags"]] == ["ok", "ok"] and [b["steps"] for b in s["bags"]] == [60, 60]
     steps = bags.read_table(tmp_path / "out" / "steps.parquet")
     one = tmp_path / "seq"
-    analyze(build_parser().parse_args(["analyze", str(src / "k1"), "--out", str(one), "--no-bag", "--no-video"]),
-            quiet=True)
+    analyze_bag(AnalyzeOptions(src / "k1", out=one, write_bag=False, video=False), quiet=True)
     ref = bags.read_table(one / "ratios.parquet")
     np.testing.assert_array_equal(steps["image"][steps["bag"] == "k1"], ref["image"])
 
@@ -240,8 +237,7 @@ def test_an_existing_cluster_with_the_code_shipped(tmp_path):
         local = str(os.path.dirname(os.path.realpath(policy_xai.__file__)))
         assert all(b["code"] != local and b["code"].endswith("policy_xai") for b in s["bags"]), s["bags"]
         ref = tmp_path / "seq"
-        analyze(build_parser().parse_args(["analyze", str(src / "x"), "--out", str(ref), "--no-bag", "--no-video",
-                                           "--methods", "dtd"]), quiet=True)
+        analyze_bag(AnalyzeOptions(src / "x", out=ref, write_bag=False, video=False, methods="dtd"), quiet=True)
         steps = bags.read_table(tmp_path / "out" / "steps.parquet")
         np.testing.assert_array_equal(steps["image"][steps["bag"] == "x"],
                                       bags.read_table(ref / "ratios.parquet")["image"])

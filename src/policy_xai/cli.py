@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .commands.checks import UsageError
+    from .checks import UsageError
 
     def on_term(signum, frame):  # `kill PID`: stop like Ctrl-C, so node processes and bags are closed
         raise KeyboardInterrupt

@@ -1,6 +1,6 @@
 """Many bags at once: `policy-xai analyze` over a fleet's recordings in parallel on Ray (issue 14).
 
-One Ray task per bag runs the single-bag analysis (policy_xai.commands.analyze.analyze) into
+One Ray task per bag runs the single-bag analysis (policy_xai.bags.analyze.analyze_bag) into
 OUT/bags/<name>/; a content hash of the bag's files, the policy file and the options is stored in
 OUT/bags/<name>/done.json, so a rerun with the same inputs skips that bag (an interrupted run
 resumes). A bag that cannot be read is reported in OUT/summary.json and the others go on; a
@@ -248,16 +248,12 @@ def _done(bag_out: Path, key: str) -> Optional[dict]:
 def analyze_one(bag: str, out: str, options: dict, key: str) -> dict:
     """The single-bag analysis of `bag` into `out` (as `policy-xai analyze BAG --out OUT ...`); never
     raises for a bad bag: the error is returned. On success writes out/done.json with `key`."""
-    from .cli import build_parser
-    from .commands.analyze import analyze
+    from .bags.analyze import AnalyzeOptions, analyze_bag
 
     t0 = time.perf_counter()
     rec = {"bag": str(bag), "out": str(out), "key": key}
     try:
-        args = build_parser().parse_args(["analyze", str(bag), "--out", str(out)])
-        for k, v in options.items():
-            setattr(args, k, v)
-        s = analyze(args, quiet=True)
+        s = analyze_bag(AnalyzeOptions.from_dests({**options, "bag": str(bag), "out": str(out)}), quiet=True)
     except Exception as e:  # noqa: BLE001 - reported per bag; the other bags go on
         lines = [ln.strip() for ln in (str(e) or type(e).__name__).splitlines() if ln.strip()]
         rec.update(status="failed", steps=0, error=f"{type(e).__name__}: {lines[0] if lines else ''}",
@@ -592,8 +588,7 @@ def bench_fleet(n_bags: int = 8, steps: int = 120, workers: Sequence[int] = (1, 
             return r
 
         if sequential:
-            from .cli import build_parser
-            from .commands.analyze import analyze
+            from .bags.analyze import AnalyzeOptions, analyze_bag
 
             prev = torch.get_num_threads()
             torch.set_num_threads(1)
@@ -602,9 +597,8 @@ def bench_fleet(n_bags: int = 8, steps: int = 120, workers: Sequence[int] = (1, 
                 recs = []
                 for b in sorted(src.iterdir()):
                     t1 = time.perf_counter()
-                    a = build_parser().parse_args(["analyze", str(b), "--out", str(Path(tmp) / "seq" / b.name),
-                                                   "--no-video", *opts])
-                    one = analyze(a, quiet=True)
+                    one = analyze_bag(AnalyzeOptions(str(b), out=str(Path(tmp) / "seq" / b.name), policy=spec,
+                                                     methods=methods, write_bag=False, video=False), quiet=True)
                     recs.append({"timing": one["timing"], "seconds": time.perf_counter() - t1, "steps": one["steps"]})
                 wall = time.perf_counter() - t0
             finally:

@@ -1,5 +1,5 @@
 """Plays a bag into launched nodes once they are up and their subscriptions have matched, then exits
-(what `policy-xai replay` does after starting its own graph: policy_xai.commands.analyze.play_into).
+(what `policy-xai replay` does after starting its own graph: policy_xai.ros.replay.play_into).
 Started by test_replay_launch.py as a launch process next to replay.launch.py's nodes.
 
     python play_when_ready.py BAG --nodes attribution_node visualization_node \
@@ -55,7 +55,7 @@ def wait_for_listener(listener: str, outputs, nodes, domain: int, timeout: float
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
-    from policy_xai.commands.analyze import unmatched
+    from policy_xai.ros.replay import unmatched
     from policy_xai.ros import interfaces as itf
     from policy_xai.ros.common import qos
 
@@ -102,7 +102,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from policy_xai import bags
-    from policy_xai.commands.analyze import play_into
+    from policy_xai.ros.replay import play_into
 
     with bags.BagSource(args.bag) as b:
         plan = bags.replay_plan(list(b.topics), graph=args.graph)

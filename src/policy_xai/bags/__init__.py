@@ -32,6 +32,9 @@ Modules, by concern (every public name is re-exported here: `bags.BagSource`, ..
 * compare: ratio series of two runs or methods compared;
 * replay: which node graph replays a bag;
 * synthetic: robot-like and truncated bags for tests and benchmarks.
+
+The single-bag analysis (`policy-xai analyze BAG`) is policy_xai.bags.analyze: analyze_bag(AnalyzeOptions)
+(kept out of these re-exports: it runs torch, the attribution engine and the figures).
 """
 from __future__ import annotations
 

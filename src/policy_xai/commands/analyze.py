@@ -5,7 +5,6 @@ The work is done by policy_xai.bags (no rclpy); `replay` alone starts ROS 2 proc
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..ros import interfaces as itf
 from .checks import (UsageError, add_device_option, device_arg, domain_id, nonnegative_float, nonnegative_int,
@@ -24,17 +23,6 @@ def _topic_options(p: argparse.ArgumentParser) -> None:
                      ("relevance_points", "--relevance-points-topic"), ("importance", "--importance-topic")):
         g.add_argument(opt, dest=f"topic_{key}", default=itf.topic_name(key), metavar="NAME",
                        help=f"{itf.TOPIC[key].type} (default {itf.topic_name(key)})")
-
-
-def _topics(args) -> dict:
-    from ..bags import default_topics
-
-    t = default_topics()
-    for k in list(t):
-        v = getattr(args, f"topic_{k}", None)
-        if v:
-            t[k] = v
-    return t
 
 
 def _explain_options(p: argparse.ArgumentParser) -> None:
@@ -202,266 +190,18 @@ def register(sub) -> None:
 
 
 # ==== analyze ====================================================================================
-def _load(args):
-    from .explain import load_policy_arg
+def options(args: argparse.Namespace):
+    """The library's AnalyzeOptions (policy_xai.bags.analyze) of the parsed `analyze` arguments."""
+    from ..bags.analyze import AnalyzeOptions
 
-    device = device_arg(getattr(args, "device", "cpu"))
-    if getattr(args, "threads", 0):
-        import torch
-
-        torch.set_num_threads(args.threads)
-    return load_policy_arg(args.policy, args.seed, device)
-
-
-def auto_batch(spec) -> int:
-    """Batch size for the batched explanation: 32 for small images, 8 for large ones (at 240x240 larger
-    batches ran slower here: the relevance maps of a batch no longer fit the caches)."""
-    return 32 if spec.image_height * spec.image_width <= 128 * 128 else 8
-
-
-def _usable_methods(policy, methods: list[str]) -> list[str]:
-    """An amortised method for a policy without an explainer file becomes the fallback (one warning
-    line), as in the live attribution node; duplicates are dropped."""
-    from ..attribution.engine import usable_method
-
-    out = []
-    for m in methods:
-        use, why = usable_method(policy, m)
-        if why:
-            print(f"warning: method {m!r} is not available ({why}); using {use!r}", file=sys.stderr)
-        if use not in out:
-            out.append(use)
-    return out
+    return AnalyzeOptions.from_dests(args)
 
 
 def analyze(args, quiet: bool = False) -> dict:
-    """The analysis behind `policy-xai analyze` (also used by tests): returns the summary dict."""
-    import torch
+    """analyze_bag of the parsed `analyze` arguments (a Namespace or a dict of its dests): the summary dict."""
+    from ..bags.analyze import analyze_bag
 
-    threads = torch.get_num_threads()
-    try:
-        return _analyze(args, quiet)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _analyze(args, quiet: bool = False) -> dict:
-    import json
-    import time
-    import warnings
-    from pathlib import Path
-
-    import numpy as np
-    from tqdm import tqdm
-
-    from .. import bags, figures
-    from ..analysis import summary_stats
-    from ..attribution import CAM_METHODS
-
-    from ..attribution import parse_methods
-
-    methods = parse_methods(args.methods)
-    out = Path(args.out)
-    write_bag = not args.bench and not args.no_bag
-    if not args.bench:
-        check_analyze_out(args.bag, args.policy, out, methods, write_bag, not args.no_video, create=False)
-    policy = _load(args)
-    methods = _usable_methods(policy, methods)
-    if not args.bench:
-        from .checks import writable_dir
-
-        writable_dir(out)
-    spec = policy.spec
-    if not args.batch:
-        args.batch = auto_batch(spec)
-    topics = _topics(args)
-    opts = bags.ReadOptions(topics, args.source, args.sync_tolerance, args.resize, args.robot, args.start,
-                            args.duration, args.max_steps, getattr(args, "time_jump", bags.ReadOptions.time_jump))
-    timing = bags.Timing()
-    caught = []
-    with warnings.catch_warnings(record=True) as wlist, bags.BagSource(args.bag) as bag:
-        warnings.simplefilter("always")
-        ts = bags.typestore()
-        live = bags.LiveExplanations()
-        t0 = time.perf_counter()
-        obs = bags.read_observations(bag, spec, opts, live, ts)
-        timing.read_s = time.perf_counter() - t0
-        if len(obs) == 0:
-            why = "; ".join(f"{k} ({n}x)" for k, n in obs.skipped.items()) or \
-                f"no image and {'configuration' if obs.source == 'observation' else 'joint state'} stamps matched"
-            raise bags.BagError(f"{args.bag}: no observation could be paired ({why}); topics: {bag.describe_topics()}")
-        t0 = time.perf_counter()
-        alphas = bags.importance_factors(spec, obs.configs, args.importance, args.robot, args.dt)
-        timing.alpha_s = time.perf_counter() - t0
-        with tqdm(total=len(obs), desc=f"explaining ({', '.join(methods)})", unit="step", disable=quiet) as bar:
-            res = bags.explain_observations(policy, obs, methods, alphas, args.batch, args.layer, bar.update, timing)
-        summary = {
-            "bag": str(args.bag), "storage": bag.storage, "reader": bag.reader, "policy": args.policy,
-            "spec": spec.name, "source": obs.source, "methods": methods,
-            "importance": args.importance + (f" ({args.robot}, dt={args.dt})" if args.importance == "dynamics" else ""),
-            "topics_in_bag": {t.name: {"type": t.msgtype, "count": t.count} for t in bag.topics.values()},
-            "steps": len(obs), "unpaired_messages": obs.unpaired, "skipped_messages": obs.skipped,
-            "resized_images": obs.resized, "original_image_size": obs.original_size,
-            "timing": {"read_and_pair_s": round(timing.read_s, 3), "importance_s": round(timing.alpha_s, 3),
-                       "explain_s": round(timing.explain_s, 3), "steps_per_s": round(timing.steps_per_s, 2),
-                       "batch": args.batch, "methods_per_step": len(methods)},
-            "time_span_s": float((obs.stamps[-1] - obs.stamps[0]) * 1e-9),
-            "gaps": bags.find_gaps(obs.stamps, args.gap_factor, obs.backwards, obs.late_stamps,
-                                   obs.largest_backward_ns),
-            "pairing_restarts": obs.jumps,
-        }
-        if bag.problem is not None:
-            summary["truncated"] = bag.problem.describe(bag.start_ns)
-        if len(live):
-            summary["live_vs_recomputed"] = bags.compare_live(res, obs, live, methods[0], spec)
-        elif obs.recorded_torques:
-            summary["live_vs_recomputed"] = bags.compare_live(res, obs, bags.LiveExplanations(), methods[0], spec)
-        if args.bench:
-            caught = [str(w.message) for w in wlist]
-            summary["warnings"] = caught
-            if not quiet:
-                _print_timing(summary)
-            return summary
-        out.mkdir(parents=True, exist_ok=True)
-        files = []
-        files += bags.write_table(bags.ratio_rows(res, obs), out / "ratios")
-        files += bags.write_table(bags.importance_rows(res, obs, spec), out / "importance")
-        ratio_methods = [m for m in methods if m not in CAM_METHODS]
-        stats = summary_stats(res)
-        summary["ratios_mean_std"] = stats
-        gaps = summary["gaps"]
-        if ratio_methods:
-            files.append(figures.ratio_bars(out / "fig4_ratios.png", {m: stats[m] for m in ratio_methods},
-                                            title=f"relevance ratios ({spec.name}, {len(res)} steps)"))
-            first = res.methods[ratio_methods[0]]
-            curves = {}
-            for m in ratio_methods:
-                t, r = bags.break_at_gaps(res.times, res.methods[m].ratios, gaps)
-                curves[m] = r
-            marks = [g["from_s"] for g in gaps["gaps"]]
-            files.append(figures.ratio_curves(out / "fig5_curves.png", t, curves, first.ratio_names, marks=marks,
-                                              mark_label="time gap", title=f"relevance ratio over time ({args.bag})"))
-        files.append(bags.importance_figure(out / "importance.png", res.times, res.alpha, spec.joint_names, gaps,
-                                            title=f"importance factors ({args.importance})"))
-        period = gaps["median_period_s"]
-        fps = float(np.clip(1.0 / period, 1.0, 60.0)) if period == period and period > 0 else 10.0
-        if not args.no_video:
-            for m in methods:
-                files.append(figures.heatmap_video(out / f"heatmap_{m}.mp4", obs.images, res.methods[m].image,
-                                                   res.feature_points, normalize=args.normalize, fps=fps))
-        if len(ratio_methods) >= 2:
-            a = bags.series_from_result(res, obs, ratio_methods[0])
-            b = bags.series_from_result(res, obs, ratio_methods[1])
-            summary["methods_compared"] = bags.compare_series(a, b, out, how="stamp", stem="compare_methods")
-        if write_bag:
-            bags.remove_annotated_bag(out / "bag")  # an earlier run's output bag (checked up front)
-            msgs = list(bags.explanation_messages(ts, res, obs, spec, methods, topics))
-            start = bag.start_ns + int(args.start * 1e9) if bag.start_ns is not None and args.start else None
-            end = int(obs.log_times[-1]) if (args.duration or args.max_steps) else None
-            summary["output_bag"] = bags.write_annotated_bag(bag, out / "bag", msgs, ts, topics, args.recorded_prefix,
-                                                             start, end, compression=args.compression)
-        summary["files"] = sorted({str(Path(f).name) for f in files if f})
-        summary["warnings"] = [str(w.message) for w in wlist]
-    (out / "summary.json").write_text(json.dumps(bags.nan_to_none(summary), indent=2, default=str))
-    if not quiet:
-        _print_summary(summary, out)
-    return summary
-
-
-def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, video: bool = True,
-                      create: bool = True) -> None:
-    """Before any work: the bag exists, --out is creatable and writable, and nothing analyze writes is
-    the input bag, inside it or holds it (`analyze RUN/bag --out RUN` would put its bag at RUN/bag);
-    an existing <out>/bag is replaced only when an earlier `analyze` wrote it."""
-    from pathlib import Path
-
-    from .. import bags
-    from . import checks
-
-    checks.input_path(bag, "bag")
-    out = Path(out)
-    inputs = {"input bag": checks.bag_root(bag)}
-    if policy.endswith(".safetensors") or Path(policy).is_file():
-        inputs["--policy weights file"] = checks.input_file(policy, "--policy weights file")
-    writes = {name: out / name for name in ("summary.json", "ratios.csv", "ratios.parquet", "importance.csv",
-                                            "importance.parquet", "fig4_ratios.png", "fig5_curves.png",
-                                            "importance.png")}
-    if video:
-        writes.update({f"heatmap_{m}.mp4": out / f"heatmap_{m}.mp4" for m in methods})
-    if write_bag:
-        writes = {"the annotated bag": out / "bag", **writes}
-    checks.guard_outputs(inputs, out, writes)
-    if write_bag and (out / "bag").exists() and not bags.is_annotated_bag(out / "bag"):
-        raise UsageError(f"--out {out} already holds {out / 'bag'}, which analyze did not write (a recording?); "
-                         "it is left alone: choose another --out, or pass --no-bag")
-    if (out / "summary.json").is_file():  # a `run` folder (RUN/summary.json next to RUN/bag): not ours to replace
-        import json
-
-        try:
-            other = json.loads((out / "summary.json").read_text())
-        except ValueError:
-            other = {}
-        if isinstance(other, dict) and "rates_hz" in other:
-            raise UsageError(f"--out {out} holds the summary.json of a `policy-xai run`; write the analysis "
-                             f"elsewhere (e.g. {out / 'analysis'})")
-    if create:
-        checks.writable_dir(out)
-
-
-def _print_timing(s: dict) -> None:
-    t = s["timing"]
-    print(f"{s['steps']} steps ({s['source']} source, {s['storage']}, read by {s['reader']}): read+pair "
-          f"{t['read_and_pair_s']:.2f} s ({s['steps'] / max(t['read_and_pair_s'], 1e-9):.0f} steps/s), importance "
-          f"{t['importance_s']:.2f} s, explain {t['explain_s']:.2f} s = {t['steps_per_s']:.1f} steps/s "
-          f"({', '.join(s['methods'])}, batch {t['batch']})")
-
-
-def _print_summary(s: dict, out) -> None:
-    print(f"analysed {s['bag']}: {s['steps']} steps over {s['time_span_s']:.2f} s -> {out}/")
-    _print_timing(s)
-    if s.get("truncated"):
-        print(f"  TRUNCATED: {s['truncated']}; analysed what was readable")
-    if s["skipped_messages"]:
-        print("  skipped: " + "; ".join(f"{k} ({n}x)" for k, n in s["skipped_messages"].items()))
-    gaps = s["gaps"]
-    if gaps["gaps"] or gaps["backwards"] or gaps.get("out_of_order"):
-        g = gaps["gaps"]
-        back = f"stamps going backwards: {gaps['backwards']}"
-        if gaps["backwards"]:
-            per = ", ".join(f"{t} {n}" for t, n in sorted(gaps.get("backwards_per_topic", {}).items()))
-            back += f" ({per + '; ' if per else ''}largest {gaps.get('largest_backward_s', 0.0):.3f} s)"
-        longest = f"longest {max(x['length_s'] for x in g):.2f} s, " if g else ""
-        print(f"  time gaps: {len(g)} ({longest}median period {gaps['median_period_s'] * 1e3:.1f} ms); {back}")
-        late = gaps.get("late_unpaired", 0)
-        if late:
-            print(f"  {late} observations arrived late (stamped before a step already paired) and were not paired, "
-                  f"as the live policy node would not pair them; the {len(gaps['out_of_order'])} hole(s) they leave "
-                  "are not counted as time gaps")
-        if s.get("pairing_restarts"):
-            print(f"  pairing restarted {s['pairing_restarts']} time(s) at a time jump (> --time-jump)")
-    for m, st in s.get("ratios_mean_std", {}).items():
-        img, cfg = st["image:configuration"]
-        groups = "  ".join(f"{g} {v[0]:.2f}±{v[1]:.2f}" for g, v in st.items() if ":" not in g)
-        print(f"  {m:9s} image:configuration = {100 * img:.0f}:{100 * cfg:.0f}   {groups}")
-    lv = s.get("live_vs_recomputed")
-    if lv:
-        parts = [f"{k} {v['max_abs_diff']:.3g}" + (f" ({100 * v['relative_to_max']:.2g}% of max)"
-                                                   if "relative_to_max" in v else "")
-                 for k, v in lv.items() if isinstance(v, dict)]
-        print(f"  live vs recomputed ({lv['matched_steps']} steps matched), largest |difference|: " + ", ".join(parts))
-        for k in ("torque_warning", "warning"):
-            if k in lv:
-                print(f"  note: {lv[k]}")
-    mc = s.get("methods_compared")
-    if mc:
-        print(f"  {mc['a']} vs {mc['b']}: mean rank correlation of the groups per step "
-              f"{mc['mean_rank_corr_of_groups_per_step']:.2f}")
-    if s.get("output_bag"):
-        ob = s["output_bag"]
-        print(f"  output bag {ob['path']}: {sum(ob['counts'].values())} messages on {len(ob['counts'])} topics"
-              + (f"; left out {sorted(ob['left_out'])}" if ob["left_out"] else ""))
-    for w in s.get("warnings", []):
-        print(f"  warning: {w}")
+    return analyze_bag(options(args), quiet)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -530,6 +270,7 @@ def bench(sizes=(64, 240), steps: int = 0, method: str = "dtd", batch: int = 0, 
     from pathlib import Path
 
     from .. import bags
+    from ..bags.analyze import AnalyzeOptions, analyze_bag
     from ..spec import load_spec
 
     rows = []
@@ -544,13 +285,11 @@ def bench(sizes=(64, 240), steps: int = 0, method: str = "dtd", batch: int = 0, 
                 spec = load_spec(d)
             n = steps or (200 if size <= 64 else 48)
             bag = bags.write_synthetic_bag(Path(tmp) / f"bench_{size}", spec, n, storage)
-            ns = argparse.Namespace(bag=str(bag), policy=name if spec.name == name else name, seed=0, methods=method,
-                                    importance="dynamics", robot="baxter_right_arm", dt=0.05, batch=batch, layer=0,
-                                    threads=0, source="auto", sync_tolerance=0.02, resize=spec.name != name,
-                                    start=0.0, duration=0.0, max_steps=0, bench=True, out=str(Path(tmp) / "out"),
-                                    normalize="frame", gap_factor=3.0, recorded_prefix="/recorded", no_bag=True,
-                                    no_video=True)
-            s = analyze(ns, quiet=True)
+            o = AnalyzeOptions(str(bag), out=str(Path(tmp) / "out"), policy=name, seed=0, methods=method,
+                               importance="dynamics", robot="baxter_right_arm", dt=0.05, batch=batch, threads=0,
+                               resize=spec.name != name, time_jump=bags.ReadOptions.time_jump, bench=True,
+                               write_bag=False, video=False)
+            s = analyze_bag(o, quiet=True)
             t = s["timing"]
             rows.append({"size": size, "spec": name, "steps": s["steps"], "storage": storage, "method": method,
                          "batch": t["batch"], "read_pair_steps_per_s": s["steps"] / max(t["read_and_pair_s"], 1e-9),
@@ -601,6 +340,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     from .. import bags
     from ..ros.graph import graph
+    from ..ros.replay import play_into
     from ..ros.runner import GraphRunner
     from . import checks
 
@@ -644,115 +384,3 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.record:
         print(f"recorded to {args.record}; analyse it with: policy-xai analyze {args.record} --policy {args.policy}")
     return 0
-
-
-def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: bool = False, start: float = 0.0,
-              ready_timeout: float = 90.0, runner=None, drain: float = 2.0, listeners=()) -> int:
-    """Play `topics` of `bag` once the nodes `node_names` are up and subscribed (rclpy in this process).
-    listeners: more node names (e.g. a test's probe) whose subscriptions to the played topics, where
-    they have one, the player's publishers must have matched first."""
-    import os
-    import time
-
-    from ..ros.player import BagPlayer
-    from ..ros.runner import ros_env
-
-    os.environ.update(ros_env(domain_id))
-    import rclpy
-    from rclpy.context import Context
-
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=domain_id)
-    from rclpy.executors import SingleThreadedExecutor
-
-    node = rclpy.create_node("policy_xai_replay", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    player = BagPlayer(bag, topics, rate, loop, start)
-    try:
-        end = time.monotonic() + ready_timeout
-        want = {n.split("/")[-1] for n in node_names}
-        need = ready_subscriptions(topics, want)
-        # publish the played topics now, so that a recorder discovers and subscribes to them first
-        pubs = player.publishers(node)
-        own = {c.topic: pubs[c.id] for c in player.connections if c.id in pubs}
-        matched: dict = {}  # node name -> {topic: matched subscriptions}, from the nodes' /diagnostics
-
-        def on_diag(msg):
-            from ..ros.convert import matched_counts
-
-            matched.update(matched_counts(msg))
-
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        from ..ros.common import qos
-
-        node.create_subscription(DiagnosticArray, itf.topic_name("diagnostics"), on_diag, qos(itf.RELIABLE, 50))
-        while True:
-            ex.spin_once(timeout_sec=0.2)
-            up = set(node.get_node_names())
-            missing = [(t, who) for t, who in need if not any(
-                (who is None or i.node_name == who) for i in node.get_subscriptions_info_by_topic(t))]
-            if want <= up and not missing:
-                missing = unmatched(node, {t for t, _ in need}, want | set(listeners), own, matched)
-                if not missing:
-                    break
-            if runner is not None and runner.dead():
-                raise RuntimeError(f"nodes exited before the replay started: {runner.dead()}\n{runner.report()}")
-            if time.monotonic() > end:
-                raise RuntimeError(f"nodes not ready after {ready_timeout} s: "
-                                   f"up {sorted(up & want)} of {sorted(want)}, "
-                                   f"subscriptions missing or not yet matched: {missing}")
-        n = player.play(node, should_stop=lambda: not ctx.ok(), spin=lambda t: ex.spin_once(timeout_sec=t),
-                        wait_for_subscribers=0.0)
-        t_end = time.monotonic() + drain  # let the last explanations arrive at the recorder
-        while time.monotonic() < t_end:
-            ex.spin_once(timeout_sec=0.1)
-        return n
-    finally:
-        player.close()
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
-
-
-def unmatched(node, topics, nodes, own: dict, matched: dict) -> list:
-    """(topic, publisher, matched, wanted) for every topic whose publisher has not yet matched all the
-    subscriptions that the nodes `nodes` have on it. The graph (what `node` sees) lists a subscription
-    before the publishing process has matched it; messages published in between are lost to that
-    subscriber. `own`: topic -> this process's publisher; `matched`: node name -> {topic: count} as
-    the policy_xai nodes report it on /diagnostics."""
-    out = []
-    for t in sorted(topics):
-        wanted = sum(1 for i in node.get_subscriptions_info_by_topic(t) if i.node_name in nodes)
-        if t in own:
-            if own[t].get_subscription_count() < wanted:
-                out.append((t, node.get_name(), own[t].get_subscription_count(), wanted))
-            continue
-        for i in node.get_publishers_info_by_topic(t):
-            if i.node_name not in nodes:
-                continue
-            got = int(matched.get(i.node_name, {}).get(t, -1))
-            if got < wanted:
-                out.append((t, i.node_name, got, wanted))
-    return out
-
-
-def ready_subscriptions(played, nodes) -> list:
-    """(topic, node or None) subscriptions that must exist before playing: every played topic has a
-    subscriber, the attribution node listens to the policy's decisions, and the recorder (if any)
-    records the played topics and everything the nodes publish."""
-    T = itf.TOPIC
-    need = [(t, None) for t in played]
-    if "attribution_node" in nodes:
-        need += [(T[k].name, "attribution_node") for k in ("obs_image", "obs_config", "torques")]
-    if "recorder" in nodes:
-        keys = []
-        if "policy_node" in nodes:
-            keys += ["obs_image", "obs_config", "torques", "commands"]
-        if "attribution_node" in nodes:
-            keys += ["relevance_image", "relevance_config", "relevance_points", "ratios", "importance"]
-        if "visualization_node" in nodes:
-            keys += ["heatmap", "markers"]
-        need += [(t, "recorder") for t in played] + [(T[k].name, "recorder") for k in keys]
-    return need
