@@ -12,13 +12,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.nn.grad import conv2d_input
 
 from ..policy import VisuomotorPolicy
 from .explanation import IMAGE, Explanation
+from .graph.engine import _alpha_tensor  # the one alpha check (engine.py re-exports it)
 
 EPS = 1e-12
 _CL = torch.channels_last
@@ -299,24 +299,6 @@ def _grad_backward(policy, cache: Cache, g_out: torch.Tensor, guided: bool, stop
         conv = policy.convs[li]
         g = _conv_T(conv, g, "w", cache.conv_in[li].shape)
     return g, g_points, g_cfg, g_layer
-
-
-def _alpha_tensor(alpha, B, J, dtype, device=None):
-    """(B, J) importance factors on `device` (the inputs' device; alpha a number sequence, an array
-    or a tensor on any device)."""
-    if alpha is None:
-        return torch.ones(B, J, dtype=dtype, device=device)
-    if torch.is_tensor(alpha):
-        a = alpha.detach().to(device=device, dtype=dtype)
-    else:
-        a = torch.as_tensor(np.asarray(alpha, dtype=np.float64), dtype=dtype, device=device)
-    if a.dim() == 1:
-        a = a.unsqueeze(0).expand(B, -1)
-    if a.shape != (B, J):
-        raise ValueError(f"alpha must have shape ({J},) or ({B}, {J}), got {tuple(a.shape)}")
-    if not torch.isfinite(a).all() or (a < 0).any():
-        raise ValueError("alpha must be finite and non-negative")
-    return a.contiguous()
 
 
 def _ratios(img_abs, cfg_abs, spec):
