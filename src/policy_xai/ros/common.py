@@ -114,6 +114,16 @@ class XaiNode(Node):
     def apply_parameters(self, changed: dict[str, Any]) -> None:
         """Apply accepted run-time changes (name -> validated value). Override."""
 
+    def apply_pairing_parameters(self, changed: dict[str, Any]) -> None:
+        """The run-time parameters of a node that pairs its inputs by stamp: sync_tolerance and
+        time_jump (its live.StampSync `self.sync`), stale_timeout (its live.Watchdog `self.watchdog`)."""
+        if "sync_tolerance" in changed:
+            self.sync.tolerance_ns = int(changed["sync_tolerance"] * 1e9)
+        if "time_jump" in changed:
+            self.sync.jump_ns = int(changed["time_jump"] * 1e9)
+        if "stale_timeout" in changed:
+            self.watchdog.timeout = float(changed["stale_timeout"])
+
     def _on_set_parameters(self, params):
         new = dict(self._values)
         try:

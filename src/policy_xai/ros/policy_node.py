@@ -106,12 +106,7 @@ class PolicyNode(XaiNode):
     def apply_parameters(self, changed) -> None:
         if "torque_limits" in changed:
             self.limits = self.torque_limits(changed["torque_limits"])
-        if "sync_tolerance" in changed:
-            self.sync.tolerance_ns = int(changed["sync_tolerance"] * 1e9)
-        if "time_jump" in changed:
-            self.sync.jump_ns = int(changed["time_jump"] * 1e9)
-        if "stale_timeout" in changed:
-            self.watchdog.timeout = float(changed["stale_timeout"])
+        self.apply_pairing_parameters(changed)
         if "stale_action" in changed:
             self.stale_action = changed["stale_action"]
 

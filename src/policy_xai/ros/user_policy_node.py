@@ -147,12 +147,7 @@ class UserPolicyNode(XaiNode):
             self.limits = self.torque_limits(changed["torque_limits"])
         if "method" in changed:
             self.method = changed["method"]
-        if "sync_tolerance" in changed:
-            self.sync.tolerance_ns = int(changed["sync_tolerance"] * 1e9)
-        if "time_jump" in changed:
-            self.sync.jump_ns = int(changed["time_jump"] * 1e9)
-        if "stale_timeout" in changed:
-            self.watchdog.timeout = float(changed["stale_timeout"])
+        self.apply_pairing_parameters(changed)
         if "dt" in changed:
             self.live.dt = float(changed["dt"])
 
