@@ -21,7 +21,26 @@ def start(name, dom, tmp_path, extra=(), params_file=""):
     n = [x for x in graph("sim", params_file=params_file, overrides=ALLOW) if x.name == name][0]
     log = open(tmp_path / f"{name}.log", "wb")
     cmd = [sys.executable, "-m", "policy_xai.ros.entry", name, *n.ros_args(), *extra]
-    return subprocess.Popen(cmd, env=ros_env(dom), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    env = dict(ros_env(dom), PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack (a hung stop)
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def wait_all(procs, timeout):
+    """name -> exit code; a process still running after `timeout` s gets SIGABRT (its Python stacks go to
+    its log) and then SIGKILL, and its code is None."""
+    end = time.monotonic() + timeout
+    codes = {}
+    for n, p in procs.items():
+        try:
+            codes[n] = p.wait(max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            codes[n] = None
+    return codes
 
 
 def wait_running(probe, name, proc, timeout=60.0):
@@ -50,7 +69,7 @@ def test_every_node_stops_cleanly(signals, tmp_path):
             for p in procs.values():
                 p.send_signal(s)
             time.sleep(0.05)
-        codes = {n: p.wait(30) for n, p in procs.items()}
+        codes = wait_all(procs, 30)
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -117,3 +136,32 @@ def test_bad_start_up_parameter_is_one_line(node, param, value, words, tmp_path)
     for w in words:
         assert w in fatal[0], fatal[0]
     assert "Traceback" not in text
+
+
+HANGING_NODE = """
+import os, signal, sys, threading, time
+from rclpy.node import Node
+from policy_xai.ros import common, entry
+
+class Stuck(Node):
+    stop_deadline_s = 1.0
+    def __init__(self):
+        super().__init__("stuck_node")
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    def close(self):
+        time.sleep(600)  # a stop that never finishes
+
+entry.install_signal_handlers()
+sys.exit(common.main(Stuck, args=[]))
+"""
+
+
+def test_a_hanging_stop_ends_with_the_stacks_and_code_1(tmp_path):
+    """A node whose stop never finishes (a DDS or executor deadlock) does not outlive its deadline: every
+    thread's stack on stderr (the stuck frame named) and exit code 1, not a process launch must SIGKILL."""
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", HANGING_NODE], env=ros_env(fresh_domain()), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "Timeout" in p.stderr and "in close" in p.stderr, p.stderr
+    assert time.monotonic() - t0 < 60

@@ -2,6 +2,7 @@
 error reporting that never crashes the node, and the main() that spins and shuts down cleanly."""
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import time
@@ -321,9 +322,16 @@ def executor_name(ex) -> str:
     return "events" if type(ex).__name__ == "EventsExecutor" else type(ex).__name__
 
 
+#: seconds a node may take to stop once asked (executor, node, rclpy); `ros2 launch` sends SIGTERM
+#: after 5 s and SIGKILL 5 s later, so a stop that takes longer is a hang (a node that must finish
+#: writing, the recorder, sets a longer `stop_deadline_s`)
+STOP_DEADLINE_S = 10.0
+
+
 def main(node_factory: Callable[[], Node], args=None, multithreaded: bool = False) -> int:
     """Init rclpy, spin the node until SIGINT or SIGTERM, shut down cleanly; the exit code is 0 after
-    a signal, 1 when the node could not start (one line on stderr, naming the problem).
+    a signal, 1 when the node could not start (one line on stderr, naming the problem) or when its
+    stop hung for STOP_DEADLINE_S (every thread's stack on stderr).
 
     Signals are policy_xai's, not rclpy's: Ctrl-C in a terminal under `ros2 launch` sends SIGINT to
     the whole process group and launch then sends its own, so a node gets two (and SIGTERM after a
@@ -358,6 +366,11 @@ def main(node_factory: Callable[[], Node], args=None, multithreaded: bool = Fals
             print(f"[{name}] fatal: {e}", file=sys.stderr, flush=True)
             code = 1
     finally:
+        # a stop that hangs (a DDS or executor deadlock) must neither keep an arm's process alive nor
+        # go unexplained: after STOP_DEADLINE_S every thread's Python stack goes to stderr and the
+        # process exits with code 1 (faulthandler's watchdog is a C thread: it fires with the GIL held)
+        faulthandler.dump_traceback_later(float(getattr(node, "stop_deadline_s", STOP_DEADLINE_S)), exit=True,
+                                          file=sys.stderr)
         try:
             if ex is not None:  # stop dispatching before the node's entities go away
                 ex.shutdown(timeout_sec=2.0)

@@ -8,6 +8,7 @@ KeyboardInterrupt traceback. Nothing heavy is imported by this module.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -55,16 +56,33 @@ MODULES = {
 
 
 def run(name: str, args=None) -> int:
+    """Start node `name` and end the process with its exit code (does not return).
+
+    The process ends with os._exit once the node has stopped (its executor, entities and rclpy
+    context are gone, its files closed): the interpreter's own teardown (module and C-extension
+    finalisers of torch, MuJoCo's EGL context, Fast DDS's static objects) adds nothing the node
+    needs, took seconds on a loaded machine, and is one more place a stop can hang (once, on CI, a
+    node had not exited 30 s after Ctrl-C)."""
     install_signal_handlers()
+    code = 0
     try:
         import importlib
 
         module = importlib.import_module(MODULES[name])
+        if not _stop.is_set():
+            code = int(module.main(args) or 0)
     except KeyboardInterrupt:
-        return 0
-    if _stop.is_set():
-        return 0
-    return int(module.main(args) or 0)
+        code = 0
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 def sim_node() -> int:
@@ -100,4 +118,4 @@ if __name__ == "__main__":
         print(f"usage: python -m policy_xai.ros.entry {{{','.join(MODULES)}}} [--ros-args ...]", file=sys.stderr)
         raise SystemExit(2)
     name = sys.argv.pop(1)
-    raise SystemExit(run(name))
+    run(name)

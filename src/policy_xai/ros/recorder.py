@@ -44,6 +44,9 @@ def recording_qos(publisher_infos) -> QoSProfile:
 
 
 class Recorder(XaiNode):
+    #: closing writes the last chunk and the index: a slow close must not be cut short (a torn bag)
+    stop_deadline_s = 120.0
+
     def __init__(self, output: Optional[str] = None, topics: Optional[Sequence[str]] = None,
                  compression: Optional[str] = None):
         super().__init__("recorder")
