@@ -78,7 +78,7 @@ METHODS = RELEVANCE_METHODS + GRADIENT_METHODS + CAM_METHODS + tuple(PATH_METHOD
 #: the method the live pipeline and the commands use unless told otherwise (chosen by
 #: `policy-xai faithfulness`, docs/faithfulness.md)
 DEFAULT_METHOD = "occlusion_net"
-#: explain(engine=...): the graph engine (default) or reference.py's hand-written passes
+#: explain(engine=...): the graph engine (default) or the hand-written passes of reference/
 ENGINES = ("graph", "reference")
 #: what the live pipeline and analyze use instead of an occlusion_net method for a policy without an
 #: explainer file (the best-measured method that needs none)
@@ -131,7 +131,7 @@ def explain(policy: VisuomotorPolicy, image: torch.Tensor, config: torch.Tensor,
     the forward pass and everything else stay float32.
     engine: "graph" (the default): the policy is traced as one model among others and explained by
     the graph engine (policy_xai.attribution.graph, docs/graph_engine.md); "reference": the
-    hand-written passes over the plain conv stack (reference.py), kept as the independent reference
+    hand-written passes over the plain conv stack (reference/), kept as the independent reference
     the graph engine is checked against (the same numbers to 1e-6, test/test_graph_compat.py). The
     amortised methods (occlusion_net...) run their own explainer network either way.
     """

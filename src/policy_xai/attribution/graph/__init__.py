@@ -4,7 +4,9 @@
     e = explain_module(model, {"image": img, "state": s}, method="dtd")
 
 trace.py (torch.fx -> typed ops), canonizers.py (BatchNorm folding), rules.py (the rules),
-composites.py (methods as op type -> rule tables), engine.py (cached forward, backward passes),
+composites.py (methods as op type -> rule tables), engine.py (explain_module) over program.py
+(cached forward, plans, backward passes), context.py (what a rule may ask), results.py
+(GraphExplanation, alpha, ratios), cam.py and path_methods.py (the CAM and path families),
 models.py (reference architectures). Rules and their conservation properties: docs/graph_engine.md.
 """
 from .composites import METHODS, Method  # noqa: F401
