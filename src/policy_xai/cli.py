@@ -25,6 +25,7 @@ COMMANDS = [
     "policy_xai.commands.rollout",
     "policy_xai.commands.ros",
     "policy_xai.commands.robot",
+    "policy_xai.commands.docs",
 ]
 
 

@@ -1,0 +1,114 @@
+"""The README's and docs' generated blocks (policy_xai.docs_numbers, `policy-xai docs render`): the
+committed files are what their sources render, a renderer on a hand-made JSON gives the expected
+table, and a block that cannot be rendered is a one-line error that changes no file."""
+import json
+from pathlib import Path
+
+from cli_harness import cli
+from policy_xai import docs_numbers as dn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_readme_and_docs_are_in_sync(capsys):
+    rc, out, err = cli(capsys, "docs", "render", "--check", "--root", ROOT)
+    assert rc == 0, out + err
+    assert "in sync" in out
+    # the blocks exist where the numbers are: README (bench, latency, fleet, faithfulness, rules text)
+    readme = (ROOT / "README.md").read_text()
+    for kind in ("bench docs/bench_engines_b1_1thread.json", "latency docs/latency_bfloat16.json",
+                 "fleet docs/bench_fleet.json", "faithfulness-tables docs/faithfulness.md",
+                 "include docs/attribution.md#source:attribution-rules", "bench-table docs/bench_faithful"):
+        assert f"<!-- generated: {kind}" in readme, kind
+    assert "<!-- generated: rules -->" in (ROOT / "docs" / "attribution.md").read_text()
+
+
+def test_rules_table_covers_every_method_and_op_type():
+    from policy_xai.attribution.graph.composites import METHODS
+
+    text, _ = dn.render_text("<!-- generated: rules -->\n<!-- end generated -->\n", ROOT)
+    for name, m in METHODS.items():
+        assert f"`{name}`" in text, name
+        for kind, rule in m.rules.items():
+            assert f"`{kind}`" in text and f"`{rule.name}`" in text, (name, kind)
+
+
+def _latency_json():
+    row = {"spec": "small", "size": 64, "method": "dtd", "precision": "float32", "camera_hz": 20.04,
+           "commands_hz": 20.0, "explained_hz": 19.96, "heatmap_hz": 19.5, "relevance_p50_ms": 23.4,
+           "relevance_p99_ms": 31.6, "heatmap_p50_ms": 30.5, "heatmap_p99_ms": 41.2, "skipped_behind": "3"}
+    return [row, {**row, "spec": "paper", "size": 240, "explained_hz": 7.49, "heatmap_p99_ms": 487.4}]
+
+
+def test_renderers_on_a_hand_made_json(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "lat.json").write_text(json.dumps(_latency_json()))
+    text = ("Latency:\n\n<!-- generated: latency docs/lat.json -->\nold table\n<!-- end generated -->\n\n"
+            "paper at <!-- generated: value docs/lat.json spec=paper/explained_hz fmt=.1f -->8<!-- end generated -->"
+            " Hz, p99 <!-- generated: value docs/lat.json */heatmap_p99_ms fmt=.0f -->?<!-- end generated --> ms.\n")
+    new, stale = dn.render_text(text, tmp_path, "README.md")
+    assert [b.kind for b in stale] == ["latency", "value", "value"]
+    assert new == (
+        "Latency:\n\n<!-- generated: latency docs/lat.json -->\n"
+        "| spec | camera | rule precision | camera Hz | explained Hz | heatmap Hz | stamp -> relevance p50 / p99 ms"
+        " | stamp -> heatmap p50 / p99 ms | skipped (behind) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        "| small | 64x64 | float32 | 20.0 | 20.0 | 19.5 | 23 / 32 | 30 / 41 | 3 |\n"
+        "| paper | 240x240 | float32 | 20.0 | 7.5 | 19.5 | 23 / 32 | 30 / 487 | 3 |\n"
+        "<!-- end generated -->\n\n"
+        "paper at <!-- generated: value docs/lat.json spec=paper/explained_hz fmt=.1f -->7.5<!-- end generated -->"
+        " Hz, p99 <!-- generated: value docs/lat.json */heatmap_p99_ms fmt=.0f -->41-487<!-- end generated --> ms.\n")
+    again, stale = dn.render_text(new, tmp_path, "README.md")
+    assert again == new and stale == []
+
+
+def test_bench_table_and_markdown_region(tmp_path):
+    (tmp_path / "docs").mkdir()
+    rows = [{"row": "forward+backward", "ms": 2.64, "x_fwd_bwd": 1.0}, {"row": "dtd", "ms": 5.21, "x_fwd_bwd": 1.973}]
+    bench = {"results": [{"spec": "small", "batch": 1, "threads": 1, "rows": rows},
+                         {"spec": "paper", "batch": 1, "threads": 1, "rows": [rows[0]]}]}
+    (tmp_path / "docs" / "b.json").write_text(json.dumps(bench))
+    (tmp_path / "docs" / "t.md").write_text("<!-- src:t -->\n| task | method | top-k |\n|---|---|---:|\n"
+                                            "| reach | ig | 0.48 |\n| peg | ig | 0.56 |\n<!-- /src:t -->\n")
+    text = ("<!-- generated: bench-table docs/b.json cols=forward+backward,dtd:x_fwd_bwd first=spec -->\n"
+            "<!-- end generated -->\ntop-k <!-- generated: value docs/t.md#src:t method=ig/top-k fmt=.2f -->"
+            "<!-- end generated -->\n")
+    new, _ = dn.render_text(text, tmp_path)
+    assert ("| spec | forward+backward | dtd x f+b |\n|---|---:|---:|\n| small | 2.6 | 1.97 |\n| paper | 2.6 |  |\n"
+            in new)
+    assert "-->0.48-0.56<!--" in new
+
+
+def test_check_names_a_stale_block_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "lat.json").write_text(json.dumps(_latency_json()))
+    readme = tmp_path / "README.md"
+    stale = ("# x\n\np99 <!-- generated: value docs/lat.json spec=small/heatmap_p99_ms fmt=.0f -->39"
+             "<!-- end generated -->\n")
+    readme.write_text(stale)
+    rc, out, err = cli(capsys, "docs", "render", "--check", "--root", tmp_path)
+    assert rc == 1
+    assert "stale: README.md:3: generated block 'value docs/lat.json'" in out
+    assert readme.read_text() == stale
+    rc, out, err = cli(capsys, "docs", "render", "--root", tmp_path)
+    assert rc == 0 and "-->41<!--" in readme.read_text()
+    rc, out, err = cli(capsys, "docs", "render", "--check", "--root", tmp_path)
+    assert rc == 0
+
+
+def test_a_missing_source_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    readme = tmp_path / "README.md"
+    text = "# x\n\n<!-- generated: latency docs/latency_float32.json -->\n| old |\n<!-- end generated -->\n"
+    readme.write_text(text)
+    (tmp_path / "docs" / "a.md").write_text("<!-- generated: nosuchkind x -->\n<!-- end generated -->\n")
+    for argv in (("--check",), ()):
+        rc, out, err = cli(capsys, "docs", "render", *argv, "--root", tmp_path, "README.md")
+        assert rc == 1
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert "README.md:3" in lines[0] and "docs/latency_float32.json not found" in lines[0]
+        assert readme.read_text() == text
+    rc, out, err = cli(capsys, "docs", "render", "--root", tmp_path, "docs/a.md")
+    assert rc == 1 and "docs/a.md:1" in err and "unknown kind 'nosuchkind'" in err
+    assert len(err.strip().splitlines()) == 1 and readme.read_text() == text
