@@ -164,3 +164,24 @@ def test_docstring_documents_both_forms():
     doc = explain.__doc__
     assert "explain(policy, image, config" in doc and "explain(model, {" in doc
     assert engine.explain.__doc__.strip()[:60] in doc  # engine.explain's own documentation
+
+
+def test_a_policy_explains_numpy_observations_as_the_robot_gives_them():
+    """explain(policy, uint8 (H, W, 3) image, (D,) config) == explain on the prepared tensors."""
+    import numpy as np
+
+    from policy_xai.attribution import explain
+    from policy_xai.policy import init_policy
+    from policy_xai.spec import load_spec
+
+    pol = init_policy(load_spec("small"), 0)
+    s = pol.spec
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (s.image_height, s.image_width, 3), dtype=np.uint8)
+    cfg = rng.normal(size=s.config_dim).astype(np.float32)
+    a = explain(pol, img, cfg, method="dtd")
+    b = explain(pol, pol.prepare_image(img), pol.prepare_config(cfg), method="dtd")
+    assert torch.equal(a.image, b.image) and torch.equal(a.config, b.config)
+    assert np.array_equal(a.ratio_array(), b.ratio_array(), equal_nan=True)
+    with pytest.raises(TypeError, match="configuration"):
+        explain(pol, img, method="dtd")

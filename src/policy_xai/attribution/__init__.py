@@ -6,15 +6,18 @@ torch.nn.Module (graph/, docs/graph_engine.md), behind one entry point.
     e = explain(model, {"agentview_image": img, "robot0_eef_pos": p}, method="dtd")   # any module
 
 image: (B, C, H, W) float tensor in [0, 1] (policy.prepare_image), config: (B, D) raw configuration
-(policy.prepare_config); alpha: None (= 1 for every joint / action), a (J,) or (B, J) array of
-importance factors. The first form returns an Explanation (explanation.py), the second a
-graph.GraphExplanation (`inputs`, `ratios`, `maps`, ...). See `explain` for both forms.
+(policy.prepare_config) -- or, for a VisuomotorPolicy, the numpy forms those two accept ((H, W, C)
+uint8 RGB, a (D,) vector or a dict of groups), converted by them; alpha: None (= 1 for every
+joint / action), a (J,) or (B, J) array of importance factors. The first form returns an
+Explanation (explanation.py), the second a graph.GraphExplanation (`inputs`, `ratios`, `maps`,
+...). See `explain` for both forms.
 """
 from .explanation import IMAGE, Explanation  # noqa: F401
 from . import engine as _engine
 from .engine import CAM_METHODS, METHODS  # noqa: F401
 from ..policy import VisuomotorPolicy as _VisuomotorPolicy
 
+import numpy as _np
 import torch as _torch
 
 
@@ -61,6 +64,12 @@ def explain(model, observation, *args, **kwargs):
        VisuomotorPolicy only (form 1). A model with an op the method has no rule for raises
        graph.UnsupportedOpError naming the op, its module path and the supported op types.
     """
+    if isinstance(model, _VisuomotorPolicy) and isinstance(observation, _np.ndarray):
+        # numpy as the robot gives it: (H, W, C) / (B, H, W, C) uint8 RGB and a (D,) / (B, D) vector
+        if not args:
+            raise TypeError("explain(policy, image, config, ...): the configuration (third argument) is missing")
+        config = args[0] if _torch.is_tensor(args[0]) else model.prepare_config(args[0])
+        observation, args = model.prepare_image(observation), (config, *args[1:])
     if isinstance(model, _VisuomotorPolicy) and _torch.is_tensor(observation):
         return _engine.explain(model, observation, *args, **kwargs)
     return _explain_graph(model, observation, args, kwargs)
