@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import UsageError, add_device_option, positive_float, positive_int
+from .checks import (UsageError, add_device_option, nonnegative_float, nonnegative_int, positive_float,
+                     positive_int)
 
 #: graph-engine methods that give relevance ratios per input (the Grad-CAM family does not)
 RATIO_METHODS = ("dtd", "rap", "gradient", "gbp", "ig", "ig_median", "ig_occlusion")
@@ -20,8 +21,10 @@ def register(sub) -> None:
             "with weights_only=True) or from a torch.export program (.pt2), checks it against the observation "
             "mapping (--mapping YAML: observation names -> topics and kinds, and the actions; "
             "config/user_policy_example.yaml), explains every step of --observations (an .npz with one array "
-            "per observation name, leading axis = steps: images T x H x W x 3 uint8, vectors T x n) and "
-            "writes into --out (new or empty): ratios.csv (step, input, group, ratio: each input's share of "
+            "per observation name, leading axis = steps: images T x H x W x 3 uint8, vectors T x n) or of "
+            "--bag (the mapping's topics read from a rosbag2 recording, paired by stamp as the live node "
+            "pairs them) and "
+            "writes into --out (new or empty): ratios.csv (step, stamp_ns, input, group, ratio: each input's share of "
             "the relevance, rows with an empty group sum to 1 per step; then each named group of a vector "
             "input), relevance.npz (per input, the relevance in the model input's layout, T x ...) and "
             "summary.json (outputs, alpha). alpha: the mapping's actions.alpha, else 1; joint torques can "
@@ -33,7 +36,17 @@ def register(sub) -> None:
     p.add_argument("--factory-kwargs", default=None, metavar="JSON",
                    help='keyword arguments for the factory as a JSON object, e.g. \'{"width": 4}\'')
     p.add_argument("--mapping", required=True, help="observation mapping (YAML)")
-    p.add_argument("--observations", required=True, help=".npz: observation name -> (steps, ...) array")
+    p.add_argument("--observations", default="", help=".npz: observation name -> (steps, ...) array")
+    p.add_argument("--bag", default="",
+                   help="a rosbag2 folder or file instead of --observations: the mapping's topics, decoded and paired "
+                        "by stamp as the user_policy_node does")
+    b = p.add_argument_group("--bag reading (the user_policy_node's defaults)")
+    b.add_argument("--resize", action="store_true", help="resize images of another size to the mapping's")
+    b.add_argument("--sync-tolerance", type=nonnegative_float, default=0.02,
+                   help="s between the stamps of the mapped topics")
+    b.add_argument("--start", type=nonnegative_float, default=0.0, help="skip the first START s of the bag")
+    b.add_argument("--duration", type=nonnegative_float, default=0.0, help="read DURATION s (0: to the end)")
+    b.add_argument("--max-steps", type=nonnegative_int, default=0, help="at most this many steps (0: all)")
     p.add_argument("--method", default="dtd", help=f"one of {', '.join(RATIO_METHODS)}")
     p.add_argument("--robot", default="none",
                    help="for joint-torque actions (actions.kind: torques): a robot model (shipped name, e.g. "
@@ -61,44 +74,27 @@ def _factory_kwargs(text):
     return kw
 
 
-def _observations(path, mapping) -> dict:
-    import zipfile
-
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        reason = str(e).splitlines()[0] if str(e) else e
-        raise UsageError(f"--observations {path}: not a readable .npz file ({reason})") from None
-    missing = [n for n in mapping.names() if n not in data]
-    if missing:
-        raise UsageError(f"--observations {path} has no {', '.join(missing)} (has {', '.join(data) or 'nothing'}); "
-                         f"the mapping needs {', '.join(mapping.names())}")
-    steps = {n: data[n].shape[0] if data[n].ndim else 0 for n in mapping.names()}
-    if len(set(steps.values())) != 1 or 0 in steps.values():
-        raise UsageError(f"--observations {path}: every observation needs the same number (>= 1) of steps on its "
-                         f"leading axis, got {', '.join(f'{k} {v}' for k, v in steps.items())}")
-    return {n: data[n] for n in mapping.names()}
-
-
 def run(args) -> int:
-    import csv
-    import json
     from pathlib import Path
 
     from . import checks
+    from ..bags.common import BagError
     from ..user_policy import UserPolicyError
 
     if args.method not in RATIO_METHODS:
         raise UsageError(f"--method {args.method!r}: choose from {', '.join(RATIO_METHODS)} (methods with relevance "
                          "ratios)")
+    if bool(args.observations) == bool(args.bag):
+        raise UsageError("give the observations as --observations FILE.npz or --bag BAG (one of the two)")
     kwargs = _factory_kwargs(args.factory_kwargs)
     dev = checks.device_arg(args.device)
     mapping_path = checks.input_file(args.mapping, "--mapping")
-    obs_path = checks.input_file(args.observations, "--observations")
-    inputs = {"--mapping": mapping_path, "--observations": obs_path}
+    inputs = {"--mapping": mapping_path}
+    if args.observations:
+        inputs["--observations"] = obs_path = checks.input_file(args.observations, "--observations")
+    else:
+        checks.input_path(args.bag, "--bag")
+        inputs["--bag"] = obs_path = checks.bag_root(args.bag)
     if args.weights:
         inputs["--weights"] = checks.input_file(args.weights, "--weights")
     if args.model.endswith(".pt2"):
@@ -108,23 +104,27 @@ def run(args) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out} exists and is not an empty folder; choose a new one (nothing is overwritten)")
 
-    import numpy as np
     import torch
 
+    from ..user_live import UserLive
     from ..user_policy import load_mapping, load_user_policy
+    from ..user_policy import recording as rc
 
     torch.set_num_threads(args.threads)
     try:
         model = load_user_policy(args.model, args.weights, kwargs).to(dev)  # moved once; inputs made there
         mapping = load_mapping(mapping_path, model)
-    except UserPolicyError as e:
+        if args.observations:
+            rec = rc.observations_from_npz(obs_path, mapping)
+        else:
+            opts = rc.BagReadOptions(resize=args.resize, sync_tolerance=args.sync_tolerance, start=args.start,
+                                     duration=args.duration, max_steps=args.max_steps)
+            rec = rc.observations_from_bag(args.bag, UserLive(model, mapping, dev, explainer=model), opts)
+        mapping.to_batch({k: v[:1] for k, v in rec.data.items()})  # shapes checked before any work
+    except (UserPolicyError, BagError) as e:
         raise UsageError(str(e)) from None
-    data = _observations(obs_path, mapping)
-    T = next(iter(data.values())).shape[0]
-    try:
-        mapping.to_batch({k: v[:1] for k, v in data.items()})  # shapes checked before any work
-    except UserPolicyError as e:
-        raise UsageError(str(e)) from None
+    for reason, n in rec.skipped.items():
+        print(f"warning: skipped {n} message(s): {reason}")
     alpha = None
     if args.robot not in ("", "none"):
         from ..robot.errors import RobotInputError
@@ -133,52 +133,15 @@ def run(args) -> int:
         if mapping.action_alpha is not None:
             raise UsageError("--robot and the mapping's actions.alpha both give alpha; drop one")
         try:
-            alpha = mapping.torque_alpha(load_robot_arg(args.robot), data, dt=args.dt)
+            alpha = mapping.torque_alpha(load_robot_arg(args.robot), rec.data, dt=args.dt)
         except (UserPolicyError, RobotInputError) as e:
             raise UsageError(f"--robot {args.robot}: {e}") from None
     checks.writable_dir(out)
-
-    from tqdm import tqdm
-
-    rel = {n: [] for n in mapping.names()}
-    rows, outputs = [], []
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    device = dev
-    with tqdm(total=T, desc=f"explain-model {args.method}", unit="step") as bar:
-        for s in range(0, T, args.batch):
-            batch = mapping.to_batch({k: v[s:s + args.batch] for k, v in data.items()}, device=device, dtype=dtype)
-            kw = {} if alpha is None else {"alpha": alpha[s:s + args.batch]}
-            e = mapping.explain(model, batch, method=args.method, **kw)
-            B = e.outputs.shape[0]
-            for n in mapping.names():
-                rel[n].append(e.inputs[n].detach().cpu().numpy())
-            outputs.append(e.outputs.detach().cpu().numpy())
-            for b in range(B):
-                for n in mapping.names():
-                    rows.append((s + b, n, "", float(e.ratios[n][b])))
-                for key, v in e.group_ratios.items():
-                    n, g = key.split("/", 1)
-                    rows.append((s + b, n, g, float(v[b])))
-            bar.update(B)
-    with open(out / "ratios.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "input", "group", "ratio"])
-        w.writerows(rows)
-    np.savez(out / "relevance.npz", **{n: np.concatenate(v) for n, v in rel.items()})
-    y = np.concatenate(outputs)
-    n_actions = y.shape[1]
-    names = mapping.action_names or [f"action{i}" for i in range(n_actions)]
-    summary = {
-        "model": args.model, "weights": args.weights, "factory_kwargs": kwargs, "mapping": str(mapping_path),
-        "observations": str(obs_path), "method": args.method, "device": str(dev), "steps": int(T), "actions": names,
-        "action_kind": mapping.action_kind, "robot": None if alpha is None else args.robot,
-        "alpha": mapping.alpha(n_actions).tolist() if alpha is None else alpha.tolist(),
-        "inputs": {n: list(mapping.observations[n].shape) for n in mapping.names()},
-        "mean_ratio": {n: float(np.nanmean([r[3] for r in rows if r[1] == n and not r[2]])) for n in mapping.names()},
-        "outputs": y.tolist(),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"explain-model: {T} steps, {args.method}; mean ratio "
+    result = rc.explain_recording(model, mapping, rec, args.method, alpha, args.batch, dev, progress=True)
+    about = {"model": args.model, "weights": args.weights, "factory_kwargs": kwargs, "mapping": str(mapping_path),
+             "observations": str(obs_path), "device": str(dev), "robot": None if alpha is None else args.robot}
+    summary = rc.write_report(out, rec, result, mapping, about)
+    print(f"explain-model: {rec.steps} steps, {args.method}; mean ratio "
           + ", ".join(f"{n} {v:.3f}" for n, v in summary["mean_ratio"].items()))
     print(f"(ratios.csv, relevance.npz and summary.json in {out})")
     return 0
