@@ -152,8 +152,9 @@ def test_public_scene_api_matches_the_mujoco_state():
         assert sim.scene_joint_names == ("door_hinge",) and sim.physics_timestep == sim.mj_model.opt.timestep
         q = np.asarray(sim.task.conditions[0].q0, float) + 0.05
         via_state = sim.get_state()
-        via_state["qpos"][sim._qadr] = q
-        via_state["qpos"][sim._extra_qpos["door_hinge"]] = 0.3
+        m = sim.mj_model   # joint addresses from the public MuJoCo model, not the simulator's private tables
+        via_state["qpos"][[m.jnt_qposadr[m.joint(n).id] for n in sim.joint_names]] = q
+        via_state["qpos"][m.jnt_qposadr[m.joint("door_hinge").id]] = 0.3
         sim.set_state(via_state)
         expected = (sim.mj_data.qpos.copy(), sim.site_position("handle"), sim.render())
         sim.reset(0)

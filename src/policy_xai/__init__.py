@@ -10,6 +10,7 @@ _LAZY = {
     "PolicySpec": "spec", "SpecError": "spec", "load_spec": "spec",
     "VisuomotorPolicy": "policy", "PolicyLoadError": "policy", "ObservationError": "policy",
     "load_policy": "policy", "save_policy": "policy", "init_policy": "policy",
+    "resolve_policy": "resolve", "policy_source": "resolve", "PolicySourceError": "resolve",
     "explain": "attribution", "Explanation": "attribution", "METHODS": "attribution",
 }
 

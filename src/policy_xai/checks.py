@@ -116,14 +116,21 @@ def input_file(path, label: str, allow_empty: bool = False) -> Path:
     return p
 
 
-def policy_input(arg: str, label: str = "--policy") -> None:
-    """A weights file (must exist) or a spec name / YAML file (must load)."""
-    if arg.endswith(".safetensors") or Path(arg).is_file():
-        input_file(arg, f"{label} weights file")
-        return
-    from .spec import load_spec
+def policy_arg(arg, label: str = "--policy", accept=("weights", "spec", "task")):
+    """What a policy argument names (policy_xai.resolve.policy_source: a weights file, a spec, a task's
+    shipped weights), checked before any work: UsageError (exit 2) saying what is wrong and what is
+    accepted. Returns the PolicySource (its .load(seed=, device=) gives the policy)."""
+    from .resolve import PolicySourceError, policy_source
 
-    load_spec(arg)
+    try:
+        return policy_source(arg, accept=accept, label=label)
+    except PolicySourceError as e:
+        raise UsageError(str(e)) from None
+
+
+def policy_input(arg: str, label: str = "--policy") -> None:
+    """A weights file (must exist), a spec name / YAML file (must load) or a task with shipped weights."""
+    policy_arg(arg, label)
 
 
 # ==== outputs =====================================================================================
@@ -145,14 +152,18 @@ def _within(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def policy_and_recording(inputs_arg: str, policy_arg: str, policy_label: str = "--policy file") -> dict:
-    """The input files of a command with `--inputs RECORDING|synthetic` and `--policy SPEC|FILE`
-    (label -> path) for guard_outputs; each must exist and hold something."""
+def policy_and_recording(inputs_arg: str, policy, policy_label: str = "--policy file") -> dict:
+    """The input files of a command with `--inputs RECORDING|synthetic` and `--policy SPEC|FILE|TASK`
+    (label -> path) for guard_outputs; each must exist and hold something (the policy: its text, checked
+    by `policy_arg`, or the PolicySource it gave)."""
+    from .resolve import PolicySource
+
     inputs = {}
     if inputs_arg != "synthetic":
         inputs["--inputs recording"] = input_file(inputs_arg, "--inputs recording")
-    if policy_arg.endswith(".safetensors") or Path(policy_arg).is_file():
-        inputs[policy_label] = input_file(policy_arg, policy_label)
+    src = policy if isinstance(policy, PolicySource) else policy_arg(policy, policy_label.split()[0])
+    if src.weights is not None:
+        inputs[policy_label] = src.weights
     return inputs
 
 

@@ -257,23 +257,24 @@ def run_sanity(policy: VisuomotorPolicy, images: torch.Tensor, configs: torch.Te
     return res
 
 
-def policy_from_arg(name: str, seed: int = 0, temperature: Optional[float] = None,
+def policy_from_arg(name, seed: int = 0, temperature: Optional[float] = None,
                     device=None) -> VisuomotorPolicy:
-    """A weights file (.safetensors), or a shipped spec name / YAML file for a randomly initialised
-    network. An untrained network's conv maps are nearly flat, so its spatial softmax is almost
-    uniform and the feature points hardly move with the image; such a network gets a sharper softmax
-    (temperature RANDOM_NET_TEMPERATURE) unless `temperature` is given. A weights file keeps its
-    stored temperature unless `temperature` is given."""
-    from pathlib import Path
+    """The policy `name` names (policy_xai.resolve: a weights file, a spec, a task's shipped weights).
+    An untrained network's conv maps are nearly flat, so its spatial softmax is almost uniform and the
+    feature points hardly move with the image; a spec's network gets a sharper softmax (temperature
+    RANDOM_NET_TEMPERATURE) unless `temperature` is given. Trained weights keep their stored
+    temperature unless `temperature` is given."""
+    from dataclasses import replace
 
-    from .policy import init_policy, load_policy
+    from .resolve import policy_source
     from .spec import load_spec
 
-    if name.endswith(".safetensors"):
-        policy = load_policy(name, device=device)
+    src = policy_source(name)
+    if src.trained:
+        policy = src.load(device=device)
         if temperature is not None:
             policy.softmax.temperature = float(temperature)
         return policy
-    d = load_spec(Path(name) if Path(name).is_file() else name).to_dict()
+    d = src.spec.to_dict()
     d["softmax_temperature"] = RANDOM_NET_TEMPERATURE if temperature is None else float(temperature)
-    return init_policy(d, seed=seed, device=device)
+    return replace(src, spec=load_spec(d)).load(seed=seed, device=device)

@@ -29,7 +29,7 @@ class AnalyzeOptions:
 
     bag: Union[str, Path]
     out: Union[str, Path] = "out/analyze"
-    policy: str = str(_ATTR["spec"])  # weights file (.safetensors) or a shipped spec name (random network)
+    policy: str = str(_ATTR["spec"])  # policy_xai.resolve: weights file, spec (random network) or task name
     seed: int = int(_ATTR["init_seed"])  # init seed of a random network
     methods: Union[str, Sequence[str]] = str(_ATTR["method"])  # comma-separated or a list; the first is "live"
     importance: str = str(_ATTR["importance"])  # dynamics | uniform
@@ -111,21 +111,18 @@ def usable_methods(policy, methods: list[str]) -> list[str]:
 
 
 def load_policy(opts: AnalyzeOptions):
-    """The policy of opts.policy (a weights file, or a spec name -> a random network with opts.seed) on
-    opts.device; sets torch's thread count to opts.threads (when not 0)."""
+    """The policy of opts.policy (policy_xai.resolve: a weights file, a spec -> a random network with
+    opts.seed, a task -> its shipped weights) on opts.device; sets torch's thread count to opts.threads
+    (when not 0)."""
     from ..checks import device_arg
-    from ..policy import init_policy
-    from ..policy import load_policy as load_weights
+    from ..resolve import resolve_policy
 
     device = device_arg(opts.device)
     if opts.threads:
         import torch
 
         torch.set_num_threads(opts.threads)
-    name = opts.policy
-    if name.endswith(".safetensors") or Path(name).is_file():
-        return load_weights(name, device=device)
-    return init_policy(name, seed=opts.seed, device=device)
+    return resolve_policy(opts.policy, seed=opts.seed, device=device, label="--policy")
 
 
 def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, video: bool = True,
@@ -139,8 +136,9 @@ def check_analyze_out(bag, policy: str, out, methods, write_bag: bool = True, vi
     checks.input_path(bag, "bag")
     out = Path(out)
     inputs = {"input bag": checks.bag_root(bag)}
-    if policy.endswith(".safetensors") or Path(policy).is_file():
-        inputs["--policy weights file"] = checks.input_file(policy, "--policy weights file")
+    src = checks.policy_arg(policy)
+    if src.weights is not None:
+        inputs["--policy weights file"] = src.weights
     writes = {name: out / name for name in ("summary.json", "ratios.csv", "ratios.parquet", "importance.csv",
                                             "importance.parquet", "fig4_ratios.png", "fig5_curves.png",
                                             "importance.png")}

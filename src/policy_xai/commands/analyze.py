@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..resolve import SOURCE_HELP
 from ..ros import interfaces as itf
 from .checks import (UsageError, add_device_option, device_arg, domain_id, nonnegative_float, nonnegative_int,
                      positive_float, positive_int, positive_int_list)
@@ -26,8 +27,7 @@ def _topic_options(p: argparse.ArgumentParser) -> None:
 
 
 def _explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", default=str(_ATTR["spec"]),
-                   help="weights file (.safetensors) or a shipped spec name for a random network (small, paper)")
+    p.add_argument("--policy", default=str(_ATTR["spec"]), help=f"the policy: {SOURCE_HELP}")
     p.add_argument("--seed", type=int, default=int(_ATTR["init_seed"]),
                    help="init seed of a random network (the live nodes' init_seed)")
     p.add_argument("--method", "--methods", dest="methods", default=str(_ATTR["method"]),
@@ -173,7 +173,7 @@ def register(sub) -> None:
     )
     r.add_argument("bag")
     r.add_argument("--graph", choices=("auto", "replay", "explain"), default="auto")
-    r.add_argument("--policy", default=str(_ATTR["spec"]), help="spec name or weights file for the nodes")
+    r.add_argument("--policy", default=str(_ATTR["spec"]), help=f"the nodes' policy: {SOURCE_HELP}")
     r.add_argument("--method", default=str(_ATTR["method"]))
     r.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor")
     r.add_argument("--loop", action="store_true")
@@ -345,7 +345,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from . import checks
 
     checks.input_path(args.bag, "bag")
-    checks.policy_input(args.policy)
+    source = checks.policy_arg(args.policy)
     device = str(checks.device_arg(args.device))
     inputs = {"input bag": checks.bag_root(args.bag)}
     if args.record:
@@ -361,8 +361,8 @@ def run_replay(args: argparse.Namespace) -> int:
     gname = plan["graph"]
     nodes = [n for n in graph(gname, params_file="")]
     node_names = [n.name for n in nodes if not (args.no_visualization and n.name == "visualization_node")]
-    weights = args.policy if args.policy.endswith(".safetensors") or Path(args.policy).is_file() else ""
-    spec = "" if weights else args.policy
+    weights = str(source.weights) if source.trained else ""
+    spec = "" if weights else str(source.spec_file or args.policy)
     over = {n: {"spec": spec, "weights": weights, "device": device} for n in ("policy_node", "attribution_node")
             if n in node_names}
     if "attribution_node" in over:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..robot.tasks import task_names
 from .checks import positive_float
 from .ros import _DEFAULT_METHOD
 
@@ -18,8 +19,10 @@ from .ros import _DEFAULT_METHOD
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main demo: live simulated pipeline + recording + offline analysis",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="reach", help="simulation task with a shipped policy (reach, reach2d, peg, door)")
-    p.add_argument("--weights", default="", help="policy weights (default: the shipped models/<task>.safetensors)")
+    p.add_argument("--task", default="reach", choices=task_names(),
+                   help="simulation task, with its shipped policy (default: reach)")
+    p.add_argument("--weights", default="", help="policy weights: a .safetensors file or a task name (default: the "
+                                                 "task's shipped weights, models/<task>.safetensors)")
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of live running after start-up")
     p.add_argument("--method", default=_DEFAULT_METHOD,
                    help=f"live attribution method (default {_DEFAULT_METHOD}: see docs/faithfulness.md)")
@@ -45,25 +48,27 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import bags
     from ..cli import build_parser
-    from ..policy import load_policy
-    from ..training import model_path
+    from ..resolve import PolicySourceError, policy_source
+    from ..robot.tasks import get_task
     from . import checks
     from .ros import check_live_args
 
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d_%H%M%S"))
     device = str(checks.device_arg(args.device))
+    task = get_task(args.task)
     if args.weights:
-        weights = checks.input_file(args.weights, "--weights file")
+        source = checks.policy_arg(args.weights, "--weights", accept=("weights", "task"))
     else:
         try:
-            weights = model_path(args.task)
-        except FileNotFoundError:
-            weights = None
+            source = policy_source(f"task:{task.name}")
+        except PolicySourceError:
+            source = None  # no shipped policy: an untrained network of the task's spec (warned below)
+    weights = source.weights if source is not None else None
     inputs = {"--weights file": weights}
     checks.guard_outputs(inputs, out, {n: out / n for n in ("spec.yaml", "live", "analysis")})
     checks.writable_dir(out)
     if not args.offline:
-        check_live_args(out / "live", "small", str(weights or ""))
+        check_live_args(out / "live", task.spec, str(weights or ""))
         if not args.no_analyze and (out / "analysis" / "bag").exists() and \
                 not bags.is_annotated_bag(out / "analysis" / "bag"):
             raise checks.UsageError(f"--out {out} already holds analysis/bag, which analyze did not write; "
@@ -72,18 +77,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: no shipped policy for task {args.task!r}; using an untrained network", file=sys.stderr)
     parser = build_parser()
     if args.offline:
-        argv = ["explain", "--policy", str(weights or "small"), "--out", str(out), "--methods", "dtd,rap,gbp,gradcam",
-                "--robot", "baxter_right_arm" if args.task != "reach2d" else "two_link_arm", "--steps", "60",
-                "--device", device]
+        argv = ["explain", "--policy", str(weights or f"spec:{task.spec}"), "--out", str(out), "--methods",
+                "dtd,rap,gbp,gradcam", "--robot", task.robot, "--steps", "60", "--device", device]
         a = parser.parse_args(argv)
         return a.func(a)
 
     from .ros import cmd_run
 
-    spec = "small"
-    if weights is not None:  # the spec stored with the weights, for every node
+    spec = task.spec
+    if source is not None:  # the spec stored with the weights, for every node
         spec_file = out / "spec.yaml"
-        spec_file.write_text(yaml.safe_dump(load_policy(weights).spec.to_dict(), sort_keys=False))
+        spec_file.write_text(yaml.safe_dump(source.load().spec.to_dict(), sort_keys=False))
         spec = str(spec_file)
     live = argparse.Namespace(duration=args.duration, spec=spec, weights=str(weights or ""), method=args.method,
                               task=args.task, image_size=None, params_file=None, domain_id=None,

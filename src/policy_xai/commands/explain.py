@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..resolve import SOURCE_HELP
 from .checks import add_device_option, nonnegative_int, positive_float, positive_int
 
 
@@ -19,8 +20,7 @@ def register(sub) -> None:
             "alphas (N,J), or are generated (--inputs synthetic)."
         ),
     )
-    p.add_argument("--policy", default="small",
-                   help="weights file (.safetensors) or a shipped spec name for a random network (small, paper)")
+    p.add_argument("--policy", default="small", help=f"the policy: {SOURCE_HELP} (default: small, untrained)")
     p.add_argument("--inputs", default="synthetic", help="'synthetic' or an .npz recording (see above)")
     p.add_argument("--steps", type=positive_int, default=40, help="number of generated observations (synthetic inputs)")
     p.add_argument("--methods", default="dtd,rap,gbp", help="comma-separated: dtd,rap,gbp,gradient,gradcam,...")
@@ -37,17 +37,6 @@ def register(sub) -> None:
     add_device_option(p)
     p.add_argument("--out", default="out/explain", help="output folder")
     p.set_defaults(func=run)
-
-
-def load_policy_arg(name: str, seed: int = 0, device=None):
-    """A weights file, or a shipped spec name (-> a randomly initialised network), on `device`."""
-    from pathlib import Path
-
-    from ..policy import init_policy, load_policy
-
-    if name.endswith(".safetensors") or Path(name).is_file():
-        return load_policy(name, device=device)
-    return init_policy(name, seed=seed, device=device)
 
 
 def load_robot_arg(name: str):
@@ -79,12 +68,13 @@ def run(args: argparse.Namespace) -> int:
     device = checks.device_arg(args.device)
     out = Path(args.out)
     inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy weights file")
+    source = checks.policy_arg(args.policy)
     if args.robot not in ("", "none") and Path(args.robot).is_file():
         inputs["--robot URDF"] = args.robot
     writes = {n: out / n for n in ("ratios.csv", "summary.json", "fig4_ratios.png", "fig5_curves.png", "heatmaps")}
     writes.update({f"heatmap_{m}.mp4": out / f"heatmap_{m}.mp4" for m in methods})
     checks.guard_outputs(inputs, out, writes)
-    policy = load_policy_arg(args.policy, args.seed, device)
+    policy = source.load(seed=args.seed, device=device)
     checks.writable_dir(out)
     spec = policy.spec
     times = alphas = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..robot.tasks import task_names
 from .checks import UsageError, add_device_option, device_arg, positive_int
 
 
@@ -15,8 +16,9 @@ def register(sub) -> None:
             "state (the teacher: the torque change when each small window is painted out) and trains a small "
             "network to predict it from the image. Writes <weights>.explainer.safetensors next to the weights "
             "(load_policy then attaches it). About 20-25 minutes per task with the defaults on 2 cores."))
-    p.add_argument("--task", required=True, help="simulation task the policy runs (reach2d, reach, peg, door)")
-    p.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    p.add_argument("--task", required=True, help=f"simulation task the policy runs ({', '.join(task_names())})")
+    p.add_argument("--policy", required=True,
+                   help="policy weights: a .safetensors file, or a task name for its shipped weights")
     p.add_argument("--out", default=None, help="explainer file (default: <weights stem>.explainer.safetensors)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="rollout seeds (not 0: held out)")
     p.add_argument("--episodes", type=positive_int, default=3, help="episodes per task condition and seed")
@@ -34,26 +36,25 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..attribution.amortised import explainer_path_for
-    from ..faithfulness.run import TASKS
-    from .checks import input_file, writable_dir
+    from ..resolve import PolicySourceError
+    from .checks import policy_arg, writable_dir
 
-    if args.task not in TASKS:
-        raise UsageError(f"--task {args.task!r}: choose from {', '.join(TASKS)}")
+    if args.task not in task_names():
+        raise UsageError(f"--task {args.task!r}: choose from {', '.join(task_names())}")
     if 0 in args.seeds:
         raise UsageError("--seeds: 0 is the held-out seed `policy-xai faithfulness` measures on; choose others")
     if args.sizes is not None and any(s < 1 for s in args.sizes):
         raise UsageError("--sizes: window sides are >= 1 pixel")
     device = str(device_arg(args.device))
-    weights = input_file(args.policy, "--policy file")
+    source = policy_arg(args.policy, "--policy", accept=("weights", "task"))
+    weights = source.weights
     out = Path(args.out) if args.out else explainer_path_for(weights)
     if out.exists():
         raise UsageError(f"{out} exists: remove it or choose another --out (an explainer is never overwritten)")
     writable_dir(out.parent, "--out folder")
-    from ..policy import PolicyLoadError, load_policy
-
     try:
-        load_policy(weights)
-    except PolicyLoadError as e:
+        source.load()
+    except PolicySourceError as e:
         raise UsageError(str(e)) from e
     import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..robot.tasks import task_names
 from .checks import UsageError, add_device_option, device_arg, nonnegative_int, positive_int, writable_dir
 
 QUICK = dict(tasks="reach", methods="dtd,gradient,ig,occlusion_net", every=25, sanity_states=2)
@@ -24,7 +25,7 @@ def register(sub) -> None:
             ".csv / .json, per-row tables (CSV and Parquet) and figures into --out. The full run takes "
             "about 15-30 minutes on 2 cores; --quick is a one-minute smoke run."),
     )
-    p.add_argument("--tasks", default="reach2d,reach,peg,door", help="comma-separated tasks")
+    p.add_argument("--tasks", default=",".join(task_names()), help="comma-separated tasks (default: all)")
     p.add_argument("--methods", default="all", help="comma-separated methods, or 'all'")
     p.add_argument("--episodes", type=positive_int, default=1, help="episodes per task condition")
     p.add_argument("--every", type=positive_int, default=10, help="keep every n-th control step")
@@ -34,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--sanity-states", type=nonnegative_int, default=4,
                    help="states for the model-randomisation check on the trained policy (0: skip)")
     p.add_argument("--policy", action="append", default=[], metavar="TASK=FILE",
-                   help="weights for a task instead of models/<task>.safetensors (repeatable)")
+                   help="weights for a task instead of its shipped models/<task>.safetensors (repeatable)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (the ms column is per this)")
     p.add_argument("--seed", type=int, default=0)
     add_device_option(p)
@@ -53,16 +54,15 @@ def _list(text: str, what: str) -> list:
 def options_from_args(args):
     from ..attribution import METHODS
     from ..faithfulness import REMOVALS, Options
-    from ..faithfulness.run import TASKS
-    from .checks import input_file
+    from .checks import policy_arg
 
     if args.quick:
         for k, v in QUICK.items():
             setattr(args, k, v)
     tasks = _list(args.tasks, "--tasks")
-    bad = [t for t in tasks if t not in TASKS]
+    bad = [t for t in tasks if t not in task_names()]
     if bad:
-        raise UsageError(f"--tasks: unknown {bad}; choose from {', '.join(TASKS)}")
+        raise UsageError(f"--tasks: unknown {bad}; choose from {', '.join(task_names())}")
     methods = list(METHODS) if args.methods == "all" else _list(args.methods, "--methods")
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -81,9 +81,9 @@ def options_from_args(args):
     policies = {}
     for item in args.policy:
         task, sep, path = item.partition("=")
-        if not sep or task not in TASKS:
-            raise UsageError(f"--policy {item!r}: expected TASK=FILE with TASK one of {', '.join(TASKS)}")
-        policies[task] = str(input_file(path, f"--policy {task}"))
+        if not sep or task not in task_names():
+            raise UsageError(f"--policy {item!r}: expected TASK=FILE with TASK one of {', '.join(task_names())}")
+        policies[task] = str(policy_arg(path, f"--policy {task}", accept=("weights", "task")).weights)
     return Options(tasks=tuple(tasks), methods=tuple(methods), episodes=args.episodes, every=args.every,
                    max_states=args.max_states, removals=tuple(removals), units=tuple(units),
                    sanity=args.sanity_states > 0, sanity_states=args.sanity_states, policies=policies,

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..robot.tasks import task_names
 from .checks import nonnegative_float, positive_float, positive_int, positive_int_list
-
-TASK_NAMES = ("reach2d", "reach", "peg", "door")
 
 
 def register(sub) -> None:
@@ -16,7 +15,7 @@ def register(sub) -> None:
     b = rsub.add_parser("bench", help="physics steps/s, rendered frames/s (64x64, 240x240), alpha cost per step",
                         description="Measure the simulation's physics rate, the offscreen camera's frame rate at "
                                     "several sizes and the cost of the importance factors (linearised and exact).")
-    b.add_argument("--task", default="reach", choices=TASK_NAMES, help="scene to measure (default: reach)")
+    b.add_argument("--task", default="reach", choices=task_names(), help="scene to measure (default: reach)")
     b.add_argument("--sizes", type=positive_int_list, default="64,240",
                    help="comma-separated square image sizes to render")
     b.add_argument("--steps", type=positive_int, default=200, help="control steps for the physics measurement")
@@ -27,9 +26,11 @@ def register(sub) -> None:
 
     e = rsub.add_parser("experts", help="success rate of the scripted experts per task and condition",
                         description="Run the scripted expert of each task from every condition (and, for the "
-                                    "reaching tasks, with the target moved mid-episode between the training "
-                                    "targets) and print the success rate. Exit status 1 if any episode fails.")
-    e.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated tasks (default: all)")
+                                    "tasks that declare it (target_change: the reaching tasks), with the target "
+                                    "moved mid-episode between the training targets) and print the success "
+                                    "rate. Exit status 1 if any episode fails.")
+    e.add_argument("--tasks", default=",".join(task_names()),
+                   help=f"comma-separated tasks out of {', '.join(task_names())} (default: all)")
     e.add_argument("--episodes", type=positive_int, default=1, help="episodes per condition")
     e.add_argument("--noise", type=nonnegative_float, default=0.0,
                    help="uniform start-pose noise (rad) for episodes after the first")
@@ -134,7 +135,7 @@ def run_experts(args: argparse.Namespace) -> int:
         for c in range(n):
             for e in range(args.episodes):
                 jobs.append((t, str(c), c, e, None))
-        if t in ("reach2d", "reach"):
+        if task.target_change:
             T = task.targets
             for c in range(n):  # Fig. 6: a third into the episode the target moves half-way to the nearest other target
                 j = min((k for k in range(n) if k != c), key=lambda k: float(((T[k] - T[c]) ** 2).sum()))

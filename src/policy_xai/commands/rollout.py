@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..resolve import SOURCE_HELP
+from ..robot.tasks import task_names
 from .checks import add_device_option, nonnegative_int, positive_float, positive_int
 
 
@@ -22,8 +24,8 @@ def register(sub) -> None:
             "summary.json; prints the image:configuration ratio, the early/late trend, the reaction to the "
             "target change and the rank correlation of the ratio curves between the methods."),
     )
-    p.add_argument("--task", default="reach", choices=("reach2d", "reach", "peg", "door"))
-    p.add_argument("--policy", default=None, help="weights file (default: the shipped model of the task)")
+    p.add_argument("--task", default="reach", choices=task_names(), help="simulated task (default: reach)")
+    p.add_argument("--policy", default=None, help=f"the policy: {SOURCE_HELP} (default: the task's shipped weights)")
     p.add_argument("--methods", default="dtd,rap,gbp", help="comma-separated attribution methods")
     p.add_argument("--conditions", default="all", help="'all' or comma-separated condition indices")
     p.add_argument("--steps", type=positive_int, default=None, help="steps per episode (default: the task's horizon)")
@@ -68,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..attribution import CAM_METHODS, parse_methods
     from ..live import config_feature_names
     from ..robot.sim import Simulation
-    from ..policy import load_policy
-    from ..training import check_spec_fits, make_teacher, model_path, region_target
+    from ..training import check_spec_fits, make_teacher, region_target
 
     torch.set_num_threads(max(1, args.threads))
     methods = parse_methods(args.methods)
@@ -78,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("analyze-rollout needs at least one ratio method (dtd, rap, gbp, ...)")
     from . import checks
 
-    path = checks.input_file(args.policy, "--policy weights file") if args.policy else model_path(args.task)
+    source = checks.policy_arg(args.policy or f"task:{args.task}", "--policy" if args.policy else "--task")
     out = Path(args.out or f"out/rollout_{args.task}")
-    checks.guard_outputs({"--policy weights file": path}, out, {n: out / n for n in (
+    checks.guard_outputs({"--policy weights file": source.weights}, out, {n: out / n for n in (
         "fig3", "fig4_ratios.png", "fig5_curves.png", "fig6_target_change.png", "ratios.csv", "summary.json")})
     if args.conditions != "all":
         try:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 from None
     device = checks.device_arg(args.device)
     checks.writable_dir(out)
-    policy = load_policy(path, device=device)
+    policy = source.load(seed=args.seed, device=device)
     spec = policy.spec
     (out / "fig3").mkdir(parents=True, exist_ok=True)
     names = config_feature_names(spec)
@@ -198,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 videos.append(v.name)
 
     outcomes = {e[0]: {"success": bool(e[4].success), "final_distance": float(e[4].final_distance)} for e in episodes}
-    summary = {"policy": str(path), "task": args.task, "steps": steps, "methods": methods, "dt": dt,
+    summary = {"policy": source.describe(), "task": args.task, "steps": steps, "methods": methods, "dt": dt,
                "alpha": args.alpha, "episodes": outcomes, "ratios_mean_std": stats,
                "method_rank_consistency": consistency, "trend_mean_over_conditions": trends,
                "trend_per_episode_" + ratio_methods[0]: per_episode_trend, "target_change": {
@@ -208,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
     # ---- printout --------------------------------------------------------------------------
-    print(f"analyzed {len(episodes)} episodes ({sum(len(r) for r in results)} steps) of {path.name} on {args.task!r} "
+    name = source.weights.name if source.trained else source.describe()
+    print(f"analyzed {len(episodes)} episodes ({sum(len(r) for r in results)} steps) of {name} on {args.task!r} "
           f"-> {out}/")
     print("  episodes: " + ", ".join(f"{k} {'ok' if v['success'] else 'FAIL'} ({100 * v['final_distance']:.1f} cm)"
                                      for k, v in outcomes.items()))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..resolve import SOURCE_HELP
 from .checks import add_device_option, nonnegative_int, positive_float, positive_int
 
 DEFAULT_METHODS = "dtd,rap,gbp,gradient,gradcam,guided_gradcam,g1gradcam,g2gradcam"
@@ -25,8 +26,7 @@ def register(sub) -> None:
             "(temperature 0.02, override with --temperature) so that its feature points follow the image."
         ),
     )
-    p.add_argument("--policy", default="small",
-                   help="weights file (.safetensors) or a spec name/YAML for a random network (small, paper)")
+    p.add_argument("--policy", default="small", help=f"the policy: {SOURCE_HELP} (default: small, untrained)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default: {DEFAULT_METHODS})")
     p.add_argument("--inputs", default="synthetic",
                    help="'synthetic' or an .npz recording with arrays images (N,H,W,3 uint8) and configs (N,D)")

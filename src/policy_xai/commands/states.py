@@ -7,6 +7,8 @@ from pathlib import Path
 
 from .checks import UsageError, nonnegative_float, positive_float, positive_int
 
+_WEIGHTS_HELP = "policy weights: a .safetensors file, or a task name for its shipped weights"
+
 
 def register(sub) -> None:
     p = sub.add_parser("states", help="states of interest: train a state model (VAE), search it for states",
@@ -16,7 +18,7 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="states_command", metavar="SUB")
 
     t = s.add_parser("train", help="train the state model of a policy from its rollouts (or a bag)")
-    t.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    t.add_argument("--policy", required=True, help=_WEIGHTS_HELP)
     t.add_argument("--out", required=True, help="state model file to write (never overwritten)")
     t.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
     t.add_argument("--bag", default="", help="take the states from this recording instead of rollouts")
@@ -40,7 +42,7 @@ def register(sub) -> None:
     t.set_defaults(func=run_train)
 
     f = s.add_parser("find", help="search the state model for states where a target is extreme")
-    f.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    f.add_argument("--policy", required=True, help=_WEIGHTS_HELP)
     f.add_argument("--generator", required=True, help="state model trained for these weights (states train)")
     f.add_argument("--target", required=True,
                    help="torque:<joint>:max|min, torque_norm:max, saturation, image_share:max|min, sensitivity:max, "
@@ -70,7 +72,7 @@ def register(sub) -> None:
                                   "places between them), each frame labelled with the teacher's torques and the scene "
                                   "state; a small CNN (image, configuration) -> (teacher torques, scene state).")
     te.add_argument("--policy", required=True,
-                    help="policy weights (.safetensors): drives the rollouts, gives the shapes")
+                    help=_WEIGHTS_HELP + ": drives the rollouts, gives the shapes")
     te.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
     te.add_argument("--out", required=True, help="teacher network file to write (never overwritten)")
     te.add_argument("--episodes", type=positive_int, default=10, help="rollouts per task condition")
@@ -88,7 +90,7 @@ def register(sub) -> None:
                                  "put the simulation there and run the policy for full episodes; the same number "
                                  "of episodes from random starts is the baseline. Writes a JSON with both failure "
                                  "rates.")
-    v.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    v.add_argument("--policy", required=True, help=_WEIGHTS_HELP)
     v.add_argument("--teacher", required=True, help="teacher network of the task (states teacher): decodes the scene")
     v.add_argument("--states", required=True, help="states.npz of `states find` (or its folder)")
     v.add_argument("--task", default="", help="simulation task (default: the teacher network's)")
@@ -101,7 +103,7 @@ def register(sub) -> None:
                    help="output JSON (default: validate.json next to the states; never overwritten)")
     v.set_defaults(func=run_validate)
     b = s.add_parser("bench", help="cost of training a state model and of the search per state, on this machine")
-    b.add_argument("--policy", required=True, help="policy weights (.safetensors)")
+    b.add_argument("--policy", required=True, help=_WEIGHTS_HELP)
     b.add_argument("--generator", default="", help="a trained state model of the policy: also time the search")
     b.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
     b.add_argument("--episodes", type=positive_int, default=1, help="rollouts per condition for the timed states")
@@ -115,16 +117,17 @@ def register(sub) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _policy(path: str) -> Path:
-    from ..policy import PolicyLoadError, load_policy
-    from .checks import input_file
+def _policy(arg: str) -> Path:
+    """The weights file of --policy (a file, or a task's shipped weights), loaded once to check it."""
+    from ..resolve import PolicySourceError
+    from .checks import policy_arg
 
-    w = input_file(path, "--policy file")
+    src = policy_arg(arg, "--policy", accept=("weights", "task"))
     try:
-        load_policy(w)
-    except PolicyLoadError as e:
+        src.load()
+    except PolicySourceError as e:
         raise UsageError(str(e)) from e
-    return w
+    return src.weights
 
 
 def run_train(args) -> int:
@@ -197,8 +200,8 @@ def run_validate(args) -> int:
     import numpy as np
     import torch
 
-    from ..policy import load_policy
-    from ..robot.tasks import TASKS
+    from ..resolve import resolve_policy
+    from ..robot.tasks import task_names
     from ..states.teacher import TeacherModelError, load_teacher
     from ..states.validate import STARTS, validate
     from .checks import input_file, input_path, writable_file
@@ -216,14 +219,14 @@ def run_validate(args) -> int:
     starts = [x.strip() for x in args.starts.split(",") if x.strip()]
     if not starts or any(x not in STARTS for x in starts):
         raise UsageError(f"--starts {args.starts!r}: choose from {', '.join(STARTS)} (comma-separated)")
-    policy = load_policy(w)
+    policy = resolve_policy(w, accept=("weights",), label="--policy")
     try:
         net = load_teacher(t, policy.spec, policy_path=w)
     except TeacherModelError as e:
         raise UsageError(str(e).splitlines()[0]) from e
     task = args.task or net.task
-    if task not in TASKS:
-        raise UsageError(f"--task {task or '(none)'}: choose one of {', '.join(sorted(TASKS))}")
+    if task not in task_names():
+        raise UsageError(f"--task {task or '(none)'}: choose one of {', '.join(task_names())}")
     try:
         with np.load(sp) as z:
             images, configs = z["image"], z["config"]

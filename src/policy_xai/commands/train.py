@@ -1,14 +1,14 @@
 """`policy-xai collect`, `policy-xai train`, `policy-xai evaluate`: trained policies for the simulated tasks."""
 from __future__ import annotations
 
+from ..resolve import SOURCE_HELP
+from ..robot.tasks import get_task, task_names
 from . import checks
 from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 
-TASKS = ("reach2d", "reach", "peg", "door")
-
 
 def _common(p, seed=True):
-    p.add_argument("--task", default="reach", choices=TASKS, help="simulated task (default: reach)")
+    p.add_argument("--task", default="reach", choices=task_names(), help="simulated task (default: reach)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the shuffling")
     p.add_argument("--threads", type=positive_int, default=1,
@@ -39,7 +39,8 @@ def register(sub) -> None:
                     "the feature points, then DAgger rounds: roll out the policy, relabel by the expert, aggregate, "
                     "fit again. Saves weights + spec (.safetensors) and evaluates them.")
     _common(p)
-    p.add_argument("--spec", default=None, help="policy spec (default: small for reach, reach2d for reach2d)")
+    p.add_argument("--spec", default=None, help="policy spec, a shipped name or a YAML file (default: the task's: "
+                   + ", ".join(f"{get_task(t).spec} for {t}" for t in task_names()) + ")")
     p.add_argument("--data", default=None, help="start from a collected .npz instead of collecting expert episodes")
     p.add_argument("--expert-episodes", type=positive_int, default=d.expert_episodes)
     p.add_argument("--dagger-iters", type=nonnegative_int, default=d.dagger_iters)
@@ -74,7 +75,7 @@ def register(sub) -> None:
                     "colour (a policy that uses the image must then fail). Episode 0 per target starts exactly at the "
                     "condition's pose, the others with --noise rad of uniform noise.")
     _common(p)
-    p.add_argument("--policy", default=None, help="weights file (default: the shipped model of the task)")
+    p.add_argument("--policy", default=None, help=f"the policy: {SOURCE_HELP} (default: the task's shipped weights)")
     p.add_argument("--episodes", type=positive_int, default=5, help="episodes per target")
     p.add_argument("--noise", type=nonnegative_float, default=0.05,
                    help="start-pose noise [rad] for episodes after the first")
@@ -199,20 +200,16 @@ def run_evaluate(args) -> int:
 
     import torch
 
-    from ..policy import load_policy
-    from ..training import model_path
-
-    from . import checks
-
     torch.set_num_threads(max(1, args.threads))
-    path = checks.input_file(args.policy, "--policy weights file") if args.policy else model_path(args.task)
+    source = checks.policy_arg(args.policy or f"task:{args.task}", "--policy" if args.policy else "--task")
     device = checks.device_arg(args.device)
     if args.json:
-        checks.writable_file(args.json, "--json", {"--policy weights file": path})
-    policy = load_policy(path, device=device)
-    print(f"evaluating {path} on task {args.task!r}: {args.episodes} episodes per target, start noise {args.noise} rad")
+        checks.writable_file(args.json, "--json", {"--policy weights file": source.weights})
+    policy = source.load(seed=args.seed, device=device)
+    print(f"evaluating {source.describe()} on task {args.task!r}: {args.episodes} episodes per target, "
+          f"start noise {args.noise} rad")
     res = _print_eval(policy, args.task, args.episodes, args.noise, args.seed, blank=not args.no_blank,
                       heldout=not args.no_heldout)
     if args.json:
-        Path(args.json).write_text(json.dumps({"policy": str(path), "task": args.task, **res}, indent=2))
+        Path(args.json).write_text(json.dumps({"policy": source.describe(), "task": args.task, **res}, indent=2))
     return 0

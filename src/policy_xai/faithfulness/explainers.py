@@ -79,11 +79,10 @@ def teacher_maps(policy, images: torch.Tensor, configs: torch.Tensor, alphas, si
 def train_task_explainer(opt: TrainOptions, log: Callable[[str], None] = lambda s: None) -> dict:
     """Train and save the explainer of opt.policy on opt.task; returns what was measured (states,
     seconds per teacher map, training seconds, losses, student ms per image, the file)."""
-    from ..policy import load_policy
+    from ..resolve import trained_policy
 
-    policy_path = Path(opt.policy)
+    policy, policy_path = trained_policy(opt.policy, device=opt.device, label="--policy")
     out = Path(opt.out) if opt.out else A.explainer_path_for(policy_path)
-    policy = load_policy(policy_path, device=opt.device)
     sizes = tuple(A.SIZES) if opt.sizes is None else tuple(float(p) / 64 for p in opt.sizes)
     t0 = time.perf_counter()
     imgs, cfgs, alphas = training_states(opt.task, policy, opt.seeds, opt.episodes, opt.every, opt.max_states)

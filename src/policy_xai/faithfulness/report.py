@@ -223,6 +223,14 @@ def parts_markdown(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _goals(task: str) -> tuple:
+    """The faithfulness goals the task declares (`Task.faithfulness_goals`); none for an unregistered one."""
+    from ..robot.tasks import TASKS
+
+    t = TASKS.get(task)
+    return t.faithfulness_goals if t is not None else ()
+
+
 def goals_markdown(summary: list[dict], method: str) -> str:
     """The issue's goals for one method, measured: top-k, pointing, deletion AUC vs random and
     gradient x input, configuration rank correlation."""
@@ -237,9 +245,10 @@ def goals_markdown(summary: list[dict], method: str) -> str:
         r = by.get((t, method))
         if r is None:
             continue
-        if t in ("reach", "peg", "door"):
+        goals = _goals(t)
+        if "topk" in goals:
             row("top-k >= 0.8x the task object", t, f"{r.get('topk', float('nan')):.2f}", r.get("topk", 0) >= 0.8)
-        if t in ("reach", "peg"):
+        if "pointing" in goals:
             row("pointing >= 3 on the task object", t, f"{r.get('pointing', float('nan')):.1f}",
                 r.get("pointing", 0) >= 3)
         for op in ("median", "blur", "road"):

@@ -17,18 +17,16 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..robot.tasks import get_task, task_names
 from . import metrics as M
 
-TASKS = ("reach2d", "reach", "peg", "door")
 RANDOM = "random"
-#: parts whose top-k ratio is reported besides the main object (door: per part)
-PARTS = {"door": ("panel", "handle", "frame")}
 UNITS = (1, 4)
 
 
 @dataclass
 class Options:
-    tasks: Sequence[str] = TASKS
+    tasks: Sequence[str] = field(default_factory=task_names)   # default: every registered task
     methods: Optional[Sequence[str]] = None       # None: every method in attribution.METHODS
     episodes: int = 1                              # per condition
     every: int = 10                                # keep every n-th control step
@@ -40,7 +38,7 @@ class Options:
     seed: int = 0
     sanity: bool = True
     sanity_states: int = 4
-    policies: dict = field(default_factory=dict)   # task -> weights file (default models/<task>.safetensors)
+    policies: dict = field(default_factory=dict)   # task -> policy (policy_xai.resolve; default: its shipped weights)
     threads: int = 1                               # torch threads (the cost column is per thread count)
     device: str = "cpu"                            # where the policies run (policy_xai.device.parse_device)
 
@@ -132,7 +130,8 @@ def evaluate_task(task: str, policy, states: States, opt: Options,
     H, W = images.shape[2:]
     cost = {m: [] for m in methods}
     main = states.main_object
-    parts = [main] + [p for p in PARTS.get(task, ()) if p in states.masks]
+    # parts whose top-k ratio is reported besides the main object (the task's `parts`; door: per part)
+    parts = [main] + [p for p in get_task(task).parts if p in states.masks]
     for i in range(len(images)):
         img, cfg, a = images[i], configs[i], alphas[i]
         tau = M.torques(policy, img[None], cfg[None])[0]
@@ -217,22 +216,21 @@ def _untrained_like(policy, seed: int):
 def faithfulness(opt: Options, progress: Optional[Callable[[str, int, int], None]] = None) -> list[TaskResult]:
     """Run the whole measurement; progress(task, done, total) after every state."""
     from ..attribution import METHODS
-    from ..policy import load_policy
-    from ..resources import share_path
+    from ..resolve import resolve_policy
 
     bad = [m for m in (opt.methods or ()) if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-    bad_tasks = [t for t in opt.tasks if t not in TASKS]
+    bad_tasks = [t for t in opt.tasks if t not in task_names()]
     if bad_tasks:
-        raise ValueError(f"unknown task(s) {bad_tasks}; choose from {', '.join(TASKS)}")
+        raise ValueError(f"unknown task(s) {bad_tasks}; choose from {', '.join(task_names())}")
     prev = torch.get_num_threads()
     torch.set_num_threads(max(1, int(opt.threads)))
     try:
         out = []
         for task in opt.tasks:
-            path = opt.policies.get(task) or str(share_path("models", f"{task}.safetensors"))
-            policy = load_policy(path, device=opt.device)
+            policy = resolve_policy(opt.policies.get(task) or f"task:{task}", device=opt.device,
+                                    label=f"policy of {task}")
             states = collect_states(task, policy, opt.episodes, opt.every, opt.noise, opt.seed, opt.max_states)
             done = [0]
 

@@ -6,6 +6,7 @@ a MuJoCo simulation built from the same URDFs, the paper's tasks and scripted ex
     alpha = model.importance_factors(q, v, dt=0.05)           # (7,), mean 1
     with Simulation("reach", image_size=64, control_rate=20.0) as sim:
         obs = sim.reset(0); obs = sim.step(torques)
+    task_names(); get_task("reach"); register_task(Task(...))   # the task registry (robot/tasks.py)
 
 Heavy modules (pinocchio, mujoco) load on first use of the names below.
 """
@@ -16,14 +17,16 @@ from .errors import (JointCountError, NonFiniteTorqueError, RenderingUnavailable
 
 __all__ = [
     "RobotModel", "Simulation", "Observation", "importance_factors", "fallback_alpha", "normalize_alpha",
-    "TASKS", "get_task", "between_targets", "make_expert", "run_expert",
+    "TASKS", "Task", "Condition", "get_task", "task_names", "register_task", "unregister_task", "between_targets",
+    "make_expert", "run_expert",
     "RobotInputError", "UnknownTaskError", "JointCountError", "NonFiniteTorqueError", "RenderingUnavailableError",
 ]
 
 _LAZY = {
     "RobotModel": ".model", "Simulation": ".sim", "Observation": ".sim",
     "importance_factors": ".importance", "fallback_alpha": ".importance", "normalize_alpha": ".importance",
-    "TASKS": ".tasks", "get_task": ".tasks", "between_targets": ".tasks",
+    "TASKS": ".tasks", "Task": ".tasks", "Condition": ".tasks", "get_task": ".tasks", "task_names": ".tasks",
+    "register_task": ".tasks", "unregister_task": ".tasks", "between_targets": ".tasks",
     "make_expert": ".experts", "run_expert": ".experts",
 }
 

@@ -137,11 +137,9 @@ class DoorExpert(JointTrajectoryExpert):
         return pts
 
 
-EXPERTS = {"reach2d": ReachExpert, "reach": ReachExpert, "peg": PegExpert, "door": DoorExpert}
-
-
 def make_expert(sim: Simulation) -> JointTrajectoryExpert:
-    return EXPERTS[sim.task.name](sim)
+    """The scripted expert of the simulation's task (its `Task.expert`, see robot.tasks)."""
+    return sim.task.expert_class()(sim)
 
 
 def run_expert(sim: Simulation, condition: int, steps: int | None = None, target_change: tuple | None = None,

@@ -1,4 +1,5 @@
-"""The tasks of Kim & Choi (Sec. IV-A), each a scene around an arm, a set of conditions, a success test.
+"""The tasks of Kim & Choi (Sec. IV-A), each a scene around an arm, a set of conditions, a success test,
+and the task registry: one `register_task(Task(...))` per task declares everything keyed by its name.
 
 =========  =================  ==========================================================================
 task       arm                conditions
@@ -9,12 +10,26 @@ peg        baxter_right_arm   peg held in the gripper, a hole in a block at 4 pl
 door       baxter_right_arm   a hook on the gripper, a hinged door with a handle bar at 4 places
 =========  =================  ==========================================================================
 
+    from policy_xai.robot.tasks import get_task, register_task, task_names, unregister_task
+    task_names()                      # ('reach2d', 'reach', 'peg', 'door'): every command's --task choices
+    get_task("reach").weights         # 'reach.safetensors' (models/), .spec 'small', .robot, .expert, ...
+    register_task(dataclasses.replace(get_task("reach"), name="reach_far", weights=""))
+    Simulation("reach_far")           # buildable like the shipped ones; unregister_task("reach_far")
+
+A Task's `scene`, `success` and `measure` callbacks get the Simulation and use only its public API
+(`mj_model`, `mj_data`, `site_position`, `scene_joint_position`, `target_position`, ...). The expert
+and the teacher are classes (or "module:Name" strings, imported when first used, so this module
+stays free of the simulator and of torch).
+
 A target change mid-episode (the paper's Fig. 6) is `Simulation.set_target(xyz)`; `between_targets`
 gives positions between the training targets. Units: metres, radians, base frame of the arm.
 """
 from __future__ import annotations
 
+import importlib
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -50,10 +65,44 @@ class Task:
     # patterns, each an exact geom name, a prefix ending in '*', or ARM (every geom generated from the URDF)
     objects: dict = field(default_factory=dict)
     main_object: str = "target"   # the object that differs between conditions (the target, the hole, the door)
+    # ---- what else is keyed by the task (commands, training, faithfulness, states) ----
+    #: the scripted, time-indexed expert (`robot.experts`, `robot experts`): a class taking the Simulation,
+    #: or "module:Name"
+    expert: "type | str" = "policy_xai.robot.experts:ReachExpert"
+    #: the state-feedback teacher of training and DAgger (`training.teachers`), a class or "module:Name"
+    teacher: "type | str" = "policy_xai.training.teachers:FeedbackExpert"
+    spec: str = "small"           # the policy spec a new policy for the task gets (`train`): a shipped name or YAML
+    weights: str = ""             # the shipped trained policy: a file name in models/ ("" = none shipped)
+    #: `measure()` entries that are part of the scene state besides the target (x, y, z), e.g. the door angle
+    scene_state: tuple = ()
+    #: objects reported part by part besides main_object (faithfulness top-k ratios)
+    parts: tuple = ()
+    #: `robot experts` also runs the Fig. 6 episode (target moved mid-episode) of every condition
+    target_change: bool = False
+    #: the faithfulness goals reported for the task (faithfulness report): "topk", "pointing"
+    faithfulness_goals: tuple = ()
 
     @property
     def targets(self) -> np.ndarray:
         return np.array([c.target for c in self.conditions], float)
+
+    def expert_class(self) -> type:
+        """The scripted expert's class (`expert`, imported when a string)."""
+        return _class(self.expert, "expert", self.name)
+
+    def teacher_class(self) -> type:
+        """The state-feedback teacher's class (`teacher`, imported when a string)."""
+        return _class(self.teacher, "teacher", self.name)
+
+
+def _class(ref, what: str, task: str):
+    if not isinstance(ref, str):
+        return ref
+    mod, _, name = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise UnknownTaskError(f"task {task!r}: its {what} {ref!r} cannot be imported ({e})") from None
 
 
 #: geom pattern: every geom of the arm's bodies generated from the URDF (robot/mjcf.py `arm_bodies`),
@@ -229,72 +278,161 @@ def _door_success(sim) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# the task table
+# the registry
 # --------------------------------------------------------------------------------------------
-BAXTER_START = (0.25, -1.5, 0.1, 2.25, 0.0, 0.85, 0.35)
+#: name -> Task, in registration order: the registry itself (read it; change it with register_task and
+#: unregister_task)
+TASKS: dict = {}
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
-def _make_tasks() -> dict:
-    tasks = {}
-    tasks["reach2d"] = Task(
-        "reach2d", "two_link_arm",
-        [Condition((0.0, 1.2), (0.24, 0.16, 0.03), "near-left"),
-         Condition((0.0, 1.2), (0.24, -0.16, 0.03), "near-right"),
-         Condition((0.0, 1.2), (0.05, 0.3, 0.03), "far-left"),
-         Condition((0.0, 1.2), (0.05, -0.3, 0.03), "far-right")],
-        success_tolerance=0.02, horizon=60, scene=_reach2d_scene,
-        objects={"target": ("target",), "table": ("table",), "arm": (ARM,)},
-        description="2-DoF planar arm reaching one of 4 targets; the target is only in the image")
-    z = TABLE_TOP + 0.035
-    tasks["reach"] = Task(
-        "reach", "baxter_right_arm",
-        [Condition(BAXTER_START, (0.58, -0.30, z), "front-left"),
-         Condition(BAXTER_START, (0.58, -0.58, z), "front-right"),
-         Condition(BAXTER_START, (0.76, -0.30, z), "far-left"),
-         Condition(BAXTER_START, (0.76, -0.58, z), "far-right")],
-        success_tolerance=0.05, horizon=100, scene=_reach_scene, gravity_compensation=True,
-        objects={"target": ("target",), "table": ("table", "table_leg"), "floor": ("floor",), "arm": (ARM,)},
-        description="Baxter right arm reaching a block on a table (4 blocks); the block is only in the image")
-    # peg and door: one start pose (as in reach); the hole / the door is at one of 4 places, visible
-    # only in the image (the block and the door are parts of the moving target body)
-    tasks["peg"] = Task(
-        "peg", "baxter_right_arm",
-        [Condition(BAXTER_START, (0.58, -0.32, TABLE_TOP), "front-left"),
-         Condition(BAXTER_START, (0.58, -0.56, TABLE_TOP), "front-right"),
-         Condition(BAXTER_START, (0.74, -0.32, TABLE_TOP), "far-left"),
-         Condition(BAXTER_START, (0.74, -0.56, TABLE_TOP), "far-right")],
-        success_tolerance=0.02, horizon=140, scene=_peg_scene, gravity_compensation=True,
-        success=_peg_success, measure=_peg_measure, main_object="hole_block",
-        # the 4 mm "target" sphere marks the hole's goal point: part of the block
-        objects={"hole_block": ("hole_wall*", "target"), "peg": ("peg",), "table": ("table", "table_leg"),
-                 "floor": ("floor",), "arm": (ARM,)},
-        description="peg held in the gripper, inserted into a hole in a block on the table; the block is at one "
-                    "of 4 places (only in the image)")
-    handles = [tuple(np.round(np.add(h, HANDLE_OFFSET), 4)) for h in
-               [(0.76, 0.0, TABLE_TOP), (0.76, -0.14, TABLE_TOP), (0.84, 0.0, TABLE_TOP), (0.84, -0.14, TABLE_TOP)]]
-    tasks["door"] = Task(
-        "door", "baxter_right_arm",
-        [Condition(BAXTER_START, handles[0], "front-left"),
-         Condition(BAXTER_START, handles[1], "front-right"),
-         Condition(BAXTER_START, handles[2], "far-left"),
-         Condition(BAXTER_START, handles[3], "far-right")],
-        success_tolerance=0.03, horizon=160, scene=_door_scene, gravity_compensation=True,
-        success=_door_success, measure=_door_measure, main_object="door",
-        # (the door's "target" sphere is transparent: never rendered, in no object)
-        objects={"door": ("door_panel", "handle_bar", "handle_post_a", "handle_post_b", "door_frame"),
-                 "panel": ("door_panel",), "handle": ("handle_bar", "handle_post_a", "handle_post_b"),
-                 "frame": ("door_frame",), "hook": ("hook_shaft",), "table": ("table", "table_leg"),
-                 "floor": ("floor",), "arm": (ARM,)},
-        description="door opening with a hook on the gripper; the door (target: its handle) is at one of 4 "
-                    "places (only in the image)")
-    return tasks
+def register_task(task: Task | None = None, *, replace: bool = False, **fields) -> Task:
+    """Add a task to the registry (or, with `replace`, put it in place of the one of that name): a Task,
+    or its fields as keywords. Checked here: a name (letter, then letters, digits, _ or -), a robot, at
+    least one condition (start pose, target x y z), a scene callback, weights as a bare file name.
+    Building its Simulation checks the scene itself. Returns the task."""
+    if task is None:
+        task = Task(**fields)
+    elif fields:
+        raise TypeError("register_task takes a Task or its fields as keywords, not both")
+    if not isinstance(task, Task):
+        raise TypeError(f"register_task takes a policy_xai.robot.tasks.Task, got {type(task).__name__}")
+    name = task.name
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UnknownTaskError(f"task name {name!r}: a letter, then letters, digits, '_' or '-'")
+    if name in TASKS and not replace:
+        raise UnknownTaskError(f"task {name!r} is already registered (register_task(..., replace=True) replaces it)")
+    if not task.robot or not isinstance(task.robot, str):
+        raise UnknownTaskError(f"task {name!r}: robot must name urdf/<robot>.urdf, got {task.robot!r}")
+    if not task.conditions:
+        raise UnknownTaskError(f"task {name!r}: at least one condition is needed")
+    for i, c in enumerate(task.conditions):
+        if np.shape(c.target) != (3,):
+            raise UnknownTaskError(f"task {name!r}: condition {i} ({c.name or 'unnamed'}) needs a target (x, y, z), "
+                                   f"got {c.target!r}")
+    if not callable(task.scene):
+        raise UnknownTaskError(f"task {name!r}: scene must be a callable (Task) -> Scene")
+    for what in ("expert", "teacher"):
+        ref = getattr(task, what)
+        if not (callable(ref) or (isinstance(ref, str) and ref.count(":") == 1)):
+            raise UnknownTaskError(f"task {name!r}: {what} must be a class (called with the Simulation) or "
+                                   f"'module:Name', got {ref!r}")
+    f = task.weights
+    if f and (not isinstance(f, str) or Path(f).name != f or not f.endswith(".safetensors")):
+        raise UnknownTaskError(f"task {name!r}: weights is a file name in models/ ending in .safetensors, got {f!r}")
+    TASKS[name] = task
+    return task
 
 
-TASKS = _make_tasks()
+def unregister_task(name: str) -> Task:
+    """Remove a task from the registry; returns it."""
+    get_task(name)
+    return TASKS.pop(name)
+
+
+def task_names() -> tuple:
+    """The registered tasks' names, in registration order (the shipped ones: reach2d, reach, peg, door)."""
+    return tuple(TASKS)
 
 
 def get_task(name: str) -> Task:
+    """The registered task of that name; UnknownTaskError (a ValueError) listing the known ones."""
     try:
         return TASKS[name]
     except (KeyError, TypeError):
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+def shipped_weights(name: str) -> Path:
+    """A task's shipped trained policy, models/<its weights>: the first install location that has it
+    (policy_xai.resources.find_shared). FileNotFoundError when the task ships none or it is not installed."""
+    from ..resources import find_shared, share_path
+
+    file = get_task(name).weights
+    if not file:
+        raise FileNotFoundError(f"task {name!r} ships no trained weights")
+    found = find_shared("models", file)
+    if found is None:
+        raise FileNotFoundError(f"no shipped weights for task {name!r} ({share_path('models', file)})")
+    return found
+
+
+def task_of_weights(path) -> str:
+    """The task a weights file is for by its name: the task shipping a file of that name, else the task
+    named like the file's stem up to the first dot (out/reach.safetensors -> reach); "" when none."""
+    name = Path(path).name
+    for t in TASKS.values():
+        if t.weights and t.weights == name:
+            return t.name
+    stem = name.split(".")[0]
+    return stem if stem in TASKS else ""
+
+
+# --------------------------------------------------------------------------------------------
+# the shipped tasks: one declaration each
+# --------------------------------------------------------------------------------------------
+BAXTER_START = (0.25, -1.5, 0.1, 2.25, 0.0, 0.85, 0.35)
+_Z_BLOCK = TABLE_TOP + 0.035
+_HANDLES = [tuple(np.round(np.add(h, HANDLE_OFFSET), 4)) for h in
+            [(0.76, 0.0, TABLE_TOP), (0.76, -0.14, TABLE_TOP), (0.84, 0.0, TABLE_TOP), (0.84, -0.14, TABLE_TOP)]]
+
+register_task(Task(
+    "reach2d", "two_link_arm",
+    [Condition((0.0, 1.2), (0.24, 0.16, 0.03), "near-left"),
+     Condition((0.0, 1.2), (0.24, -0.16, 0.03), "near-right"),
+     Condition((0.0, 1.2), (0.05, 0.3, 0.03), "far-left"),
+     Condition((0.0, 1.2), (0.05, -0.3, 0.03), "far-right")],
+    success_tolerance=0.02, horizon=60, scene=_reach2d_scene,
+    objects={"target": ("target",), "table": ("table",), "arm": (ARM,)},
+    description="2-DoF planar arm reaching one of 4 targets; the target is only in the image",
+    expert="policy_xai.robot.experts:ReachExpert", teacher="policy_xai.training.teachers:FeedbackExpert",
+    spec="reach2d", weights="reach2d.safetensors", target_change=True))
+
+register_task(Task(
+    "reach", "baxter_right_arm",
+    [Condition(BAXTER_START, (0.58, -0.30, _Z_BLOCK), "front-left"),
+     Condition(BAXTER_START, (0.58, -0.58, _Z_BLOCK), "front-right"),
+     Condition(BAXTER_START, (0.76, -0.30, _Z_BLOCK), "far-left"),
+     Condition(BAXTER_START, (0.76, -0.58, _Z_BLOCK), "far-right")],
+    success_tolerance=0.05, horizon=100, scene=_reach_scene, gravity_compensation=True,
+    objects={"target": ("target",), "table": ("table", "table_leg"), "floor": ("floor",), "arm": (ARM,)},
+    description="Baxter right arm reaching a block on a table (4 blocks); the block is only in the image",
+    expert="policy_xai.robot.experts:ReachExpert", teacher="policy_xai.training.teachers:FeedbackExpert",
+    spec="small", weights="reach.safetensors", target_change=True, faithfulness_goals=("topk", "pointing")))
+
+# peg and door: one start pose (as in reach); the hole / the door is at one of 4 places, visible
+# only in the image (the block and the door are parts of the moving target body)
+register_task(Task(
+    "peg", "baxter_right_arm",
+    [Condition(BAXTER_START, (0.58, -0.32, TABLE_TOP), "front-left"),
+     Condition(BAXTER_START, (0.58, -0.56, TABLE_TOP), "front-right"),
+     Condition(BAXTER_START, (0.74, -0.32, TABLE_TOP), "far-left"),
+     Condition(BAXTER_START, (0.74, -0.56, TABLE_TOP), "far-right")],
+    success_tolerance=0.02, horizon=140, scene=_peg_scene, gravity_compensation=True,
+    success=_peg_success, measure=_peg_measure, main_object="hole_block",
+    # the 4 mm "target" sphere marks the hole's goal point: part of the block
+    objects={"hole_block": ("hole_wall*", "target"), "peg": ("peg",), "table": ("table", "table_leg"),
+             "floor": ("floor",), "arm": (ARM,)},
+    description="peg held in the gripper, inserted into a hole in a block on the table; the block is at one "
+                "of 4 places (only in the image)",
+    expert="policy_xai.robot.experts:PegExpert", teacher="policy_xai.training.teachers:PegFeedbackExpert",
+    spec="small", weights="peg.safetensors", faithfulness_goals=("topk", "pointing")))
+
+register_task(Task(
+    "door", "baxter_right_arm",
+    [Condition(BAXTER_START, _HANDLES[0], "front-left"),
+     Condition(BAXTER_START, _HANDLES[1], "front-right"),
+     Condition(BAXTER_START, _HANDLES[2], "far-left"),
+     Condition(BAXTER_START, _HANDLES[3], "far-right")],
+    success_tolerance=0.03, horizon=160, scene=_door_scene, gravity_compensation=True,
+    success=_door_success, measure=_door_measure, main_object="door",
+    # (the door's "target" sphere is transparent: never rendered, in no object)
+    objects={"door": ("door_panel", "handle_bar", "handle_post_a", "handle_post_b", "door_frame"),
+             "panel": ("door_panel",), "handle": ("handle_bar", "handle_post_a", "handle_post_b"),
+             "frame": ("door_frame",), "hook": ("hook_shaft",), "table": ("table", "table_leg"),
+             "floor": ("floor",), "arm": (ARM,)},
+    description="door opening with a hook on the gripper; the door (target: its handle) is at one of 4 "
+                "places (only in the image)",
+    expert="policy_xai.robot.experts:DoorExpert", teacher="policy_xai.training.teachers:DoorFeedbackExpert",
+    spec="small", weights="door.safetensors", scene_state=("door_angle",), parts=("panel", "handle", "frame"),
+    faithfulness_goals=("topk",)))

@@ -77,25 +77,26 @@ def sim_task(params_file: Optional[str], overrides: Mapping[str, Mapping[str, An
 def with_shipped_policy(params_file: Optional[str], overrides: Mapping[str, Mapping[str, Any]]) -> dict:
     """Overrides for a sim graph: unless the policy's spec or weights were chosen (in the overrides or
     the parameter file), the policy and attribution nodes load the shipped trained policy of the
-    task (share/policy_xai/models/<task>.safetensors, its spec from the file) and the task's robot.
+    task (its `Task.weights` in share/policy_xai/models/, the spec from the file) and the task's robot.
     An explicit spec without weights still means untrained weights of that spec."""
     out = {k: dict(v) for k, v in overrides.items()}
     pol = out.get("policy_node", {})
     if "weights" in pol or "spec" in pol or _file_sets(params_file, "policy_node", ("weights", "spec")):
         return out
     task = sim_task(params_file, out)
-    from ..resources import find_shared
-    from ..robot.tasks import TASKS
+    from ..robot.tasks import get_task, shipped_weights
 
-    weights = find_shared("models", f"{task}.safetensors")
-    if weights is None or task not in TASKS:
+    try:
+        weights = shipped_weights(task)
+    except (FileNotFoundError, ValueError):
         return out  # no shipped policy: the parameter file's (untrained) setting stands
+    robot = get_task(task).robot
     for n in ("policy_node", "attribution_node"):
         d = out.setdefault(n, {})
         d.setdefault("weights", str(weights))
         d.setdefault("spec", "")
-        d.setdefault("robot", TASKS[task].robot)
-    out.setdefault("visualization_node", {}).setdefault("robot", TASKS[task].robot)
+        d.setdefault("robot", robot)
+    out.setdefault("visualization_node", {}).setdefault("robot", robot)
     return out
 
 

@@ -26,21 +26,21 @@ def load_node_policy(node: XaiNode, require_weights: bool = False):
     arm: a random network commands arbitrary torques up to the limits)."""
     import torch
 
-    from ..policy import init_policy, load_policy
-    from ..spec import load_spec
+    from ..resolve import resolve_policy
 
     torch.set_num_threads(max(1, int(node.p("threads"))))
     weights = str(node.p("weights") or "")
     spec = str(node.p("spec") or "")
     device = node.p("device")
     if weights:
-        return load_policy(weights, spec or None, device=device)
+        return resolve_policy(weights, spec or None, device=device, accept=("weights",), label="weights")
     if require_weights and not node.p("allow_untrained"):
         raise UntrainedPolicyRefused(
             "no trained policy: set the parameter 'weights' to a .safetensors file (e.g. weights:="
             "models/reach.safetensors); untrained weights would drive the arm with a random network "
             "(allow_untrained:=true permits that, for simulation and tests only)")
-    return init_policy(load_spec(spec or "small"), int(node.p("init_seed")), device=device)
+    return resolve_policy(spec or "small", seed=int(node.p("init_seed")), device=device, accept=("spec",),
+                          label="spec")
 
 
 class PolicyNode(XaiNode):

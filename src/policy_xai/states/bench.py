@@ -18,8 +18,8 @@ DEFAULT_TARGETS = ("torque_norm:max", "saturation", "image_share:min", "sensitiv
 def bench_states(policy_path: str, generator: str = "", task: str = "", episodes: int = 1, epochs: int = 2,
                  targets: Sequence[str] = DEFAULT_TARGETS, n: int = 4, steps: int = 50, attention: str = "gbp",
                  threads: int = 1, seed: int = 0, log: Callable[[str], None] = print) -> dict:
-    from ..policy import load_policy
-    from ..robot.tasks import TASKS
+    from ..resolve import trained_policy
+    from ..robot.tasks import task_names
     from . import search as S
     from .model import load_state_model, state_model_for
     from .train import TrainOptions, attention_weights, default_task, fit, rollout_states
@@ -27,10 +27,10 @@ def bench_states(policy_path: str, generator: str = "", task: str = "", episodes
     prev = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     try:
-        policy = load_policy(policy_path)
+        policy, policy_path = trained_policy(policy_path, label="--policy")
         task = task or default_task(policy_path)
-        if task not in TASKS:
-            raise ValueError(f"--task {task or '(none)'}: choose one of {', '.join(sorted(TASKS))}")
+        if task not in task_names():
+            raise ValueError(f"--task {task or '(none)'}: choose one of {', '.join(task_names())}")
         t0 = time.perf_counter()
         states = rollout_states(task, policy, episodes, 1, 0.1, 0.1, seed)
         t_roll = time.perf_counter() - t0

@@ -44,15 +44,15 @@ class FindOptions:
     out: str = ""
 
 
-def _real_states(opt: FindOptions, policy, model):
+def _real_states(opt: FindOptions, policy, model, policy_path=None):
     from .train import bag_states, default_task, rollout_states
-    from ..robot.tasks import TASKS
+    from ..robot.tasks import task_names
 
     if opt.real_bag:
         return bag_states(opt.real_bag, policy)
-    task = opt.task or model.meta.get("training", {}).get("task") or default_task(opt.policy)
-    if task not in TASKS:
-        raise ValueError(f"real states: no task known for this state model; give --task ({', '.join(sorted(TASKS))}) "
+    task = opt.task or model.meta.get("training", {}).get("task") or default_task(policy_path or opt.policy)
+    if task not in task_names():
+        raise ValueError(f"real states: no task known for this state model; give --task ({', '.join(task_names())}) "
                          "or --real-bag")
     return rollout_states(task, policy, opt.real_episodes, 1, 0.0, 0.0, seed=opt.seed + 1000, region=opt.real_region)
 
@@ -62,7 +62,7 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
     (a train.TrainingStates; default: rollouts of the task or opt.real_bag)."""
     from ..attribution import explain
     from ..attribution.engine import DEFAULT_METHOD, usable_method
-    from ..policy import load_policy
+    from ..resolve import trained_policy
     from .model import load_state_model
 
     if not opt.out:
@@ -75,22 +75,23 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
     prev = torch.get_num_threads()
     torch.set_num_threads(max(1, int(opt.threads)))
     try:
-        policy = load_policy(opt.policy)
-        model = load_state_model(opt.generator, policy_path=opt.policy, spec=policy.spec)
+        policy, policy_path = trained_policy(opt.policy, label="--policy")
+        model = load_state_model(opt.generator, policy_path=policy_path, spec=policy.spec)
         target = S.make_target(opt.target, policy, teacher=opt.teacher or None)
         if opt.target.startswith("teacher_gap"):
-            from .teacher import TEACHER_TASKS, load_teacher
+            from ..robot.tasks import task_names
+            from .teacher import load_teacher
 
             task = opt.task or model.meta.get("training", {}).get("task", "")
-            net_task = load_teacher(opt.teacher, policy.spec, policy_path=opt.policy).task
-            if task and task not in TEACHER_TASKS:
+            net_task = load_teacher(opt.teacher, policy.spec, policy_path=policy_path).task
+            if task and task not in task_names():
                 raise S.TargetError(f"target {opt.target}: task {task!r} has no state-feedback teacher")
             if task and net_task and net_task != task:
                 raise S.TargetError(f"target {opt.target}: the teacher network {opt.teacher} is of task {net_task!r}, "
                                     f"the state model of {task!r}")
         if opt.starts not in ("real", "prior"):
             raise ValueError(f"starts must be real or prior, got {opt.starts!r}")
-        real = real if real is not None else _real_states(opt, policy, model)
+        real = real if real is not None else _real_states(opt, policy, model, policy_path)
         log(f"searching {opt.n} states for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, "
             f"starts: {opt.starts})")
         if opt.prior not in ("aggregate", "standard"):

@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,7 +39,6 @@ from torch import nn
 from ..files import network_from_file, read_safetensors
 
 FORMAT = "policy_xai_teacher/1"
-TEACHER_TASKS = ("reach2d", "reach", "peg", "door")
 
 
 class TeacherModelError(ValueError):
@@ -47,7 +46,12 @@ class TeacherModelError(ValueError):
 
 
 def scene_names(task: str) -> list:
-    return ["target_x", "target_y", "target_z"] + (["door_angle"] if task == "door" else [])
+    """The scene state's entries: the target (x, y, z) and the task's `Task.scene_state` (door: door_angle);
+    a task that is not registered: the target only."""
+    from ..robot.tasks import TASKS
+
+    t = TASKS.get(task)
+    return ["target_x", "target_y", "target_z"] + list(t.scene_state if t is not None else ())
 
 
 class TeacherNet(nn.Module):
@@ -213,7 +217,8 @@ def teacher_net_for(spec, task: str, residual: bool = False) -> TeacherNet:
 def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> dict:
     """Collect labelled simulated states of opt.task, fit a TeacherNet, measure it on held-out episodes
     and save it to opt.out (never over an existing file)."""
-    from ..policy import load_policy
+    from ..resolve import trained_policy
+    from ..robot.tasks import task_names
     from .train import default_task, rollout_states
 
     if not opt.out:
@@ -221,14 +226,14 @@ def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> di
     if Path(opt.out).exists():
         raise FileExistsError(f"{opt.out} exists; choose another --out")
     task = opt.task or default_task(opt.policy)
-    if task not in TEACHER_TASKS:
+    if task not in task_names():
         raise TeacherModelError(f"task {task or '(none)'!r} has no state-feedback teacher; teacher_gap needs one of "
-                                f"{', '.join(TEACHER_TASKS)}")
+                                f"{', '.join(task_names())}")
     prev = torch.get_num_threads()
     torch.set_num_threads(max(1, int(opt.threads)))
     torch.manual_seed(int(opt.seed))
     try:
-        policy = load_policy(opt.policy)
+        policy, policy_path = trained_policy(opt.policy, label="--policy")
         for p in policy.parameters():
             p.requires_grad_(False)
         policy.eval()
@@ -252,7 +257,7 @@ def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> di
         if opt.residual:
             from ..files import file_sha256
 
-            net.policy_sha256 = file_sha256(opt.policy)
+            net.policy_sha256 = file_sha256(policy_path)
         t1 = time.perf_counter()
         hist = fit_teacher(net, policy, X[tr], C[tr], T[tr], S[tr], opt.epochs, opt.batch, opt.lr, opt.seed, log)
         t_fit = time.perf_counter() - t1
@@ -321,14 +326,3 @@ def load_teacher(path, spec=None, policy_path=None) -> TeacherNet:
     for p in net.parameters():
         p.requires_grad_(False)
     return net
-
-
-def default_teacher_path(task: str) -> Optional[Path]:
-    """models/<task>_teacher.safetensors next to the shipped policies, if it exists."""
-    from ..training import model_path
-
-    try:
-        p = Path(model_path(task)).with_name(f"{task}_teacher.safetensors")
-    except Exception:  # noqa: BLE001 - no shipped models folder
-        return None
-    return p if p.is_file() else None

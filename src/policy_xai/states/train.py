@@ -70,10 +70,11 @@ class TrainingStates:
 
 def scene_state(sim) -> np.ndarray:
     """What the task's teacher needs besides the arm's (q, v): the target (the object's place, x y z)
-    and, for door, the door angle (rad)."""
+    and the task's `Task.scene_state` measurements (door: the door angle, rad)."""
     t = np.asarray(sim.target_position, np.float32)
-    if sim.task.name == "door":
-        return np.append(t, np.float32(sim.measure()["door_angle"])).astype(np.float32)
+    if sim.task.scene_state:
+        m = sim.measure()
+        return np.append(t, [np.float32(m[k]) for k in sim.task.scene_state]).astype(np.float32)
     return t
 
 
@@ -273,18 +274,18 @@ def fit(model: StateVAE, policy, states: TrainingStates, opt: TrainOptions,
             "source": states.source}
 
 
-def default_task(policy_path: str) -> str:
-    from ..robot.tasks import TASKS
+def default_task(policy_path) -> str:
+    """The task a policy's weights file is for, by its name (robot.tasks.task_of_weights); "" if none."""
+    from ..robot.tasks import task_of_weights
 
-    stem = Path(policy_path).stem.split(".")[0]
-    return stem if stem in TASKS else ""
+    return task_of_weights(policy_path)
 
 
 def train_state_model(opt: TrainOptions, log: Callable[[str], None] = print) -> dict:
     """Collect the states, train a StateVAE for opt.policy and save it to opt.out (never over an
     existing file); returns the measurements (also stored in the file)."""
-    from ..policy import load_policy
-    from ..robot.tasks import TASKS
+    from ..resolve import trained_policy
+    from ..robot.tasks import task_names
     from .model import save_state_model
 
     if not opt.out:
@@ -295,13 +296,13 @@ def train_state_model(opt: TrainOptions, log: Callable[[str], None] = print) -> 
     torch.set_num_threads(max(1, int(opt.threads)))
     torch.manual_seed(int(opt.seed))
     try:
-        policy = load_policy(opt.policy)
+        policy, policy_path = trained_policy(opt.policy, label="--policy")
         if opt.bag:
             states = bag_states(opt.bag, policy)
         else:
-            task = opt.task or default_task(opt.policy)
-            if task not in TASKS:
-                raise ValueError(f"--task {task or '(none)'}: choose one of {', '.join(sorted(TASKS))} (or give --bag)")
+            task = opt.task or default_task(policy_path)
+            if task not in task_names():
+                raise ValueError(f"--task {task or '(none)'}: choose one of {', '.join(task_names())} (or give --bag)")
             t0 = time.perf_counter()
             states = rollout_states(task, policy, opt.episodes, opt.every, opt.epsilon, opt.torque_noise, opt.seed,
                                     progress=lambda d, n: log(f"rollouts {d}/{n}") if d == n else None,
@@ -309,9 +310,9 @@ def train_state_model(opt: TrainOptions, log: Callable[[str], None] = print) -> 
             log(f"{len(states.images)} states from rollouts of {task} in {time.perf_counter() - t0:.1f} s")
         model = state_model_for(policy.spec, opt.latent, filters=opt.filters)
         res = fit(model, policy, states, opt, log)
-        res["task"] = opt.task or default_task(opt.policy)
+        res["task"] = opt.task or default_task(policy_path)
         res["options"] = {k: getattr(opt, k) for k in TrainOptions.__dataclass_fields__}
-        save_state_model(model, opt.out, opt.policy, training=res)
+        save_state_model(model, opt.out, policy_path, training=res)
         res["file"] = str(opt.out)
         return res
     finally:

@@ -28,10 +28,10 @@ from .loop import HeadFit, TrainConfig, check_spec_fits, dagger_round, train
 from .rollout import GROUPS, Episode, collect, merge, run_episode, stack
 from .shipped import default_spec, model_path, save_trained
 from .targets import heldout_targets, region_target
-from .teachers import DOWN, TEACHERS, DoorFeedbackExpert, FeedbackExpert, PegFeedbackExpert, make_teacher
+from .teachers import DOWN, DoorFeedbackExpert, FeedbackExpert, PegFeedbackExpert, make_teacher
 
 __all__ = [
-    "DOWN", "GROUPS", "TEACHERS", "DoorFeedbackExpert", "Episode", "FeedbackExpert", "FitLog", "HeadFit",
+    "DOWN", "GROUPS", "DoorFeedbackExpert", "Episode", "FeedbackExpert", "FitLog", "HeadFit",
     "PegFeedbackExpert", "TrainConfig", "blank_image", "check_spec_fits", "collect", "count_evaluation_episodes",
     "dagger_round", "default_spec", "evaluate", "feature_points_of", "fit", "fit_head", "heldout_targets",
     "make_teacher", "merge", "model_path", "policy_controller", "region_target", "run_episode", "save_trained",

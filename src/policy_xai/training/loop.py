@@ -139,7 +139,7 @@ def dagger_round(cfg: TrainConfig, it: int, sim, policy, expert, data: dict, log
 def check_spec_fits(spec, sim) -> None:
     if tuple(spec.joint_names) != tuple(sim.joint_names):
         raise ValueError(f"spec {spec.name!r} drives joints {list(spec.joint_names)}, task {sim.task.name!r} has "
-                         f"{list(sim.joint_names)} (use config/reach2d.yaml for reach2d)")
+                         f"{list(sim.joint_names)} (the task's own spec is {sim.task.spec!r})")
     if (spec.image_height, spec.image_width) != sim.image_shape[:2]:
         raise ValueError(f"spec {spec.name!r} takes {spec.image_height}x{spec.image_width} images, the simulation "
                          f"renders {sim.image_shape[0]}x{sim.image_shape[1]}")

@@ -1,4 +1,5 @@
-"""The weights shipped for each task: where they are, which spec they use, how they are saved."""
+"""The weights shipped for each task: where they are, which spec they use, how they are saved. Both
+are declared with the task (`policy_xai.robot.tasks`: `Task.weights`, `Task.spec`)."""
 from __future__ import annotations
 
 
@@ -10,19 +11,21 @@ def save_trained(policy, path, **metadata):
 
 
 def default_spec(task: str) -> str:
-    """The spec shipped for a task: `small` (Baxter, 7 joints) or `reach2d` (two-link arm)."""
-    return "reach2d" if task == "reach2d" else "small"
+    """The spec a new policy for the task gets (its `Task.spec`: `small` for Baxter, 7 joints, `reach2d`
+    for the two-link arm). UnknownTaskError (a ValueError) for an unknown task."""
+    from ..robot.tasks import get_task
+
+    return get_task(task).spec
 
 
 def model_path(task: str):
-    """The shipped weights of a task: share/policy_xai/models/<task>.safetensors (the first install
-    location that has it, see policy_xai.resources)."""
-    from ..resources import find_shared, share_path
+    """The shipped weights of a task: share/policy_xai/models/<its Task.weights> (the first install
+    location that has it, see policy_xai.resources). FileNotFoundError when it ships none or the file is
+    not installed; UnknownTaskError (a ValueError) for an unknown task."""
+    from ..robot.tasks import shipped_weights
 
-    name = f"{task}.safetensors"
-    found = find_shared("models", name)
-    if found is not None:
-        return found
-    path = share_path("models", name)
-    raise FileNotFoundError(f"no shipped weights for task {task!r} ({path}); train them with "
-                            f"`policy-xai train --task {task} --out {path}` or pass --policy FILE")
+    try:
+        return shipped_weights(task)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}; train them with `policy-xai train --task {task} --out FILE` and pass "
+                                "--policy FILE") from None

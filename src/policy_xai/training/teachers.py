@@ -9,7 +9,8 @@ so that a network which sees the target only in the image and (q, v, ee) in the 
 represent it, and every state the learner visits can be relabelled (DAgger). The task's own
 time-indexed experts (`policy_xai.robot.experts`) follow a planned trajectory and are not a function
 of the observation, so they are not used as labels here. `FeedbackExpert` reaches;
-`PegFeedbackExpert` and `DoorFeedbackExpert` are the multi-phase ones; `make_teacher(sim)` picks.
+`PegFeedbackExpert` and `DoorFeedbackExpert` are the multi-phase ones; `make_teacher(sim)` picks the
+task's (its `Task.teacher`).
 """
 from __future__ import annotations
 
@@ -178,7 +179,7 @@ class DoorFeedbackExpert(FeedbackExpert):
         return grip[-1], err
 
     def door_angle(self) -> float:
-        return float(self.sim.measure()["door_angle"]) if self.sim.task.name == "door" else 0.0
+        return float(self.sim.measure().get("door_angle", 0.0))
 
     def joint_goal(self, q, target, door_angle: float | None = None) -> np.ndarray:
         from ..robot.tasks import door_gap_point
@@ -201,9 +202,7 @@ class DoorFeedbackExpert(FeedbackExpert):
         return q_desc + s_pull * (q_pull - q_desc)
 
 
-TEACHERS = {"peg": PegFeedbackExpert, "door": DoorFeedbackExpert}
-
-
 def make_teacher(sim) -> FeedbackExpert:
-    """The state-feedback teacher of a task: FeedbackExpert (reaching) or the task's multi-phase one."""
-    return TEACHERS.get(sim.task.name, FeedbackExpert)(sim)
+    """The state-feedback teacher of the simulation's task (its `Task.teacher`, see robot.tasks):
+    FeedbackExpert (reaching) or the task's multi-phase one."""
+    return sim.task.teacher_class()(sim)
