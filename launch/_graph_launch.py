@@ -5,7 +5,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from policy_xai.ros.graph import graph
+from policy_xai.ros.graph import graph, topic_arguments
 
 
 def describe(graph_name, extra_args=(), rviz=True):
@@ -20,6 +20,9 @@ def describe(graph_name, extra_args=(), rviz=True):
         DeclareLaunchArgument("allow_untrained", default_value="false",
                               description="let the policy node run untrained weights when weights is empty "
                                           "(simulation and tests only; never on a real arm)"),
+        # the robot's topics (policy_xai.topics, role ROBOT), renamed in every node: image_topic:=/my/camera
+        *(DeclareLaunchArgument(arg, default_value=name, description=f"name of the {key} topic (default {name})")
+          for arg, (key, name) in topic_arguments().items()),
         *extra_args,
     ]
 
@@ -35,7 +38,8 @@ def describe(graph_name, extra_args=(), rviz=True):
             overrides["sim_node"] = {"task": get("task")}
         out = []
         name = graph_name or get("graph")
-        for n in graph(name, params_file=get("params_file") or None, overrides=overrides):
+        topics = {key: get(arg) for arg, (key, _) in topic_arguments().items() if get(arg)}
+        for n in graph(name, params_file=get("params_file") or None, overrides=overrides, topics=topics):
             params = [n.params_file] if n.params_file else []
             if n.parameters:
                 params.append(n.parameters)

@@ -1,8 +1,10 @@
 """Policy + attribution + visualisation against a real Baxter-style arm (graph "robot",
-parameters from config/baxter.yaml: joint names, limits, rates). Remap the robot's topics with
-`--ros-args -r` or edit the graph's remappings in policy_xai/ros/graph.py.
+parameters from config/baxter.yaml: joint names, limits, rates). The robot's topics (camera image,
+joint states, torque commands: the topics with the ROBOT role in policy_xai/topics.py) are renamed in
+every node with image_topic:=, joint_states_topic:= and commands_topic:=.
 
     ros2 launch policy_xai robot.launch.py weights:=models/reach.safetensors [rviz:=true]
+        [image_topic:=/cameras/right_hand_camera/image] [joint_states_topic:=/robot/joint_states]
 
 weights:= is required: without it the policy node refuses to start (a random network would command
 the arm); allow_untrained:=true overrides that, for tests against a fake robot only.

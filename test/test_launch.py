@@ -143,6 +143,10 @@ def test_colcon_install_is_a_ros_package(colcon_install, launch_tooling):
     for exe in NODE_EXECUTABLES:
         assert f"policy_xai {exe}" in out, out
     assert "weights" in out and "params_file" in out, out
+    from policy_xai.ros.graph import topic_arguments
+
+    for arg in topic_arguments():  # the ROBOT topics' remapping arguments (policy_xai.topics)
+        assert arg in out, out
 
 
 def test_ros2_launch_sim_and_ctrl_c(colcon_install, launch_tooling, tmp_path):

@@ -33,6 +33,7 @@ def test_docs_table_matches_declarations():
     doc = (ROOT / "docs" / "ros.md").read_text()
     assert itf.topic_table_markdown() in doc, "regenerate the table: python -m policy_xai.ros.interfaces"
     assert itf.parameter_table_markdown() in doc, "regenerate the table: python -m policy_xai.ros.interfaces"
+    assert itf.role_table_markdown() in doc, "regenerate the table: python -m policy_xai.ros.interfaces"
 
 
 def test_core_modules_do_not_import_rclpy():
@@ -64,6 +65,16 @@ def test_graph_parameters_are_declared_and_files_parse():
 
 
 # ---- conversions ---------------------------------------------------------------------------------
+def test_camera_info_message_from_the_core_fields():
+    from policy_xai.observation import camera_info_fields
+
+    msg = cv.camera_info_msg(camera_info_fields(80, 60, 90.0), 1_500_000_123, "camera")
+    assert (msg.width, msg.height, msg.distortion_model, list(msg.d)) == (80, 60, "plumb_bob", [0.0] * 5)
+    assert list(msg.k) == pytest.approx([30, 0, 40, 0, 30, 30, 0, 0, 1])  # f = (60 / 2) / tan(45 deg)
+    assert list(msg.p) == pytest.approx([30, 0, 40, 0, 0, 30, 30, 0, 0, 0, 1, 0])
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (1, 500_000_123, "camera")
+
+
 def test_rgb_roundtrip_and_encodings():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)

@@ -95,6 +95,17 @@ def test_every_visualisation_topic_has_a_display(config):
     assert published and published <= shown, f"not shown in {RVIZ.name}: {sorted(published - shown)}"
 
 
+def test_the_displays_show_exactly_the_topics_with_the_rviz_role(config):
+    """The rviz role of policy_xai.topics is the list of what the config shows: a topic given the role
+    needs a display, a display needs a topic with the role."""
+    from policy_xai.topics import RVIZ, names_with
+
+    shown = {topic for _, _, topic, _, _ in subscriptions(config)}
+    role = set(names_with(RVIZ))
+    assert shown == role, f"shown, without the rviz role: {sorted(shown - role)}; with the role, not shown: " \
+                          f"{sorted(role - shown)}"
+
+
 def test_fixed_frame_is_the_markers_frame(config):
     frame = config["Visualization Manager"]["Global Options"]["Fixed Frame"]
     assert frame == itf.NODES["visualization_node"].parameters["frame_id"]

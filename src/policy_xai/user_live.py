@@ -27,6 +27,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .observation import fit_image
 from .user_policy import ObservationMapping, UserPolicyError, _short, load_mapping, load_user_policy
 
 JOINT_FIELDS = ("position", "velocity", "effort")
@@ -134,14 +135,8 @@ class UserLive:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise UserPolicyError(f"{name} from {s.topic}: expected an H x W x 3 image, got shape {rgb.shape}")
-        if rgb.shape[:2] != (s.height, s.width):
-            if not resize:
-                raise UserPolicyError(f"{name} from {s.topic}: image is {rgb.shape[1]}x{rgb.shape[0]}, the "
-                                      f"mapping says {s.width}x{s.height} (set resize:=true to resize)")
-            import cv2
-
-            rgb = cv2.resize(rgb, (s.width, s.height), interpolation=cv2.INTER_AREA)
-        return rgb
+        return fit_image(rgb, s.height, s.width, resize, what=f"{name} from {s.topic}: image is",
+                         wants="the mapping says", error=UserPolicyError)
 
     def vector_from_joint_state(self, name: str, names: Sequence[str], fields: Mapping) -> np.ndarray:
         """The vector of observation `name` out of a JointState's names and field arrays."""

@@ -1,11 +1,15 @@
-"""Pictures of explanations (OpenCV, numpy): heatmap overlays and the rolling ratio plot.
+"""Pictures of explanations (OpenCV, numpy): heatmap overlays, the rolling ratio plot and the
+per-joint relevance markers.
 
 Core code: no rclpy. Used by the visualization node, the `run` command's video writer and the
-offline analysis.
+offline analysis. The visualization node only turns what is computed here into messages: the overlay
+(`overlay_heatmap`, at `heatmap_scale`), the plot (`RatioHistory.add_stamped` / `render`) and the
+markers (`joint_shares` -> `joint_relevance_markers`: plain `MarkerSpec`s, one visualization_msgs/Marker each).
 """
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import cv2
@@ -89,6 +93,12 @@ def overlay_heatmap(
     return out
 
 
+def heatmap_scale(width: int, setting: int = 0, target: int = 256) -> int:
+    """The overlay's upscale factor: `setting` (the heatmap_scale parameter) when non-zero, else
+    about `target` px wide (target // width, at least 1)."""
+    return int(setting) or max(1, int(target) // max(1, int(width)))
+
+
 class RatioHistory:
     """Rolling window of ratio vectors (time, group -> value) and its plot as an image."""
 
@@ -97,6 +107,27 @@ class RatioHistory:
         self.times: deque[float] = deque(maxlen=maxlen)
         self.values: deque[np.ndarray] = deque(maxlen=maxlen)
         self.names: tuple[str, ...] = ()
+        self.t0_ns: Optional[int] = None  # add_stamped: the stamp of t = 0
+        self.last_ns: Optional[int] = None
+
+    def add_stamped(self, stamp_ns: int, names: Sequence[str], values: Sequence[float],
+                    jump_ns: Optional[int] = None) -> None:
+        """Add one ratio vector at its observation stamp: t = seconds since the first stamp. A stamp
+        more than `jump_ns` from the previous one (time jumped: a new simulated episode's clock, a
+        bag played again) starts the plot over. Ratios that do not sum to 1 (within 1e-3) are a
+        ValueError and are not added."""
+        values = np.asarray(values, dtype=np.float64)
+        total = float(values.sum())
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"ratios sum to {total:.4f}, not 1")
+        ns = int(stamp_ns)
+        if self.t0_ns is None or (jump_ns is not None and self.last_ns is not None
+                                  and abs(ns - self.last_ns) > jump_ns):
+            self.times.clear()
+            self.values.clear()
+            self.t0_ns = ns
+        self.last_ns = ns
+        self.add((ns - self.t0_ns) * 1e-9, names, values)
 
     def add(self, t: float, names: Sequence[str], values: Sequence[float]) -> None:
         names = tuple(names)
@@ -167,3 +198,65 @@ def _jet_lut() -> np.ndarray:
     if not _JET:
         _JET.append(cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(-1, 1), cv2.COLORMAP_JET)[:, 0].copy())
     return _JET[0]
+
+
+# ---- rviz markers (visualization_node: one visualization_msgs/Marker per MarkerSpec) ---------------
+def joint_shares(config_names: Sequence[str], config, relevance_names: Sequence[str], relevance):
+    """(joints, q, share): the joints of a configuration vector (its 'joint_position/<joint>'
+    elements, in order), their positions q, and each joint's share of the total |configuration
+    relevance|: the |relevance| of every element named '<group>/<joint>' (position, velocity, ...)
+    over the sum of all |relevance| (shares sum to at most 1: the rest is on groups of no joint,
+    e.g. the end effector; all 0 when the relevance is all 0). No joints: ([], empty, empty)."""
+    names = list(config_names)
+    joints = [n.split("/", 1)[1] for n in names if n.startswith("joint_position/")]
+    config = np.asarray(config, dtype=np.float64)
+    q = np.array([config[names.index(f"joint_position/{j}")] for j in joints], dtype=np.float64)
+    rel = np.abs(np.asarray(relevance, dtype=np.float64))
+    share = np.zeros(len(joints))
+    for i, j in enumerate(joints):
+        for k, n in enumerate(relevance_names):
+            if n.endswith("/" + j):
+                share[i] += rel[k]
+    total = rel.sum()
+    return joints, q, (share / total if total > 0 else share)
+
+
+def row_positions(n: int, spacing: float = 0.15) -> np.ndarray:
+    """(n, 3) positions in a row along x, `spacing` m apart: the markers' places without a robot model."""
+    return np.stack([np.arange(n) * float(spacing), np.zeros(n), np.zeros(n)], axis=1)
+
+
+@dataclass(frozen=True)
+class MarkerSpec:
+    """One rviz marker, without its header: namespace, id, "sphere" or "text", position (m),
+    scale (x, y, z: a sphere's diameters, a text's height in z), colour (r, g, b, a in [0, 1]), text."""
+    ns: str
+    id: int
+    kind: str
+    position: tuple[float, float, float]
+    scale: tuple[float, float, float]
+    rgba: tuple[float, float, float, float]
+    text: str = ""
+
+
+def joint_relevance_markers(joints: Sequence[str], share, positions, size: float,
+                            ratio_names: Sequence[str] = (), ratios: Sequence[float] = ()) -> list[MarkerSpec]:
+    """The /policy_xai/markers picture: a sphere per joint at positions[i], of diameter
+    size x (0.25 + 0.75 x share / top) and jet colour share / top (top = the largest share, 1 when all
+    are 0: the most relevant joint is `size` wide and red, the others at least a quarter of it),
+    alpha 0.8; then a white text of the ratios 0.3 m above the last position (the end effector with
+    a robot model) — "(no ratios for this method)" without ratios."""
+    share = np.asarray(share, dtype=np.float64)
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    top = float(share.max()) if share.size and share.max() > 0 else 1.0
+    out = []
+    for i, _ in enumerate(joints):
+        d = float(size) * (0.25 + 0.75 * share[i] / top)
+        r, g, b = relevance_colour(share[i] / top)
+        out.append(MarkerSpec("joint_relevance", i, "sphere", tuple(float(x) for x in pos[i]), (d, d, d),
+                              (r, g, b, 0.8)))
+    last = pos[-1] if len(pos) else np.zeros(3)
+    text = ratio_text(ratio_names, ratios) if len(ratio_names) else "(no ratios for this method)"
+    out.append(MarkerSpec("ratios", 0, "text", (float(last[0]), float(last[1]), float(last[2]) + 0.3),
+                          (0.0, 0.0, 0.06), (1.0, 1.0, 1.0, 1.0), text))
+    return out

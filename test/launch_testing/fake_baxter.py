@@ -3,7 +3,8 @@ the robot, the right arm's right_s0..right_w2 among them, at 50 Hz) and an rgb8 
 the policy input (/camera/image_raw, 20 Hz, its own stamps), and counts the torque commands that come
 back on /effort_controller/commands. The arm does not move: the commands are only counted and checked.
 
-    python fake_baxter.py [--width 160 --height 120]
+    python fake_baxter.py [--width 160 --height 120] [--joint-topic /robot/joint_states]
+                          [--image-topic /cameras/right_hand_camera/image]
 
 Stops cleanly on SIGINT or SIGTERM (exit code 0) and prints what it received.
 """
@@ -32,6 +33,8 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=120)
     ap.add_argument("--joint-rate", type=float, default=50.0)
     ap.add_argument("--camera-rate", type=float, default=20.0)
+    ap.add_argument("--joint-topic", default="/joint_states")
+    ap.add_argument("--image-topic", default="/camera/image_raw")
     args, _ = ap.parse_known_args()
 
     import rclpy
@@ -50,8 +53,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("fake_baxter")
-    pub_js = node.create_publisher(JointState, "/joint_states", 10)
-    pub_img = node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+    pub_js = node.create_publisher(JointState, args.joint_topic, 10)
+    pub_img = node.create_publisher(Image, args.image_topic, qos_profile_sensor_data)
     got = {"commands": 0, "bad": 0, "max_abs": 0.0}
 
     def on_command(msg):
@@ -100,7 +103,7 @@ def main() -> int:
     node.create_timer(1.0 / args.camera_rate, publish_image)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    print(f"fake_baxter: publishing /joint_states ({len(ALL_JOINTS)} joints) and /camera/image_raw "
+    print(f"fake_baxter: publishing {args.joint_topic} ({len(ALL_JOINTS)} joints) and {args.image_topic} "
           f"({args.width}x{args.height} rgb8)", flush=True)
     try:
         while not stop.is_set() and rclpy.ok():

@@ -2,7 +2,10 @@
 against a fake Baxter (fake_baxter.py: /joint_states with every joint of the robot, a 160x120 rgb8
 camera image; config/baxter.yaml resizes it to the policy input): the policy drives the right arm,
 the torques come back on /effort_controller/commands within config/baxter.yaml's torque limits, and
-the attribution and visualisation nodes explain the decisions.
+the attribution and visualisation nodes explain the decisions. The fake Baxter publishes under a real
+Baxter's names (/robot/joint_states, /cameras/right_hand_camera/image): the launch file's
+joint_states_topic:= and image_topic:= arguments (the topics with the ROBOT role) rename them in
+every node.
 
 Run by test/test_launch.py with the `launch_test` command against a colcon install of the package.
 Every process must exit with code 0 when launch stops it with SIGINT.
@@ -32,16 +35,20 @@ REPO = Path(HERE).parents[1]
 WEIGHTS = str(REPO / "models" / "reach.safetensors")
 LIMITS = [20.0, 20.0, 20.0, 20.0, 8.0, 8.0, 8.0]  # config/baxter.yaml torque_limits
 CAMERA = (160, 120)
+# a real Baxter's topic names, given to the launch file as <key>_topic:= (policy_xai.ros.graph.topic_arguments)
+ROBOT_TOPICS = {"joint_states_topic": "/robot/joint_states", "image_topic": "/cameras/right_hand_camera/image"}
 
 
 @pytest.mark.launch_test
 def generate_test_description():
     robot = ExecuteProcess(cmd=[sys.executable, os.path.join(HERE, "fake_baxter.py"), "--width", str(CAMERA[0]),
-                                "--height", str(CAMERA[1])], name="fake_baxter", output="screen")
+                                "--height", str(CAMERA[1]), "--joint-topic", ROBOT_TOPICS["joint_states_topic"],
+                                "--image-topic", ROBOT_TOPICS["image_topic"]], name="fake_baxter", output="screen")
     path = os.path.join(get_package_share_directory("policy_xai"), "launch", "robot.launch.py")
     return LaunchDescription([
         robot,
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments={"weights": WEIGHTS}.items()),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                 launch_arguments={"weights": WEIGHTS, **ROBOT_TOPICS}.items()),
         launch_testing.actions.ReadyToTest(),
     ]), {"robot": robot}
 

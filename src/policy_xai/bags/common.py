@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..topics import topic_name
+from .. import topics
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_TYPE = "sensor_msgs/msg/JointState"
@@ -17,10 +17,9 @@ class BagError(ValueError):
 
 
 def default_topics() -> dict[str, str]:
-    """Topic key -> name, as the live pipeline declares them."""
-    keys = ("image", "joint_states", "obs_image", "obs_config", "torques", "relevance_image", "relevance_config",
-            "relevance_points", "ratios", "importance", "diagnostics")
-    return {k: topic_name(k) for k in keys}
+    """Topic key -> name, as the live pipeline declares them: every topic with one of the roles the
+    bag readers read (policy_xai.topics.BAG_ROLES: observation, decision, explanation, health)."""
+    return topics.bag_topics()
 
 
 def typestore():

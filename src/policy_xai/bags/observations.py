@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..observation import fit_image
 from ..parameters import NODES
 from .common import IMAGE_TYPES, JOINT_TYPE, BagError, stamp_ns, typestore
 from .source import BagSource, register_bag_types
@@ -241,20 +242,16 @@ class _Pairer:
     def _image(self, topic: str, typ: str, msg) -> tuple:
         H, W = self.spec.image_height, self.spec.image_width
         rgb, frame = image_from_msg(msg, typ)
-        if rgb.shape[:2] != (H, W):
-            if not self.opts.resize:
-                raise BagError(f"images on {topic} are {rgb.shape[1]}x{rgb.shape[0]}, policy {self.spec.name!r} "
-                               f"takes {W}x{H}; pass --resize to resize them (cv2.INTER_AREA)")
-            import cv2
-
+        if rgb.shape[:2] != (H, W) and self.opts.resize:
             if not self.warned_resize:
                 warnings.warn(f"resizing {rgb.shape[1]}x{rgb.shape[0]} images on {topic} to {W}x{H} "
                               "(cv2.INTER_AREA); explanations are at the policy's input size")
                 self.warned_resize = True
             self.out.original_size = (rgb.shape[1], rgb.shape[0])
-            rgb = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA)
             self.out.resized += 1
-        return rgb, frame
+        return fit_image(rgb, H, W, self.opts.resize, what=f"images on {topic} are",
+                         wants=f"policy {self.spec.name!r} takes",
+                         hint="; pass --resize to resize them (cv2.INTER_AREA)", error=BagError), frame
 
     def _pair(self, role: str, stamp: int, item, t: int) -> None:
         sync = self.sync

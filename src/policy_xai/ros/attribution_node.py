@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .. import live
+from .. import decisions, live
 from . import convert as cv
 from .common import XaiNode, main as run_node
 from ..attribution.engine import usable_method
@@ -53,8 +53,7 @@ class AttributionNode(XaiNode):
         self.paired = live.LatencyStats()
         self.queue_wait = live.LatencyStats()
         self.publish_time = live.LatencyStats()
-        self.mismatches = 0
-        self.max_torque_diff = 0.0
+        self.reproduction = decisions.ReproductionCheck()  # recomputed vs published torques
         self.done = 0
         self.pubs = {k: self.pub(k) for k in ("relevance_image", "relevance_config", "relevance_points",
                                                "ratios", "importance")}
@@ -137,11 +136,9 @@ class AttributionNode(XaiNode):
         alpha = live.importance_per_step(self.spec, config, self.robot, self.p("dt"))
         exp = explain(self.policy, self.policy.prepare_image(rgb), self.policy.prepare_config(config),
                       method=self.method, alpha=alpha, precision=self.precision)
-        tau = np.clip(to_numpy(exp.torques[0]).astype(np.float64), -self.limits, self.limits)
-        diff = float(np.max(np.abs(tau - published)))
-        self.max_torque_diff = max(self.max_torque_diff, diff)
-        if diff > float(self.p("reproduce_tolerance")):
-            self.mismatches += 1
+        diff = self.reproduction.compare(to_numpy(exp.torques[0]), published, float(self.p("reproduce_tolerance")),
+                                         limits=self.limits)
+        if diff is not None:
             self.report_error("torque_mismatch", f"recomputed torques differ from the published ones by {diff:.4g} "
                               "N·m (different weights or spec loaded?)", throttle=5.0)
         t1 = time.perf_counter()
@@ -175,7 +172,7 @@ class AttributionNode(XaiNode):
             **self.latency.summary("stamp_to_publish"),
             **_p50_p99(self.paired, "stamp_to_paired"), **_p50_p99(self.queue_wait, "queue_wait"),
             **_p50_p99(self.publish_time, "publish"),
-            "torque_mismatches": self.mismatches, "max_torque_diff": self.max_torque_diff,
+            "torque_mismatches": self.reproduction.mismatches, "max_torque_diff": self.reproduction.max_diff,
             "precision": self.precision, "device": str(self.policy.device),
             "time_jumps_backward": self.sync.jumps_backward, "time_jumps_forward": self.sync.jumps_forward,
         }

@@ -77,6 +77,17 @@ def float_array_msg(values):
     return msg
 
 
+def camera_info_msg(fields: Mapping[str, object], stamp_ns: int, frame_id: str = ""):
+    """sensor_msgs/CameraInfo from policy_xai.observation.camera_info_fields (height, width,
+    distortion_model, d, k, r, p) and a header."""
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo(**fields)
+    info.header.stamp = ns_to_stamp(stamp_ns)
+    info.header.frame_id = frame_id
+    return info
+
+
 def mapping_to_key_values(d: Mapping[str, object]):
     from diagnostic_msgs.msg import KeyValue
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
+from ..topics import ROBOT, TOPIC, keys_with, remappings as topic_remappings
 from .interfaces import NODES
 
 #: graph name -> (node names, default parameter file in config/)
@@ -123,6 +124,12 @@ def user_sim_overrides(model: str, mapping: str = "user_policy_sim", model_kwarg
     return out
 
 
+def topic_arguments() -> dict[str, tuple[str, str]]:
+    """The launch files' remapping arguments: `<key>_topic` -> (topic key, default name), one per
+    topic with the ROBOT role (policy_xai.topics: what the arm's drivers publish or take)."""
+    return {f"{k}_topic": (k, TOPIC[k].name) for k in keys_with(ROBOT)}
+
+
 def first_camera_size(mapping: str) -> Optional[tuple]:
     """(height, width) of the first image observation of a mapping file, None if there is none or
     the file cannot be read (the node reports that at start-up)."""
@@ -161,9 +168,13 @@ def _file_sets(params_file: Optional[str], node: str, keys: Sequence[str]) -> bo
 
 def graph(name: str, params_file: Optional[str] = None,
           overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
-          remappings: Sequence[tuple[str, str]] = (), nodes: Optional[Sequence[str]] = None) -> list[NodeLaunch]:
+          remappings: Sequence[tuple[str, str]] = (), nodes: Optional[Sequence[str]] = None,
+          topics: Optional[Mapping[str, str]] = None) -> list[NodeLaunch]:
     """The nodes of graph `name`. params_file: a path or a file name in config/ (default: the
-    graph's own); overrides: node name -> {parameter: value}; remappings apply to every node."""
+    graph's own); overrides: node name -> {parameter: value}; topics: topic key -> name for the
+    declared topics to rename (policy_xai.topics.remappings; the launch files' `<key>_topic`
+    arguments); remappings: more (from, to) names. Both apply to every node."""
+    remappings = tuple(topic_remappings(topics or {})) + tuple(remappings)
     if name not in GRAPHS:
         raise ValueError(f"unknown graph {name!r}; graphs: {', '.join(GRAPHS)}")
     names, default_file = GRAPHS[name]

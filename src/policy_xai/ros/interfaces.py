@@ -12,10 +12,13 @@ from ..parameters import (  # noqa: F401 - re-exported
     COMMON_PARAMETERS, NODES, P, NodeInfo, Param, parameter_table_markdown, validate_parameter,
 )
 from ..topics import (  # noqa: F401 - re-exported
-    LATCHED, RELIABLE, SENSOR_DATA, SERVICES, TOPIC, TOPICS, Topic, message_class, topic_name, topic_table_markdown,
+    LATCHED, RELIABLE, SENSOR_DATA, SERVICES, TOPIC, TOPICS, Topic, message_class, role_table_markdown, topic_name,
+    topic_table_markdown,
 )
 
 if __name__ == "__main__":  # print the tables for docs/ros.md
     print(topic_table_markdown())
+    print()
+    print(role_table_markdown())
     print()
     print(parameter_table_markdown())

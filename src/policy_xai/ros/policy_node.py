@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from .. import groups, live
+from .. import decisions, groups, live
+from ..observation import fit_image
 from . import convert as cv
 from .common import XaiNode, main as run_node
 
@@ -91,13 +92,7 @@ class PolicyNode(XaiNode):
 
     def torque_limits(self, extra) -> np.ndarray:
         """The spec's limits, tightened by the torque_limits parameter ('' or one value per joint)."""
-        if extra in ("", None):
-            return self.spec_limits.copy()
-        extra = np.abs(np.asarray(extra, dtype=np.float64).ravel())
-        if extra.shape != self.spec_limits.shape:
-            raise ValueError(f"torque_limits has {extra.size} values for {self.spec.n_joints} joints "
-                             f"{list(self.spec.joint_names)}")
-        return np.minimum(self.spec_limits, extra)
+        return decisions.torque_limits(self.spec_limits, extra, self.spec.joint_names)
 
     # ---- parameters ---------------------------------------------------------------------------
     def check_parameters(self, new) -> None:
@@ -113,16 +108,9 @@ class PolicyNode(XaiNode):
     # ---- inputs --------------------------------------------------------------------------------
     def on_image(self, msg) -> None:
         stamp = cv.stamp_to_ns(msg.header.stamp)
-        rgb = cv.rgb_from_msg(msg)
         s = self.spec
-        if rgb.shape[:2] != (s.image_height, s.image_width):
-            if not self.p("resize"):
-                raise cv.ConversionError(
-                    f"image is {rgb.shape[1]}x{rgb.shape[0]}, policy {s.name!r} takes {s.image_width}x"
-                    f"{s.image_height} (set resize:=true to resize)")
-            import cv2
-
-            rgb = cv2.resize(rgb, (s.image_width, s.image_height), interpolation=cv2.INTER_AREA)
+        rgb = fit_image(cv.rgb_from_msg(msg), s.image_height, s.image_width, self.p("resize"),
+                        wants=f"policy {s.name!r} takes")
         self._offer("image", stamp, (rgb, msg.header.frame_id))
 
     def on_joints(self, msg) -> None:
@@ -139,12 +127,12 @@ class PolicyNode(XaiNode):
     # ---- decision --------------------------------------------------------------------------------
     def act(self, stamp: int, rgb: np.ndarray, config: np.ndarray, frame_id: str) -> None:
         t0 = time.perf_counter()
-        tau = self.policy.act(rgb, config)
+        raw = self.policy.act(rgb, config)
         self.compute.add(time.perf_counter() - t0)
-        if not np.all(np.isfinite(tau)):
+        tau = decisions.clip_command(raw, self.limits)
+        if tau is None:
             self.send(np.zeros_like(self.limits))
-            raise ValueError(f"policy produced non-finite torques {tau}; sent zero torque")
-        tau = np.clip(tau, -self.limits, self.limits)
+            raise ValueError(f"policy produced non-finite torques {raw}; sent zero torque")
         t1 = time.perf_counter()
         self.send(tau)
         self.watchdog.feed()

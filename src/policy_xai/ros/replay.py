@@ -2,6 +2,7 @@
 launch_testing replay test): rclpy in this process, the nodes in theirs (policy_xai.ros.runner)."""
 from __future__ import annotations
 
+from ..topics import DECISION, names_with, published_per_observation, topic_name
 from . import interfaces as itf
 
 
@@ -99,19 +100,13 @@ def unmatched(node, topics, nodes, own: dict, matched: dict) -> list:
 
 def ready_subscriptions(played, nodes) -> list:
     """(topic, node or None) subscriptions that must exist before playing: every played topic has a
-    subscriber, the attribution node listens to the policy's decisions, and the recorder (if any)
-    records the played topics and everything the nodes publish."""
-    T = itf.TOPIC
+    subscriber, the attribution node listens to the policy's decisions (the DECISION topics), and
+    the recorder (if any) records the played topics and every per-observation topic the nodes
+    publish (policy_xai.topics.published_per_observation)."""
     need = [(t, None) for t in played]
     if "attribution_node" in nodes:
-        need += [(T[k].name, "attribution_node") for k in ("obs_image", "obs_config", "torques")]
+        need += [(n, "attribution_node") for n in names_with(DECISION)]
     if "recorder" in nodes:
-        keys = []
-        if "policy_node" in nodes:
-            keys += ["obs_image", "obs_config", "torques", "commands"]
-        if "attribution_node" in nodes:
-            keys += ["relevance_image", "relevance_config", "relevance_points", "ratios", "importance"]
-        if "visualization_node" in nodes:
-            keys += ["heatmap", "markers"]
-        need += [(t, "recorder") for t in played] + [(T[k].name, "recorder") for k in keys]
+        outputs = published_per_observation(nodes)
+        need += [(t, "recorder") for t in played] + [(topic_name(k), "recorder") for k in outputs]
     return need

@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from .. import live
+from .. import decisions, live
+from ..observation import camera_info_fields
 from . import convert as cv
 from . import interfaces as itf
 from .common import XaiNode, main as run_node
@@ -116,13 +117,7 @@ class SimNode(XaiNode):
         self.command_watchdog.feed()
 
     def valid_command(self, msg) -> np.ndarray:
-        tau = np.asarray(msg.data, dtype=np.float64)
-        if tau.shape != (self.sim.n_joints,):
-            raise ValueError(f"command has {tau.size} values, the arm has {self.sim.n_joints} joints "
-                             f"{list(self.sim.joint_names)}")
-        if not np.all(np.isfinite(tau)):
-            raise ValueError(f"command contains NaN/inf: {tau.tolist()}")
-        return tau
+        return decisions.valid_command(msg.data, self.sim.joint_names)
 
     def tick(self) -> None:
         t0 = time.perf_counter()
@@ -155,18 +150,9 @@ class SimNode(XaiNode):
         self.rate.tick()
 
     def camera_info(self, stamp: int, shape):
-        from sensor_msgs.msg import CameraInfo
-
         h, w = shape[:2]
         fovy = float(getattr(self.sim, "camera_fovy", 45.0))
-        f = 0.5 * h / np.tan(np.deg2rad(fovy) / 2)
-        info = CameraInfo(height=h, width=w, distortion_model="plumb_bob")
-        info.header.stamp, info.header.frame_id = cv.ns_to_stamp(stamp), self.camera_frame
-        info.d = [0.0] * 5
-        info.k = [f, 0.0, w / 2, 0.0, f, h / 2, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [f, 0.0, w / 2, 0.0, 0.0, f, h / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return info
+        return cv.camera_info_msg(camera_info_fields(w, h, fovy), stamp, self.camera_frame)
 
     def diagnostics(self):
         m = self.sim.measure()

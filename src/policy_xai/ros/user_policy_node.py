@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 
 import numpy as np
 
-from .. import live as lv
+from .. import decisions, live as lv
 from . import convert as cv
 from . import interfaces as itf
 from .common import XaiNode, main as run_node, qos
@@ -74,8 +73,8 @@ class UserPolicyNode(XaiNode):
         self.watchdog = lv.Watchdog(self.p("stale_timeout"))
         self.rate, self.explain_rate = lv.RateMeter(), lv.RateMeter()
         self.compute, self.explain_time, self.age, self.latency = (lv.LatencyStats() for _ in range(4))
-        self.stale_commands = self.mismatches = self.checked = 0
-        self.max_action_diff = 0.0
+        self.stale_commands = 0
+        self.reproduction = decisions.ReproductionCheck()  # explained outputs vs the actions
         self.lock = threading.Lock()  # the explainer copy of the model: one explanation (or check) at a time
         self.slot = lv.LatestSlot()
         self.pub_actions = self.pub("actions") if self.acting else None
@@ -104,8 +103,9 @@ class UserPolicyNode(XaiNode):
                 self.create_subscription(JointState, topic, cb, qos(itf.SENSOR_DATA, 5))
         if self.torques:
             self.create_timer(0.05, self.on_watchdog)
-        self.published = OrderedDict()  # explain only: stamp -> the acting node's actions, to check against
-        self.published_lock = threading.Lock()  # not self.lock: an explanation must not hold these up
+        # explain only: stamp -> the acting node's actions, to check against (its own lock, not self.lock:
+        # an explanation must not hold these up)
+        self.published = decisions.StampedOutputs(keep=50)
         if not self.acting:
             self.sub("actions", self.guarded("actions", self.on_actions), depth=20)
         self.worker = threading.Thread(target=self.work, name="explain", daemon=True)
@@ -127,13 +127,8 @@ class UserPolicyNode(XaiNode):
             self.get_logger().warning(f"warm-up failed: {e}")
 
     def torque_limits(self, extra) -> np.ndarray:
-        if extra in ("", None):
-            return np.full(len(self.action_names), np.inf)
-        extra = np.abs(np.asarray(extra, dtype=np.float64).ravel())
-        if extra.shape != (len(self.action_names),):
-            raise ValueError(f"torque_limits has {extra.size} values for {len(self.action_names)} actions "
-                             f"{self.action_names}")
-        return extra
+        """None (inf) or the torque_limits parameter: one value per action."""
+        return decisions.torque_limits(np.full(len(self.action_names), np.inf), extra, self.action_names, "actions")
 
     # ---- parameters ---------------------------------------------------------------------------
     def check_parameters(self, new) -> None:
@@ -192,7 +187,7 @@ class UserPolicyNode(XaiNode):
                 self.send(np.zeros(len(self.action_names)))  # never keep pushing after a bad decision
             raise
         self.compute.add(time.perf_counter() - t0)
-        a = np.clip(raw, -self.limits, self.limits) if self.torques else raw
+        a = decisions.clip_command(raw, self.limits) if self.torques else raw  # finite: decide() checked
         if self.torques:
             self.send(a)
             self.pub_torques.publish(cv.joint_state_msg(stamp, self.action_names, effort=a))
@@ -210,11 +205,8 @@ class UserPolicyNode(XaiNode):
 
     def on_actions(self, msg) -> None:
         """explain only: the acting node's actions by stamp (its decision on the messages explained)."""
-        a = cv.select_joints(msg.name, msg.position, self.action_names, "position")
-        with self.published_lock:
-            self.published[cv.stamp_to_ns(msg.header.stamp)] = a
-            while len(self.published) > 50:
-                self.published.popitem(last=False)
+        self.published.put(cv.stamp_to_ns(msg.header.stamp),
+                           cv.select_joints(msg.name, msg.position, self.action_names, "position"))
 
     def send(self, tau) -> None:
         self.pub_cmd.publish(cv.float_array_msg(tau))
@@ -233,16 +225,12 @@ class UserPolicyNode(XaiNode):
         with self.lock:
             e = self.live.explain(inputs, vec, self.method, self.importance)
         self.explain_time.add(time.perf_counter() - t0)
-        if actions is None:  # explain only: compare with what the acting node published for this stamp
-            with self.published_lock:
-                actions = self.published.get(stamp)
-            if actions is not None:
-                e.outputs = np.clip(e.outputs, -self.limits, self.limits)
-        self.checked += actions is not None
-        diff = float(np.max(np.abs(e.outputs - actions))) if actions is not None and len(actions) else 0.0
-        self.max_action_diff = max(self.max_action_diff, diff)
-        if actions is not None and diff > 1e-3 * max(1.0, float(np.max(np.abs(actions)))):
-            self.mismatches += 1
+        limits = None
+        if actions is None:  # explain only: compare with what the acting node published (clipped) for this stamp
+            actions, limits = self.published.get(stamp), self.limits
+        diff = None if actions is None else self.reproduction.compare(
+            e.outputs, actions, decisions.relative_tolerance(actions), limits=limits)
+        if diff is not None:
             self.report_error("action_mismatch", f"the explained outputs differ from the actions by {diff:.4g} "
                               "(another model, weights or torque_limits than the acting node's?)", throttle=5.0)
         P = self.pubs
@@ -274,8 +262,8 @@ class UserPolicyNode(XaiNode):
             "observation_age_p50_ms": 1e3 * self.age.percentile(50),
             **self.latency.summary("stamp_to_explained"),
             "unpaired_dropped": self.sync.dropped, "stale": self.watchdog.stale(),
-            "stale_commands": self.stale_commands, "actions_checked": self.checked,
-            "action_mismatches": self.mismatches, "max_action_diff": self.max_action_diff,
+            "stale_commands": self.stale_commands, "actions_checked": self.reproduction.checked,
+            "action_mismatches": self.reproduction.mismatches, "max_action_diff": self.reproduction.max_diff,
         }
         if self.recent_error():
             return 2, f"input errors: {self.last_error}", values

@@ -41,7 +41,6 @@ class VisualizationNode(XaiNode):
         self.heat_sync = live.StampSync(["image", "relevance", "points"], 0, keep=10, jump_ns=jump)
         self.marker_sync = live.StampSync(["config", "relevance", "ratios"], 0, keep=10, jump_ns=jump)
         self.history = viz.RatioHistory(float(self.p("plot_window")))
-        self.t0 = None
         self.rate = live.RateMeter()
         self.render = live.LatencyStats()
         self.latency = live.LatencyStats()
@@ -112,7 +111,7 @@ class VisualizationNode(XaiNode):
         self.paired.add((self.now_ns() - ns) * 1e-9)
         t0 = time.perf_counter()
         (rgb, frame_id), rel, (pts, prel) = got["image"], got["relevance"], got["points"]
-        scale = int(self.p("heatmap_scale")) or max(1, 256 // rgb.shape[1])
+        scale = viz.heatmap_scale(rgb.shape[1], self.p("heatmap_scale"))
         out = viz.overlay_heatmap(rgb, rel, pts, normalize=self.normalize, opacity=float(self.p("opacity")),
                                   scale=scale, point_relevance=prel)
         self.pub_heat.publish(cv.image_msg(out, ns, frame_id))
@@ -130,15 +129,8 @@ class VisualizationNode(XaiNode):
     def on_ratios(self, msg) -> None:
         names, values = cv.named_vector_from_msg(msg)
         ns = cv.stamp_to_ns(msg.header.stamp)
-        if names:
-            if abs(values.sum() - 1.0) > 1e-3:
-                raise ValueError(f"ratios sum to {values.sum():.4f}, not 1")
-            last = getattr(self, "_last_ratio_ns", None)
-            if self.t0 is None or (last is not None and abs(ns - last) > self.heat_sync.jump_ns):
-                self.t0 = ns  # first ratios, or time jumped: the plot starts again
-                self.history = viz.RatioHistory(self.p("plot_window"))
-            self._last_ratio_ns = ns
-            self.history.add((ns - self.t0) * 1e-9, names, values)
+        if names:  # checked (they sum to 1); a time jump starts the plot over
+            self.history.add_stamped(ns, names, values, self.heat_sync.jump_ns)
         self._marker("ratios", msg.header.stamp, (names, values))
 
     def _marker(self, stream, stamp, item) -> None:
@@ -156,7 +148,7 @@ class VisualizationNode(XaiNode):
                 self.robot_name = ""
         if self.robot is not None:
             return self.robot.joint_positions(q)
-        return np.stack([np.arange(len(q)) * 0.15, np.zeros(len(q)), np.zeros(len(q))], axis=1)
+        return viz.row_positions(len(q))
 
     def publish_markers(self, ns: int, got: dict) -> None:
         from geometry_msgs.msg import Point
@@ -165,45 +157,25 @@ class VisualizationNode(XaiNode):
         cfg_names, cfg = got["config"]
         rel_names, rel = got["relevance"]
         ratio_names, ratios = got["ratios"]
-        joints = [n.split("/", 1)[1] for n in cfg_names if n.startswith("joint_position/")]
+        joints, q, share = viz.joint_shares(cfg_names, cfg, rel_names, rel)
         if not joints:
             return
         self.joint_names = joints
-        q = np.array([cfg[cfg_names.index(f"joint_position/{j}")] for j in joints])
-        share = np.zeros(len(joints))
-        tot = np.abs(rel).sum()
-        for i, j in enumerate(joints):
-            for k, n in enumerate(rel_names):
-                if n.endswith("/" + j):
-                    share[i] += abs(rel[k])
-        share = share / tot if tot > 0 else share
-        top = share.max() if share.max() > 0 else 1.0
-        pos = self.joint_positions(q)
-        stamp = cv.ns_to_stamp(ns)
-        frame = str(self.p("frame_id"))
-        size = float(self.p("marker_scale"))
+        specs = viz.joint_relevance_markers(joints, share, self.joint_positions(q), float(self.p("marker_scale")),
+                                            ratio_names, ratios)
+        stamp, frame = cv.ns_to_stamp(ns), str(self.p("frame_id"))
+        kinds = {"sphere": Marker.SPHERE, "text": Marker.TEXT_VIEW_FACING}
         arr = MarkerArray()
-        for i, j in enumerate(joints):
+        for sp in specs:
             m = Marker()
             m.header.stamp, m.header.frame_id = stamp, frame
-            m.ns, m.id, m.type, m.action = "joint_relevance", i, Marker.SPHERE, Marker.ADD
-            m.pose.position = Point(x=float(pos[i, 0]), y=float(pos[i, 1]), z=float(pos[i, 2]))
+            m.ns, m.id, m.type, m.action = sp.ns, sp.id, kinds[sp.kind], Marker.ADD
+            m.pose.position = Point(x=sp.position[0], y=sp.position[1], z=sp.position[2])
             m.pose.orientation.w = 1.0
-            d = size * (0.25 + 0.75 * share[i] / top)
-            m.scale.x = m.scale.y = m.scale.z = d
-            r, g, b = viz.relevance_colour(share[i] / top)
-            m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.8
+            m.scale.x, m.scale.y, m.scale.z = sp.scale
+            m.color.r, m.color.g, m.color.b, m.color.a = sp.rgba
+            m.text = sp.text
             arr.markers.append(m)
-        t = Marker()
-        t.header.stamp, t.header.frame_id = stamp, frame
-        t.ns, t.id, t.type, t.action = "ratios", 0, Marker.TEXT_VIEW_FACING, Marker.ADD
-        top_pos = pos[-1] if len(pos) else np.zeros(3)
-        t.pose.position = Point(x=float(top_pos[0]), y=float(top_pos[1]), z=float(top_pos[2]) + 0.3)
-        t.pose.orientation.w = 1.0
-        t.scale.z = 0.06
-        t.color.r = t.color.g = t.color.b = t.color.a = 1.0
-        t.text = viz.ratio_text(ratio_names, ratios) if ratio_names else "(no ratios for this method)"
-        arr.markers.append(t)
         self.pub_markers.publish(arr)
 
     def on_plot(self) -> None:
