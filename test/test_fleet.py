@@ -87,7 +87,7 @@ def test_many_bags_match_sequential_runs_and_rerun_resumes(fleet_run, capsys):
     assert "task time: read and pair" in stdout
 
     # a rerun with the same inputs skips every bag (the unreadable one too) and starts no Ray
-    again = fleet.analyze_bags([src], ["--no-bag"], workers=2, out=out, progress=False)
+    again = fleet.analyze_bags([src], {"no_bag": True}, workers=2, out=out, progress=False)
     assert again["totals"]["resumed"] == 5 and not ray.is_initialized()
     assert again["bags"] == [{**b, "resumed": True} for b in s["bags"]]
     np.testing.assert_array_equal(bags.read_table(out / "steps.parquet")["image"], steps["image"])
@@ -131,11 +131,14 @@ def test_inputs_lists_globs_and_names(tmp_path):
     with pytest.raises(FileNotFoundError, match="no bag matches"):
         fleet.expand_bags([str(tmp_path / "nothing*")])
     # the content key follows the options and the bag's files
-    o = fleet.analysis_options(["--methods", "rap"])
-    assert o["methods"] == "rap" and o["no_video"] and "out" not in o and "bag" not in o
+    o = fleet.analysis_options({"methods": "rap"})
+    assert isinstance(o, AnalyzeOptions) and o.methods == "rap" and not o.video and o.bag == o.out == ""
+    assert fleet.analysis_options() == AnalyzeOptions("", out="", video=False)  # the command's defaults
     k = fleet.content_key(one, o)
-    assert k == fleet.content_key(one, fleet.analysis_options({"methods": "rap"}))
-    assert k != fleet.content_key(one, fleet.analysis_options(["--methods", "dtd"]))
+    assert k == fleet.content_key(one, fleet.analysis_options(AnalyzeOptions(one, methods="rap", video=False)))
+    assert k != fleet.content_key(one, fleet.analysis_options({"methods": "dtd"}))
+    with pytest.raises(ValueError, match="unknown analyze option 'nope'"):
+        fleet.analysis_options({"nope": 1})
     assert fleet.content_key(one, o, hash_bytes=True) != k
 
 
@@ -165,7 +168,7 @@ def test_a_killed_worker_is_retried(tmp_path):
     result = {}
     try:
         th = threading.Thread(target=lambda: result.update(
-            s=fleet.analyze_bags([src], ["--no-bag"], out=tmp_path / "out", progress=False)))
+            s=fleet.analyze_bags([src], {"no_bag": True}, out=tmp_path / "out", progress=False)))
         th.start()
         killed = None
         end = time.monotonic() + 60
@@ -230,7 +233,7 @@ def test_an_existing_cluster_with_the_code_shipped(tmp_path):
         bags.write_synthetic_bag(src / n, SPEC, 12, "mcap", seed=seed)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     try:
-        s = fleet.analyze_bags([src], ["--no-bag", "--methods", "dtd"], ray_address=cluster.address,
+        s = fleet.analyze_bags([src], {"no_bag": True, "methods": "dtd"}, ray_address=cluster.address,
                                out=tmp_path / "out", progress=False, ship_code=True)
         assert not ray.is_initialized()  # this process disconnected; the cluster goes on
         assert [b["status"] for b in s["bags"]] == ["ok", "ok"] and s["workers"] is None
@@ -244,7 +247,7 @@ def test_an_existing_cluster_with_the_code_shipped(tmp_path):
     finally:
         cluster.shutdown()
     with pytest.raises(ValueError, match="ship_code needs ray_address"):
-        fleet.analyze_bags([src], ["--no-bag"], out=tmp_path / "out2", progress=False, ship_code=True)
+        fleet.analyze_bags([src], {"no_bag": True}, out=tmp_path / "out2", progress=False, ship_code=True)
 
 
 def test_bench_fleet_reports_each_mode(capsys, tmp_path):

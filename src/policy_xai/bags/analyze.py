@@ -56,21 +56,28 @@ class AnalyzeOptions:
     topics: Mapping[str, str] = field(default_factory=dict)  # role key -> topic name, over default_topics()
 
     @classmethod
-    def from_dests(cls, dests: Union[Mapping[str, Any], Any]) -> "AnalyzeOptions":
-        """From the `analyze` parser's dests (a Namespace or a dict): no_bag, no_video and topic_<key>
-        become write_bag, video and topics; entries that are no option here (func, bags, the fleet's
-        workers, ...) are left out."""
+    def from_dests(cls, dests: Union[Mapping[str, Any], Any], strict: bool = False) -> "AnalyzeOptions":
+        """From option names (a dict or a Namespace): the fields here, or the `analyze` parser's dests:
+        no_bag, no_video and topic_<key> become write_bag, video and topics (and win over those fields).
+        Entries that are no option here (func, bags, the fleet's workers, ...) are left out; with
+        `strict` they are a ValueError."""
+        from .common import default_topics
+
         d = dict(dests if isinstance(dests, Mapping) else vars(dests))
-        names = {f.name for f in fields(cls)} - {"write_bag", "video", "topics"}
+        names = {f.name for f in fields(cls)}
+        default = default_topics()
+        if strict:
+            unknown = [k for k in d if k not in names and k not in ("no_bag", "no_video")
+                       and not (k.startswith("topic_") and k[len("topic_"):] in default)]
+            if unknown:
+                raise ValueError(f"unknown analyze option {unknown[0]!r}")
         kw = {k: v for k, v in d.items() if k in names}
         if "no_bag" in d:
             kw["write_bag"] = not d["no_bag"]
         if "no_video" in d:
             kw["video"] = not d["no_video"]
-        from .common import default_topics
-
-        default = default_topics()
-        over = {k[len("topic_"):]: v for k, v in d.items() if k.startswith("topic_") and v}
+        over = {**dict(kw.get("topics") or {}),
+                **{k[len("topic_"):]: v for k, v in d.items() if k.startswith("topic_") and v}}
         kw["topics"] = {k: v for k, v in over.items() if v != default.get(k)}  # what differs from the defaults
         return cls(**kw)
 

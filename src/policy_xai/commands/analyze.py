@@ -5,14 +5,18 @@ The work is done by policy_xai.bags (no rclpy); `replay` alone starts ROS 2 proc
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
+from ..bags import COMPRESSIONS
+from ..bags.analyze import AnalyzeOptions as _A
+from ..fleet.run import FleetOptions as _F
 from ..resolve import SOURCE_HELP
 from ..ros import interfaces as itf
 from .checks import (UsageError, add_device_option, device_arg, domain_id, nonnegative_float, nonnegative_int,
                      positive_float, positive_int, positive_int_list)
 
-_ATTR = itf.NODES["attribution_node"].parameters
-_POLICY = itf.NODES["policy_node"].parameters
+_ATTR = itf.NODES["attribution_node"].parameters  # replay's node defaults
+# `analyze`'s defaults are the library's: AnalyzeOptions (one bag) and FleetOptions (many bags)
 
 
 def _topic_options(p: argparse.ArgumentParser) -> None:
@@ -27,21 +31,21 @@ def _topic_options(p: argparse.ArgumentParser) -> None:
 
 
 def _explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", default=str(_ATTR["spec"]), help=f"the policy: {SOURCE_HELP}")
-    p.add_argument("--seed", type=int, default=int(_ATTR["init_seed"]),
+    p.add_argument("--policy", default=_A.policy, help=f"the policy: {SOURCE_HELP}")
+    p.add_argument("--seed", type=int, default=_A.seed,
                    help="init seed of a random network (the live nodes' init_seed)")
-    p.add_argument("--method", "--methods", dest="methods", default=str(_ATTR["method"]),
+    p.add_argument("--method", "--methods", dest="methods", default=_A.methods,
                    help="comma-separated attribution methods (dtd, rap, gbp, gradient, gradcam, ...); "
                         "the first one goes under the live topic names in the output bag")
-    p.add_argument("--importance", choices=("dynamics", "uniform"), default=str(_ATTR["importance"]),
+    p.add_argument("--importance", choices=("dynamics", "uniform"), default=_A.importance,
                    help="importance factors from the robot model, or 1 for every joint")
-    p.add_argument("--robot", default=str(_ATTR["robot"]), help="robot model (joint kinematics and dynamics)")
-    p.add_argument("--dt", type=positive_float, default=float(_ATTR["dt"]),
+    p.add_argument("--robot", default=_A.robot, help="robot model (joint kinematics and dynamics)")
+    p.add_argument("--dt", type=positive_float, default=_A.dt,
                    help="control period for the importance factors [s]")
-    p.add_argument("--batch", type=nonnegative_int, default=0,
+    p.add_argument("--batch", type=nonnegative_int, default=_A.batch,
                    help="observations per batch (0 = auto: 32 up to 128x128 images, 8 above; measured best here)")
-    p.add_argument("--layer", type=nonnegative_int, default=0, help="conv layer of the Grad-CAM family")
-    p.add_argument("--threads", type=nonnegative_int, default=1,
+    p.add_argument("--layer", type=nonnegative_int, default=_A.layer, help="conv layer of the Grad-CAM family")
+    p.add_argument("--threads", type=nonnegative_int, default=_A.threads,
                    help="torch threads (0 = torch's default; 1 measured 3-6x faster than 2 on this shared 2-core "
                         "machine)")
     add_device_option(p)
@@ -73,42 +77,45 @@ def register(sub) -> None:
                         "bags, a glob or @list.txt analyses them all in parallel on Ray (policy_xai.fleet) into "
                         "OUT/bags/<name>/ plus OUT/steps.parquet and OUT/summary.json")
     _explain_options(p)
-    p.add_argument("--source", choices=("auto", "observation", "raw"), default="auto",
+    p.add_argument("--source", choices=("auto", "observation", "raw"), default=_A.source,
                    help="observation: the policy node's observation topics; raw: camera image + joint states; "
                         "auto: observation topics when present")
-    p.add_argument("--sync-tolerance", type=nonnegative_float, default=float(_POLICY["sync_tolerance"]),
+    p.add_argument("--sync-tolerance", type=nonnegative_float, default=_A.sync_tolerance,
                    help="s between image and joint state stamps (raw source), as the policy node")
     p.add_argument("--resize", action="store_true",
                    help="resize images of another size to the policy input (cv2.INTER_AREA) instead of failing")
-    p.add_argument("--start", type=nonnegative_float, default=0.0, help="skip the first START s of the bag")
-    p.add_argument("--duration", type=nonnegative_float, default=0.0, help="analyse DURATION s (0: to the end)")
-    p.add_argument("--max-steps", type=nonnegative_int, default=0, help="analyse at most this many steps (0: all)")
-    p.add_argument("--normalize", choices=("frame", "video"), default="frame",
+    p.add_argument("--start", type=nonnegative_float, default=_A.start, help="skip the first START s of the bag")
+    p.add_argument("--duration", type=nonnegative_float, default=_A.duration, help="analyse DURATION s (0: to the end)")
+    p.add_argument("--max-steps", type=nonnegative_int, default=_A.max_steps,
+                   help="analyse at most this many steps (0: all)")
+    p.add_argument("--normalize", choices=("frame", "video"), default=_A.normalize,
                    help="heatmap colour scale: per frame, or one scale for the whole video")
-    p.add_argument("--time-jump", type=nonnegative_float, default=float(_POLICY.get("time_jump", 1.0)),
+    p.add_argument("--time-jump", type=nonnegative_float, default=_A.time_jump,
                    help="s: a stamp this far behind the last pair (or ahead) restarts the pairing, as the policy "
                         "node's time_jump (0: never; late stamps are then dropped)")
-    p.add_argument("--gap-factor", type=positive_float, default=3.0,
+    p.add_argument("--gap-factor", type=positive_float, default=_A.gap_factor,
                    help="a gap is a step longer than this x the median period")
-    p.add_argument("--recorded-prefix", default="/recorded",
+    p.add_argument("--recorded-prefix", default=_A.recorded_prefix,
                    help="prefix for the bag's own explanation topics in the output bag")
     p.add_argument("--no-bag", action="store_true", help="do not write the output bag")
-    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd",
-                   help="MCAP chunk compression of the output bag (as rosbag2's MCAP storage; default zstd)")
+    p.add_argument("--compression", choices=COMPRESSIONS, default=_A.compression,
+                   help="MCAP chunk compression of the output bag (as rosbag2's MCAP storage; "
+                        f"default {_A.compression})")
     p.add_argument("--no-video", action="store_true", help="do not write heatmap videos")
     p.add_argument("--bench", action="store_true", help="only read, pair and explain; print the timing")
-    p.add_argument("--out", default="out/analyze",
+    p.add_argument("--out", default=_A.out,
                    help="output folder (never the bag's own folder: e.g. RUN/analysis for the bag RUN/bag)")
     f = p.add_argument_group("many bags (Ray)")
-    f.add_argument("--workers", type=positive_int, default=2, help="local Ray instance with this many CPUs (default 2)")
-    f.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
+    f.add_argument("--workers", type=positive_int, default=_F.workers,
+                   help=f"local Ray instance with this many CPUs (default {_F.workers})")
+    f.add_argument("--ray-address", default=_F.ray_address, help="an existing Ray cluster (e.g. auto or ray://HOST:10001)")
     f.add_argument("--video", action="store_true", help="with many bags: heatmap videos too (off by default)")
     f.add_argument("--ship-code", action="store_true",
                    help="with --ray-address: send this policy_xai (code, config, urdf, models) to the cluster's "
                         "workers (their Python still needs the dependencies)")
-    f.add_argument("--episode-gap", type=positive_float, default=1.0, metavar="S",
+    f.add_argument("--episode-gap", type=positive_float, default=_F.episode_gap, metavar="S",
                    help="a pause of at least S s between a bag's steps starts a new episode (steps.parquet)")
-    f.add_argument("--num-gpus", type=nonnegative_float, default=None,
+    f.add_argument("--num-gpus", type=nonnegative_float, default=_F.num_gpus,
                    help="GPUs per bag's task (default: 1 when torch sees CUDA, else 0)")
     _topic_options(p)
     p.set_defaults(func=run_analyze)
@@ -205,6 +212,7 @@ def analyze(args, quiet: bool = False) -> dict:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    """One bag: analyze_bag; many (fleet.wants_fleet): fleet.analyze_bags on Ray."""
     from .. import fleet
 
     bags = getattr(args, "bags", None) or [args.bag]
@@ -216,8 +224,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise UsageError("--bench takes one bag")
     if args.ship_code and not args.ray_address:
         raise UsageError("--ship-code goes with --ray-address (a local instance runs this install's code)")
-    s = fleet.analyze_bags(bags, args, workers=args.workers, ray_address=args.ray_address, out=args.out,
-                           episode_gap=args.episode_gap, num_gpus=args.num_gpus, ship_code=args.ship_code)
+    fo = fleet.FleetOptions(out=args.out, workers=args.workers, ray_address=args.ray_address, ship_code=args.ship_code,
+                            num_gpus=args.num_gpus, episode_gap=args.episode_gap)
+    s = fleet.analyze_bags(bags, replace(options(args), video=args.video), fo)  # videos only with --video
     t = s["totals"]
     print(f"analysed {t['bags']} bags ({t['resumed']} resumed, {t['truncated']} truncated, {t['failed']} failed): "
           f"{t['steps']} steps in {t['wall_s']:.1f} s -> {args.out}/ (steps.parquet, summary.json, bags/)")

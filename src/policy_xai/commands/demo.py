@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..bags import COMPRESSIONS
+from ..live_run import LIVE_METHOD, RunOptions
 from ..robot.tasks import task_names
 from .checks import positive_float
-from .ros import _DEFAULT_METHOD
 
 
 def register(sub) -> None:
@@ -24,14 +25,15 @@ def register(sub) -> None:
     p.add_argument("--weights", default="", help="policy weights: a .safetensors file or a task name (default: the "
                                                  "task's shipped weights, models/<task>.safetensors)")
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of live running after start-up")
-    p.add_argument("--method", default=_DEFAULT_METHOD,
-                   help=f"live attribution method (default {_DEFAULT_METHOD}: see docs/faithfulness.md)")
+    p.add_argument("--method", default=LIVE_METHOD,
+                   help=f"live attribution method (default {LIVE_METHOD}: see docs/faithfulness.md)")
     p.add_argument("--offline", action="store_true", help="no ROS: explain generated observations instead")
     p.add_argument("--no-analyze", action="store_true", help="skip the offline analysis of the recording")
     p.add_argument("--out", default=None, help="output folder (default runs/demo-<date-time>; must not hold live/bag "
                                                "or analysis/bag from another command)")
-    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd",
-                   help="MCAP chunk compression of the recorded and the annotated bag (default zstd)")
+    p.add_argument("--compression", choices=COMPRESSIONS, default=RunOptions.compression,
+                   help="MCAP chunk compression of the recorded and the annotated bag "
+                        f"(default {RunOptions.compression})")
     from .checks import add_device_option
     from .ros import NODE_DEVICE_HELP
 
@@ -48,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import bags
     from ..cli import build_parser
+    from ..live_run import check_live_args
     from ..resolve import PolicySourceError, policy_source
     from ..robot.tasks import get_task
     from . import checks
-    from .ros import check_live_args
 
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d_%H%M%S"))
     device = str(checks.device_arg(args.device))
@@ -82,18 +84,16 @@ def run(args: argparse.Namespace) -> int:
         a = parser.parse_args(argv)
         return a.func(a)
 
-    from .ros import cmd_run
+    from .ros import run_and_report
 
     spec = task.spec
     if source is not None:  # the spec stored with the weights, for every node
         spec_file = out / "spec.yaml"
         spec_file.write_text(yaml.safe_dump(source.load().spec.to_dict(), sort_keys=False))
         spec = str(spec_file)
-    live = argparse.Namespace(duration=args.duration, spec=spec, weights=str(weights or ""), method=args.method,
-                              task=args.task, image_size=None, params_file=None, domain_id=None,
-                              out=str(out / "live"), no_video=False, compression=args.compression,
-                              on_up=getattr(args, "on_up", None), device=device)
-    rc = cmd_run(live)
+    live = RunOptions(out=out / "live", duration=args.duration, spec=spec, weights=str(weights or ""),
+                      method=args.method, task=args.task, compression=args.compression, device=device)
+    rc = run_and_report(live, on_up=getattr(args, "on_up", None))
     if rc or args.no_analyze:
         return rc
     methods = ",".join(dict.fromkeys([args.method, "dtd", "rap", "gbp"]))
