@@ -80,13 +80,15 @@ class LatencyOptions:
 
     configs: Sequence[str] = ("small:64", "paper:240")
     duration: float = 20.0  # s measured per configuration
-    method: str = LIVE_METHOD
+    method: Optional[str] = None  # None: the node's default (LIVE_METHOD; USER_METHOD with a user's model)
     precision: str = RunOptions.precision
     machine_check: float = 8.0  # s of a fixed CPU task at 20 Hz before each configuration (0: skip)
     out: Optional[str] = None  # bags and latency.json; None: a temporary folder
     domain_id: Optional[int] = None  # the first configuration's (the next ones count up); None: random
     device: str = "cpu"
     compression: str = RunOptions.compression
+    user: Optional[UserModel] = None  # a user's model in user_policy_node; configs are then camera sizes
+    weights: str = ""  # the user model's weights ("": untrained, simulation only)
 
 
 @dataclass
@@ -157,9 +159,32 @@ def prepare_run(opts: RunOptions, log: Callable[[str], None] = print) -> RunOpti
     return replace(opts, out=out, device=device, method=method)
 
 
+def user_latency_configs(configs: Sequence[str], user: UserModel, weights: str = "") -> list[LatencyConfig]:
+    """With a user's model (`latency --model`): each entry is a camera SIZE (>= 8; "mapping" or the
+    shipped default configs: the mapping's camera size), labelled by the model's name."""
+    name = Path(str(user.model)).stem if str(user.model).endswith(".pt2") else str(user.model).rsplit(":", 1)[-1]
+    out = []
+    for cfg in configs:
+        text = str(cfg).rpartition(":")[2] if ":" in str(cfg) else str(cfg)
+        if cfg in LatencyOptions.configs or text in ("", "mapping"):
+            size = None
+        else:
+            try:
+                size = int(text)
+            except ValueError:
+                size = 0
+            if size < 8:
+                raise UsageError(f"--configs with --model takes camera sizes >= 8 (or 'mapping'), got {cfg!r}")
+        c = LatencyConfig(name, size, str(weights or ""))
+        if c not in out:
+            out.append(c)
+    return out
+
+
 def latency_configs(configs: Sequence[str]) -> list[LatencyConfig]:
-    """SPEC:SIZE entries -> LatencyConfig (SPEC a shipped spec name or a .safetensors weights file,
-    SIZE >= 8 or left out: the spec's size); a UsageError for one that cannot work."""
+    """SPEC:SIZE entries -> LatencyConfig (SPEC a shipped spec name or YAML, a .safetensors weights
+    file or a task name: its shipped weights; SIZE >= 8 or left out: the spec's size); a UsageError
+    for one that cannot work."""
     from .spec import load_spec
 
     out = []
@@ -171,20 +196,27 @@ def latency_configs(configs: Sequence[str]) -> list[LatencyConfig]:
             n = 0
         if n is not None and n < 8:
             raise UsageError(f"--configs takes SPEC:SIZE with a camera size >= 8, got {cfg!r}")
-        if spec.endswith(".safetensors"):  # trained weights (and their explainer, when there is one)
-            from .policy import PolicyLoadError, load_policy
+        from .resolve import PolicySourceError, policy_source
 
-            try:
-                name = load_policy(spec).spec.name
-            except (PolicyLoadError, OSError) as e:
-                raise UsageError(f"--configs {cfg!r}: {e}") from e
-            out.append(LatencyConfig(name, n, spec))
-            continue
-        load_spec(spec)
-        out.append(LatencyConfig(spec, n))
+        try:  # a spec name or file, a weights file, or a task (its shipped weights)
+            src = policy_source(spec, label=f"--configs {cfg!r}")
+            if src.weights is not None:  # trained weights (and their explainer, when there is one)
+                out.append(LatencyConfig(src.load().spec.name, n, str(src.weights)))
+            else:
+                out.append(LatencyConfig(load_spec(spec).name if src.spec is None else src.spec.name, n))
+        except (PolicySourceError, OSError) as e:
+            raise UsageError(str(e)) from None
     if not out:
         raise UsageError("--configs is empty")
     return out
+
+
+def _number(v):
+    """A diagnostics value (a string) as a number where it is one."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
 
 
 def latency_row(summary: dict, cfg: LatencyConfig, opts: LatencyOptions, jitter: dict) -> dict:
@@ -194,8 +226,15 @@ def latency_row(summary: dict, cfg: LatencyConfig, opts: LatencyOptions, jitter:
     heat = s["latency"].get("heatmap", {})
     rel = s["latency"].get("relevance_image", {})
     att = s.get("attribution") or {}
+    node = "user_explainer_node" if any(k.startswith("user_explainer_node/") for k in s.get("user_policy") or {}) \
+        else "user_policy_node"  # a user's model: the node that explains
+    user = {k.split("/", 1)[1]: _number(v) for k, v in (s.get("user_policy") or {}).items() if k.startswith(node + "/")}
+    if user:
+        skipped = user.get("skipped_behind")
+        att = {**att, "method": att.get("method") or user.get("method"),
+               "skipped_behind": int(skipped) if isinstance(skipped, float) and skipped.is_integer() else skipped}
     return {"spec": s["spec"], "weights": cfg.weights, "size": s["image_size"],
-            "method": att.get("method") or opts.method, "precision": opts.precision,
+            "method": att.get("method") or s.get("method") or opts.method, "precision": opts.precision,
             "camera_hz": s["rates_hz"].get("/camera/image_raw", 0.0),
             "commands_hz": s["rates_hz"].get("/effort_controller/commands", 0.0),
             "explained_hz": s["rates_hz"].get("/policy_xai/relevance/image", 0.0),
@@ -203,6 +242,6 @@ def latency_row(summary: dict, cfg: LatencyConfig, opts: LatencyOptions, jitter:
             "relevance_p50_ms": rel.get("p50_ms"), "relevance_p99_ms": rel.get("p99_ms"),
             "heatmap_p50_ms": heat.get("p50_ms"), "heatmap_p99_ms": heat.get("p99_ms"),
             "skipped_behind": att.get("skipped_behind"),
-            "attribution_compute_p50_ms": att.get("compute_p50_ms"),
-            "attribution_compute_p99_ms": att.get("compute_p99_ms"),
+            "attribution_compute_p50_ms": att.get("compute_p50_ms", user.get("explain_p50_ms")),
+            "attribution_compute_p99_ms": att.get("compute_p99_ms", user.get("explain_p99_ms")),
             **{f"machine_{k}": v for k, v in jitter.items()}}

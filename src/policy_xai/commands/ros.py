@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..bags import COMPRESSIONS
+from ..robot.tasks import task_names
 from ..live_run import LIVE_METHOD, USER_METHOD, LatencyOptions, RecordOptions, RunOptions, UserModel
 from .checks import UsageError, add_device_option, domain_id, nonnegative_float, positive_float, positive_int
 
@@ -64,12 +65,13 @@ def register(sub) -> None:
     L = LatencyOptions
     p = sub.add_parser("latency", help="live latency benchmark: observation stamp -> heatmap, p50/p99")
     p.add_argument("--configs", nargs="*", default=list(L.configs), metavar="SPEC:SIZE",
-                   help="spec name (untrained) or a weights file (.safetensors, with its explainer) and the camera "
-                        "size, e.g. small:64 models/reach.safetensors:64")
+                   help="spec name (untrained), a weights file (.safetensors, with its explainer) or a task name and "
+                        "the camera size, e.g. small:64 models/reach.safetensors:64; with --model: camera sizes "
+                        "(default: the mapping's)")
     p.add_argument("--duration", type=positive_float, default=L.duration, help="seconds measured per configuration")
     p.add_argument("--method", default=L.method,
-                   help=f"attribution method (default {L.method}; an untrained network has no explainer "
-                        "and falls back as the attribution node does)")
+                   help=f"attribution method (default {LIVE_METHOD}, {USER_METHOD} with --model; an untrained network "
+                        "has no explainer and falls back as the attribution node does)")
     p.add_argument("--precision", default=L.precision, choices=PRECISIONS)
     p.add_argument("--machine-check", type=nonnegative_float, default=L.machine_check, metavar="S",
                    help="before each configuration, time a fixed CPU task at 20 Hz for S s (0: skip): the "
@@ -78,6 +80,7 @@ def register(sub) -> None:
     p.add_argument("--domain-id", type=domain_id, default=None)
     add_device_option(p, NODE_DEVICE_HELP)
     _compression_arg(p)
+    _user_model_args(p, weights=True)
     p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("topics", help="print the topic and parameter tables of the live pipeline")
@@ -93,16 +96,22 @@ def _live_args(p) -> None:
                    help=f"attribution method (default {LIVE_METHOD}; {USER_METHOD} with --model)")
     p.add_argument("--precision", default=R.precision, choices=PRECISIONS,
                    help="attribution rule convolutions (bfloat16: several times faster on AMX CPUs)")
-    p.add_argument("--task", default=R.task, help="simulation task")
+    p.add_argument("--task", default=R.task, choices=task_names(), help="simulation task")
     p.add_argument("--image-size", type=positive_int, default=R.image_size,
                    help="camera size (default: the spec's input size)")
     p.add_argument("--params-file", default=R.params_file, help="parameter file (default config/sim.yaml)")
     p.add_argument("--domain-id", type=domain_id, default=R.domain_id,
                    help="ROS_DOMAIN_ID (default: a random free-ish one)")
     add_device_option(p, NODE_DEVICE_HELP)
+    _user_model_args(p)
+
+
+def _user_model_args(p, weights: bool = False) -> None:
     g = p.add_argument_group("a user's policy instead of the spec's (user_policy_node; --spec is then unused)")
     g.add_argument("--model", default="", help="package.module:factory (with --weights, else untrained: simulation) "
                                                "or a torch.export program (.pt2)")
+    if weights:
+        g.add_argument("--weights", default="", help="the model's weights (.safetensors or a state_dict)")
     g.add_argument("--mapping", default=UserModel.mapping,
                    help=f"YAML observation mapping (default: the shipped config/{UserModel.mapping}.yaml)")
     g.add_argument("--model-kwargs", default=UserModel.model_kwargs, help="factory keyword arguments, a JSON object")
@@ -120,13 +129,18 @@ def _print_tables() -> int:
 
 
 # ==== run ========================================================================================
+def _user_model(args):
+    """The UserModel of --model / --mapping / --model-kwargs / --split (None without --model)."""
+    if args.model:
+        return UserModel(args.model, args.mapping, args.model_kwargs, args.split)
+    if args.model_kwargs or args.mapping != UserModel.mapping:
+        raise UsageError("--mapping and --model-kwargs are for --model")
+    return None
+
+
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The library's RunOptions of the parsed `run` arguments."""
-    user = None
-    if args.model:
-        user = UserModel(args.model, args.mapping, args.model_kwargs, args.split)
-    elif args.model_kwargs or args.mapping != UserModel.mapping:
-        raise UsageError("--mapping and --model-kwargs are for --model")
+    user = _user_model(args)
     return RunOptions(out=args.out, duration=args.duration, spec=args.spec, weights=args.weights, method=args.method,
                       precision=args.precision, task=args.task, image_size=args.image_size,
                       params_file=args.params_file, domain_id=args.domain_id, device=args.device,
@@ -208,7 +222,10 @@ def cmd_latency(args) -> int:
 
     opts = LatencyOptions(configs=args.configs, duration=args.duration, method=args.method, precision=args.precision,
                           machine_check=args.machine_check, out=args.out, domain_id=args.domain_id,
-                          device=args.device, compression=args.compression)
+                          device=args.device, compression=args.compression, user=_user_model(args),
+                          weights=args.weights)
+    if args.weights and not opts.user:
+        raise UsageError("--weights is for --model (a spec's weights go in --configs: WEIGHTS.safetensors:SIZE)")
     rows, base = latency_bench(opts)
     print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | "
           "stamp->relevance p50/p99 ms | stamp->heatmap p50/p99 ms | skipped |")

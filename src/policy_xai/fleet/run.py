@@ -130,8 +130,12 @@ def analyze_bags(bags, options: Union[None, AnalyzeOptions, Mapping[str, Any]] =
         raise FileNotFoundError(f"no bag in {bags}")
     opts = analysis_options(options)
     pol = str(opts.policy or "")
-    if pol and Path(pol).is_file():  # the workers' working directory may differ (a cluster's, --ship-code)
-        opts = replace(opts, policy=str(Path(pol).resolve()))
+    if pol:  # a weights file or a task's shipped weights, absolute: the workers' working directory may differ
+        from ..resolve import policy_source
+
+        src = policy_source(pol, label="policy")  # a bad source: one line before any worker starts
+        if src.weights is not None:
+            opts = replace(opts, policy=str(Path(src.weights).resolve()))
     if opts.bench:
         raise ValueError("--bench analyses one bag")
     if fo.ship_code and not fo.ray_address:

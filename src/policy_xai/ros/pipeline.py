@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..checks import UsageError
-from ..live_run import LatencyOptions, RecordOptions, RunOptions, latency_configs, latency_row, prepare_run
+from ..live_run import (LatencyOptions, RecordOptions, RunOptions, USER_METHOD, check_user_model, latency_configs,
+                        latency_row, prepare_run, user_latency_configs)
 
 Log = Callable[[str], None]
 
@@ -198,7 +199,12 @@ def latency_bench(o: LatencyOptions, log: Log = print) -> tuple[list[dict], Path
     from ..live import machine_jitter
 
     device = str(checks.device_arg(o.device))
-    configs = latency_configs(o.configs)
+    if o.user:
+        configs = user_latency_configs(o.configs, o.user, o.weights)
+        check_user_model(o.user.model, o.user.mapping, o.user.model_kwargs, o.weights, o.method or USER_METHOD,
+                         device)  # before any node starts: a model or mapping that does not fit is one line
+    else:
+        configs = latency_configs(o.configs)
     if o.out:
         for c in configs:
             if (Path(o.out) / c.label(o.precision) / "bag").exists():
@@ -213,7 +219,7 @@ def latency_bench(o: LatencyOptions, log: Log = print) -> tuple[list[dict], Path
                 f"{jit['task_p50_ms']:.1f} ms (p50) took {jit['task_p99_ms']:.1f} ms at p99 "
                 f"({jit['p99_over_p50']:.1f}x)")
         run = RunOptions(out=base / c.label(o.precision), duration=o.duration, spec=c.spec, weights=c.weights,
-                         method=o.method, precision=o.precision, image_size=c.size, device=device,
+                         method=o.method, precision=o.precision, image_size=c.size, device=device, user=o.user,
                          domain_id=(o.domain_id + i) if o.domain_id is not None else None, compression=o.compression)
         s = live_run(run, log).summary
         if s["dead_nodes"]:
