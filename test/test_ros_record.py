@@ -165,5 +165,5 @@ def test_run_keeps_the_graph_going_when_a_node_dies_and_says_so(tmp_path, capsys
     t_kill = killed["t"]
     late_relevance = [t for t in run["times"]["/policy_xai/relevance/image"] if t > t_kill + 2e9]
     late_heatmaps = [t for t in run["times"]["/policy_xai/heatmap"] if t > t_kill + 1e9]
-    assert len(late_relevance) > 40 and not late_heatmaps  # explained on, no more heatmaps
+    assert len(late_relevance) > 20 and not late_heatmaps  # explained on (>= 1 s of it at 20 Hz), no more heatmaps
     assert (out / "ratios.png").is_file()
