@@ -98,14 +98,18 @@ def label_teacher(expert, q, v, scene) -> np.ndarray:
 
 
 def sample_states(task: str, policy, policy_episodes: int = 60, teacher_episodes: int = 300, copies: int = 2,
-                  region: float = 0.9, beta: float = 0.3, epsilon: float = 0.05, torque_noise: float = 0.1,
+                  region: float = 0.9, beta: float = 0.3, clean: float = 0.4, epsilon: float = 0.05,
+                  torque_noise: float = 0.1,
                   q_sigma: float = 0.03, v_sigma: float = 0.2, angle_sigma: float = 0.05, target_sigma: float = 0.006,
                   seed: int = 0, log: Callable[[str], None] = lambda s: None) -> dict:
     """Labelled (q, v, scene) -> teacher torques: the states of rollouts (`policy_episodes` with the
     policy driving, mixed with the teacher with probability `beta` per step, rendered; `teacher_episodes`
-    with the teacher driving, physics only; both with exploration as in rollout_states, a share `region`
-    at random reachable places, else at a random condition), plus `copies` perturbed copies of each
-    (q + N(0, q_sigma) rad, v + N(0, v_sigma x |v| spread), door angle + N(0, angle_sigma) clipped at 0,
+    with the teacher driving, physics only; both with exploration as in rollout_states, except a share
+    `clean` of the episodes without any (the driver's own states, e.g. at rest with the door open; on
+    door a clean policy episode spends most of its steps there); a share `region` at random reachable
+    places, else at a random condition), plus `copies` perturbed copies of each (q + N(0, q_sigma) rad,
+    v + N(0, v_sigma x the episode's |v| spread), door angle + N(0, angle_sigma) (not below -0.1 rad: the
+    door can be pushed past closed),
     the target jittered by N(0, target_sigma) m in x and y once per episode and copy). Returns arrays
     Q, V, S, T and `episode` (index per state, for holding out whole episodes)."""
     from ..robot.sim import Simulation
@@ -131,6 +135,7 @@ def sample_states(task: str, policy, policy_episodes: int = 60, teacher_episodes
                             obs = sim.observation()
                             break
                 ou = np.zeros(sim.n_joints)
+                quiet = rng.random() < clean
                 eq, ev, es = [], [], []
                 for _ in range(sim.task.horizon):
                     q, v, s = obs.joint_position.copy(), obs.joint_velocity.copy(), scene_state(sim).astype(float)
@@ -142,7 +147,9 @@ def sample_states(task: str, policy, policy_episodes: int = 60, teacher_episodes
                     V.append(v)
                     S.append(s)
                     T.append(lab)
-                    if rng.random() < epsilon:
+                    if quiet:
+                        tau = lab if kind == "teacher" else policy.act(obs.image, obs.config(GROUPS))
+                    elif rng.random() < epsilon:
                         tau = rng.uniform(-lim, lim)
                     else:
                         ou = 0.8 * ou + 0.2 * rng.normal(0.0, 1.0, sim.n_joints)
@@ -165,7 +172,7 @@ def sample_states(task: str, policy, policy_episodes: int = 60, teacher_episodes
                         v = ev[k] + rng.normal(0.0, 1.0, len(ev[k])) * v_sigma * v_sd
                         s = es[k] + dt
                         if len(s) > 3:
-                            s[3] = max(0.0, s[3] + rng.normal(0.0, angle_sigma))
+                            s[3] = max(-0.1, s[3] + rng.normal(0.0, angle_sigma))
                         Q.append(q)
                         V.append(v)
                         S.append(s)
