@@ -82,6 +82,17 @@ def register(sub) -> None:
     te.add_argument("--epochs", type=positive_int, default=40)
     te.add_argument("--residual", action="store_true",
                     help="learn the teacher's torques minus the policy's (default: the teacher's torques)")
+    te.add_argument("--kind", choices=("direct", "two_stage"), default="direct",
+                    help="direct: the CNN's torque head; two_stage: the scene head, then an MLP (q, v, scene) -> "
+                         "torques fit on sampled states labelled by the teacher itself (no rendering)")
+    te.add_argument("--scene-from", default="", help="two_stage: take the scene head of this teacher-network file "
+                                                     "(default: fit one on --episodes rollouts, --epochs)")
+    te.add_argument("--policy-episodes", type=positive_int, default=80,
+                    help="two_stage: sampled rollouts with the policy driving")
+    te.add_argument("--teacher-episodes", type=positive_int, default=500,
+                    help="two_stage: sampled rollouts with the teacher driving")
+    te.add_argument("--copies", type=int, default=2, help="two_stage: perturbed copies per sampled state")
+    te.add_argument("--mlp-epochs", type=positive_int, default=40, help="two_stage: epochs of the torque MLP")
     te.add_argument("--threads", type=positive_int, default=1)
     te.add_argument("--seed", type=int, default=0)
     te.set_defaults(func=run_teacher)
@@ -168,7 +179,7 @@ def run_train(args) -> int:
 
 def run_teacher(args) -> int:
     from ..states.teacher import TeacherModelError, TeacherOptions, train_teacher
-    from .checks import writable_file
+    from .checks import input_file, writable_file
 
     w = _policy(args.policy)
     if args.region > 1 or args.beta > 1:
@@ -176,9 +187,16 @@ def run_teacher(args) -> int:
     if Path(args.out).exists():
         raise UsageError(f"{args.out} exists; choose another --out (a teacher network is never overwritten)")
     writable_file(args.out, "--out", {"--policy": w})
+    if args.kind == "two_stage" and args.residual:
+        raise UsageError("--residual is for --kind direct (the two-stage network predicts the teacher's torques)")
+    if args.copies < 0:
+        raise UsageError("--copies must be 0 or more")
+    scene_from = str(input_file(args.scene_from, "--scene-from file")) if args.scene_from else ""
     opt = TeacherOptions(policy=str(w), task=args.task, out=args.out, episodes=args.episodes, every=args.every,
                          region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed,
-                         residual=args.residual)
+                         residual=args.residual, kind=args.kind, scene_from=scene_from,
+                         policy_episodes=args.policy_episodes, teacher_episodes=args.teacher_episodes,
+                         copies=args.copies, mlp_epochs=args.mlp_epochs)
     try:
         r = train_teacher(opt)
     except (TeacherModelError, ValueError, FileExistsError) as e:

@@ -119,12 +119,12 @@ def make_target(name: str, policy, teacher=None) -> Target:
             return out / SENSITIVITY_DIRECTIONS
         return Target(name, 1.0, sens, needs_z=True, description="torque change per unit latent step")
     if name == "teacher_gap:max":
-        from .teacher import TeacherModelError, TeacherNet, load_teacher, teacher_gap
+        from .teacher import TeacherModelError, load_teacher, teacher_gap
 
         if teacher is None:
             raise TargetError("target teacher_gap:max needs a teacher network (--teacher FILE; make one with "
                               "`policy-xai states teacher --policy P --task T --out FILE`)")
-        if not isinstance(teacher, TeacherNet):
+        if not isinstance(teacher, torch.nn.Module):      # a file: TeacherNet or TwoStageTeacher
             try:
                 teacher = load_teacher(teacher, spec)
             except TeacherModelError as e:

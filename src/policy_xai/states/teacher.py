@@ -38,7 +38,9 @@ from torch import nn
 
 from ..files import network_from_file, read_safetensors
 
-FORMAT = "policy_xai_teacher/1"
+FORMAT = "policy_xai_teacher/2"        # metadata "kind": direct (TeacherNet) or two_stage (two_stage.py)
+FORMATS_READ = ("policy_xai_teacher/1", FORMAT)   # /1: a TeacherNet, no "kind"
+KINDS = ("direct", "two_stage")
 
 
 class TeacherModelError(ValueError):
@@ -130,6 +132,12 @@ class TeacherOptions:
     lr: float = 1e-3
     holdout: float = 0.15       # share of *episodes* held out for the accuracy numbers
     residual: bool = False      # learn the teacher's torques minus the policy's (tied to the policy's weights)
+    kind: str = "direct"        # or "two_stage" (states/two_stage.py)
+    scene_from: str = ""        # two_stage: the scene head of this teacher-network file (else trained here)
+    policy_episodes: int = 80   # two_stage: sampled rollouts with the policy driving (rendered)
+    teacher_episodes: int = 500  # two_stage: sampled rollouts with the teacher driving (physics only)
+    copies: int = 2             # two_stage: perturbed copies per sampled state
+    mlp_epochs: int = 40        # two_stage: epochs of the (q, v, scene) -> torques MLP
     threads: int = 1
     seed: int = 0
 
@@ -226,6 +234,8 @@ def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> di
     if Path(opt.out).exists():
         raise FileExistsError(f"{opt.out} exists; choose another --out")
     task = opt.task or default_task(opt.policy)
+    if opt.kind not in KINDS:
+        raise TeacherModelError(f"unknown teacher network kind {opt.kind!r}; choose from {', '.join(KINDS)}")
     if task not in task_names():
         raise TeacherModelError(f"task {task or '(none)'!r} has no state-feedback teacher; teacher_gap needs one of "
                                 f"{', '.join(task_names())}")
@@ -237,6 +247,10 @@ def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> di
         for p in policy.parameters():
             p.requires_grad_(False)
         policy.eval()
+        if opt.kind == "two_stage":
+            from .two_stage import train_two_stage
+
+            return train_two_stage(opt, policy, task, log)
         t0 = time.perf_counter()
         states = rollout_states(task, policy, opt.episodes, opt.every, opt.epsilon, opt.torque_noise, opt.seed,
                                 region=opt.region, beta=opt.beta)
@@ -290,21 +304,32 @@ def save_teacher(net: TeacherNet, path) -> Path:
         raise FileExistsError(f"{path} exists; choose another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    meta = {"format": FORMAT, "arch": json.dumps(net.arch, sort_keys=True), "task": net.task,
+    meta = {"format": FORMAT, "kind": getattr(net, "kind", "direct"), "arch": json.dumps(net.arch, sort_keys=True),
+            "task": net.task,
             "policy_sha256": net.policy_sha256,
             "meta": json.dumps(net.meta, sort_keys=True, default=str)}
     save_file(tensors, str(path), metadata=meta)
     return path
 
 
-def load_teacher(path, spec=None, policy_path=None) -> TeacherNet:
-    """Load a teacher network; with `spec` check it takes that policy's observations and joints, with
-    `policy_path` that a residual network was trained for that weights file."""
+def load_teacher(path, spec=None, policy_path=None):
+    """Load a teacher network (a TeacherNet, or a TwoStageTeacher for kind two_stage); with `spec` check
+    it takes that policy's observations and joints, with `policy_path` that a residual network was
+    trained for that weights file."""
     path = Path(path)
     meta, state = read_safetensors(path, TeacherModelError, "teacher network")
-    if meta.get("format") != FORMAT or "arch" not in meta:
+    if meta.get("format") not in FORMATS_READ or "arch" not in meta:
         raise TeacherModelError(f"{path}: not a policy_xai teacher network (format {meta.get('format')!r})")
-    net, arch = network_from_file(path, meta, state, TeacherNet, TeacherModelError)
+    kind = meta.get("kind", "direct")
+    if kind not in KINDS:
+        raise TeacherModelError(f"{path}: unknown teacher network kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind == "two_stage":
+        from .two_stage import TwoStageTeacher
+
+        net, arch = network_from_file(path, meta, state, TwoStageTeacher, TeacherModelError)
+        arch = dict(arch["scene_arch"], joints=arch["joints"])
+    else:
+        net, arch = network_from_file(path, meta, state, TeacherNet, TeacherModelError)
     if spec is not None:
         want = (spec.image_channels, spec.image_height, spec.image_width, spec.config_dim, len(spec.joint_names))
         got = (arch["channels"], arch["height"], arch["width"], arch["config_dim"], arch["joints"])
