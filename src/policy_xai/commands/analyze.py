@@ -181,7 +181,8 @@ def register(sub) -> None:
     r.add_argument("bag")
     r.add_argument("--graph", choices=("auto", "replay", "explain"), default="auto")
     r.add_argument("--policy", default=str(_ATTR["spec"]), help=f"the nodes' policy: {SOURCE_HELP}")
-    r.add_argument("--method", default=str(_ATTR["method"]))
+    r.add_argument("--method", default=None, help=f"attribution method (default: the nodes', {_ATTR['method']}; "
+                                                  "dtd with --model)")
     r.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor")
     r.add_argument("--loop", action="store_true")
     r.add_argument("--start-offset", type=nonnegative_float, default=0.0, help="start this many s into the bag")
@@ -193,6 +194,13 @@ def register(sub) -> None:
     r.add_argument("--ready-timeout", type=positive_float, default=90.0, help="s to wait for the nodes to come up")
     add_device_option(r, "torch device of the policy and attribution nodes (their `device` parameter): cpu, cuda, "
                          "cuda:N or mps; checked before any node starts")
+    g = r.add_argument_group("a user's policy explains the bag instead (user_explainer_node: it never commands)")
+    g.add_argument("--model", default="", help="package.module:factory or a torch.export program (.pt2)")
+    g.add_argument("--weights", default="", help="the model's weights (.safetensors or a state_dict)")
+    g.add_argument("--mapping", default="user_policy_sim",
+                   help="YAML observation mapping: the bag's topics the model reads (default: the shipped "
+                        "config/user_policy_sim.yaml)")
+    g.add_argument("--model-kwargs", default="", help="factory keyword arguments, a JSON object")
     r.set_defaults(func=run_replay)
 
 
@@ -344,52 +352,17 @@ def run_bench_fleet(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
+    from ..live_run import UserModel
+    from ..ros.replay import ReplayOptions, replay_bag
 
-    from .. import bags
-    from ..ros.graph import graph
-    from ..ros.replay import play_into
-    from ..ros.runner import GraphRunner
-    from . import checks
-
-    checks.input_path(args.bag, "bag")
-    source = checks.policy_arg(args.policy)
-    device = str(checks.device_arg(args.device))
-    inputs = {"input bag": checks.bag_root(args.bag)}
-    if args.record:
-        checks.new_bag_dir(args.record, "--record", inputs)
-    if args.log_dir:
-        checks.guard_outputs(inputs, args.log_dir, out_label="--log-dir")
-        checks.writable_dir(args.log_dir, "--log-dir")
-    with bags.BagSource(args.bag) as bag:
-        names = list(bag.topics)
-        if bag.problem is not None:
-            print(f"warning: {bag.problem.describe(bag.start_ns)}")
-    plan = bags.replay_plan(names, graph=args.graph)
-    gname = plan["graph"]
-    nodes = [n for n in graph(gname, params_file="")]
-    node_names = [n.name for n in nodes if not (args.no_visualization and n.name == "visualization_node")]
-    weights = str(source.weights) if source.trained else ""
-    spec = "" if weights else str(source.spec_file or args.policy)
-    over = {n: {"spec": spec, "weights": weights, "device": device} for n in ("policy_node", "attribution_node")
-            if n in node_names}
-    if "attribution_node" in over:
-        over["attribution_node"]["method"] = args.method
-    if args.record:
-        node_names.append("recorder")
-        over["recorder"] = {"output": str(Path(args.record).resolve())}
-    launches = graph(gname, params_file=args.params_file, overrides=over, nodes=node_names)
-    domain = args.domain_id if args.domain_id is not None else 40 + int(time.time()) % 100
-    print(f"replaying {args.bag} into graph {gname!r} ({plan['reason']}): nodes {node_names}, "
-          f"topics {plan['topics']}, domain {domain}")
-    with GraphRunner(launches, domain_id=domain, log_dir=args.log_dir or None) as runner:
-        n = play_into(args.bag, plan["topics"], [x.name for x in launches], domain, args.rate, args.loop,
-                      args.start_offset, args.ready_timeout, runner)
-        print(f"published {n} messages from {args.bag}")
-        dead = runner.dead()
-        if dead:
-            print(runner.report())
-    if args.record:
-        print(f"recorded to {args.record}; analyse it with: policy-xai analyze {args.record} --policy {args.policy}")
+    user = None
+    if args.model:
+        user = UserModel(args.model, args.mapping, args.model_kwargs)
+    elif args.weights or args.model_kwargs or args.mapping != UserModel.mapping:
+        raise UsageError("--weights, --mapping and --model-kwargs are for --model (a spec's weights: --policy)")
+    replay_bag(ReplayOptions(
+        bag=args.bag, graph=args.graph, policy=args.policy, method=args.method, rate=args.rate, loop=args.loop,
+        start_offset=args.start_offset, record=args.record, domain_id=args.domain_id, params_file=args.params_file,
+        visualization=not args.no_visualization, log_dir=args.log_dir, ready_timeout=args.ready_timeout,
+        device=args.device, user=user, weights=args.weights))
     return 0

@@ -23,6 +23,9 @@ GRAPHS: dict[str, tuple[tuple[str, ...], str]] = {
     # user_explainer_node explains in a process of its own (user_sim_split)
     "user_sim": (("sim_node", "user_policy_node", "visualization_node"), "sim.yaml"),
     "user_sim_split": (("sim_node", "user_policy_node", "user_explainer_node", "visualization_node"), "sim.yaml"),
+    # a bag's camera images and joint states explained by a user's model that never commands
+    # (user_explainer_node: act:=false), shown by the visualisation node (`policy-xai replay --model`)
+    "user_replay": (("user_explainer_node", "visualization_node"), "sim.yaml"),
 }
 
 

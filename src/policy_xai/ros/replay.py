@@ -2,8 +2,121 @@
 launch_testing replay test): rclpy in this process, the nodes in theirs (policy_xai.ros.runner)."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
+
 from ..topics import DECISION, names_with, published_per_observation, topic_name
 from . import interfaces as itf
+
+
+@dataclass
+class ReplayOptions:
+    """`policy-xai replay`: a bag played into the live nodes that explain it (started here over DDS).
+    With `user` (a policy_xai.live_run.UserModel) a user's model explains the bag's mapped topics in a
+    user_explainer_node (act:=false: it never publishes commands) and `policy`/`graph` are unused."""
+
+    bag: str
+    graph: str = "auto"  # auto | replay | explain (policy_xai.bags.replay_plan)
+    policy: str = str(itf.NODES["attribution_node"].parameters["spec"])  # weights, spec or task
+    method: Optional[str] = None  # None: the nodes' default
+    rate: float = 1.0
+    loop: bool = False
+    start_offset: float = 0.0
+    record: str = ""  # record the nodes' output (and the played topics) to this new bag
+    domain_id: Optional[int] = None
+    params_file: Optional[str] = None
+    visualization: bool = True
+    log_dir: str = ""
+    ready_timeout: float = 90.0
+    device: str = "cpu"
+    user: object = None  # a UserModel
+    weights: str = ""  # the user model's weights ("": untrained)
+
+
+def user_replay_plan(o: ReplayOptions, topic_names, live) -> tuple[list, dict, tuple]:
+    """(topics to play, node overrides, the visualisation node's remapping) for a user's model: the
+    mapping's topics (each must be in the bag), and the visualisation node's camera image taken from
+    the mapping's first camera topic (the explaining node publishes no observation image)."""
+    from ..checks import UsageError
+
+    plan = live.topic_plan()
+    missing = [t for t in plan if t not in topic_names]
+    if missing:
+        raise UsageError(f"bag {o.bag} has no {', '.join(missing)} (the mapping's topics); it has "
+                         f"{', '.join(sorted(topic_names)) or 'no topics'}")
+    u = o.user
+    node = {"model": str(u.model), "mapping": str(u.mapping), "device": o.device}
+    for k, v in (("model_kwargs", u.model_kwargs), ("weights", o.weights), ("method", o.method)):
+        if v:
+            node[k] = str(v)
+    cameras = [t for t, (kind, _) in plan.items() if kind == "image"]
+    remap = ((topic_name("obs_image"), cameras[0]),) if cameras else ()
+    return list(plan), {"user_explainer_node": node}, remap
+
+
+def replay_bag(o: ReplayOptions, log: Callable[[str], None] = print) -> int:
+    """Check everything, start the graph that explains the bag, play it (play_into), stop; the
+    number of messages published. A bad input is a UsageError before any node starts."""
+    from .. import bags, checks
+    from .graph import graph
+    from .runner import GraphRunner
+
+    checks.input_path(o.bag, "bag")
+    if o.user is None:
+        checks.policy_arg(o.policy)  # before the device: the order of the checks the command always made
+    device = str(checks.device_arg(o.device))
+    o = replace(o, device=device)
+    inputs = {"input bag": checks.bag_root(o.bag)}
+    if o.record:
+        checks.new_bag_dir(o.record, "--record", inputs)
+    if o.log_dir:
+        checks.guard_outputs(inputs, o.log_dir, out_label="--log-dir")
+        checks.writable_dir(o.log_dir, "--log-dir")
+    with bags.BagSource(o.bag) as bag:
+        names = list(bag.topics)
+        if bag.problem is not None:
+            log(f"warning: {bag.problem.describe(bag.start_ns)}")
+    remap: tuple = ()
+    if o.user:
+        from ..live_run import USER_METHOD, check_user_model
+
+        u = o.user
+        live = check_user_model(u.model, u.mapping, u.model_kwargs, o.weights, o.method or USER_METHOD, device)
+        topics, over, remap = user_replay_plan(o, names, live)
+        gname, reason = "user_replay", f"a user's model ({u.model}) explains the mapping's topics"
+    else:
+        src = checks.policy_arg(o.policy)
+        plan = bags.replay_plan(names, graph=o.graph)
+        gname, topics, reason = plan["graph"], plan["topics"], plan["reason"]
+        weights = str(src.weights) if src.trained else ""
+        spec = "" if weights else str(src.spec_file or o.policy)
+        over = {n: {"spec": spec, "weights": weights, "device": device} for n in ("policy_node", "attribution_node")}
+        if o.method:
+            over["attribution_node"]["method"] = o.method
+    node_names = [n.name for n in graph(gname, params_file="")
+                  if o.visualization or n.name != "visualization_node"]
+    over = {n: v for n, v in over.items() if n in node_names}
+    if o.record:
+        node_names.append("recorder")
+        over["recorder"] = {"output": str(Path(o.record).resolve())}
+    launches = graph(gname, params_file=o.params_file, overrides=over, nodes=node_names)
+    launches = [replace(x, remappings=x.remappings + remap) if x.name == "visualization_node" else x
+                for x in launches]
+    domain = o.domain_id if o.domain_id is not None else 40 + int(time.time()) % 100
+    log(f"replaying {o.bag} into graph {gname!r} ({reason}): nodes {node_names}, topics {topics}, domain {domain}")
+    with GraphRunner(launches, domain_id=domain, log_dir=o.log_dir or None) as runner:
+        n = play_into(o.bag, topics, [x.name for x in launches], domain, o.rate, o.loop, o.start_offset,
+                      o.ready_timeout, runner)
+        log(f"published {n} messages from {o.bag}")
+        if runner.dead():
+            log(runner.report())
+    if o.record:
+        again = f"--model {o.user.model} --mapping {o.user.mapping}" if o.user else f"--policy {o.policy}"
+        log(f"recorded to {o.record}; analyse it with: policy-xai "
+            + (f"explain-model {again} --bag {o.record}" if o.user else f"analyze {o.record} {again}"))
+    return n
 
 
 def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: bool = False, start: float = 0.0,
