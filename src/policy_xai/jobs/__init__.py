@@ -9,8 +9,9 @@ The single-bag analysis is policy_xai.bags.analyze_bag(AnalyzeOptions).
 """
 from __future__ import annotations
 
+from .demo import DemoOptions, demo
 from .explain import ExplainOptions, explain_recording, load_robot_arg
 from .rollout import RolloutOptions, analyze_rollout
 
-__all__ = ["ExplainOptions", "RolloutOptions", "analyze_rollout", "explain_recording",
+__all__ = ["DemoOptions", "ExplainOptions", "RolloutOptions", "analyze_rollout", "demo", "explain_recording",
            "load_robot_arg"]
