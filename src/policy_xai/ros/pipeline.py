@@ -1,5 +1,6 @@
 """The live pipeline's runs as node processes over real DDS: `policy-xai run` (run_pipeline: the
-simulated graph recorded for a while, then the heatmap video, the ratio plot and summary.json),
+simulated graph recorded for a while, then the heatmap video, the ratio plot and summary.json;
+run_and_report: that run with its printout, as `run` and `demo` show it),
 `latency` (latency_bench: a run per configuration) and `record` (the recorder alone).
 
 The options and the checks made before any node starts are policy_xai.live_run (no ROS there).
