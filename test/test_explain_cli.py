@@ -58,3 +58,28 @@ def test_explain_bad_inputs(tmp_path):
     assert p.returncode == 1 and "unknown method" in p.stderr
     p = run_cli("--help")
     assert "explain" in p.stdout
+
+
+def test_explain_library_job_and_the_commands_defaults(recording, tmp_path):
+    """The job the command adapts, called directly; every command's defaults are its options' defaults."""
+    from dataclasses import fields
+
+    from policy_xai import report
+    from policy_xai.cli import build_parser
+    from policy_xai.commands import demo, explain, rollout
+    from policy_xai.jobs import DemoOptions, ExplainOptions, RolloutOptions, explain_recording
+
+    job = explain_recording(ExplainOptions(inputs=str(recording), methods="dtd,gradcam", panels=1,
+                                           out=tmp_path / "lib"), quiet=True)
+    assert job.summary["steps"] == 8 and job.lines[0].startswith("explained 8 steps")
+    assert {p.name for p in job.files} >= {"ratios.csv", "fig4_ratios.png", "fig5_curves.png", "summary.json",
+                                          "heatmap_dtd.mp4", "heatmap_gradcam.mp4"}
+    t = report.read_table(tmp_path / "lib" / "ratios.csv")
+    assert list(t)[:4] == list(report.RATIO_COLUMNS) and set(t["method"]) == {"dtd"} and len(t["step"]) == 8
+    np.testing.assert_array_equal(t["stamp_ns"], np.round(np.arange(8) * 0.05 * 1e9).astype(np.int64))
+    parser = build_parser()
+    for cmd, mod, cls in (("explain", explain, ExplainOptions), ("analyze-rollout", rollout, RolloutOptions),
+                          ("demo", demo, DemoOptions)):
+        args = parser.parse_args([cmd])
+        assert mod.options(args) == cls(**{f.name: getattr(args, f.name) for f in fields(cls)
+                                           if hasattr(args, f.name)}) == cls(), cmd

@@ -196,10 +196,9 @@ class _Explained:
 
 
 def _analyze(o: AnalyzeOptions, quiet: bool) -> dict:
-    import json
     import warnings
 
-    from .common import nan_to_none
+    from ..report import ReportWriter
     from .source import BagSource
 
     methods = o.method_list()
@@ -224,13 +223,13 @@ def _analyze(o: AnalyzeOptions, quiet: bool) -> dict:
             if not quiet:
                 print_timing(summary)
             return summary
-        out.mkdir(parents=True, exist_ok=True)
-        files = _write_outputs(o, out, policy.spec, methods, ex, summary)
+        report = ReportWriter(out, parquet=True)
+        _write_outputs(o, report, policy.spec, methods, ex, summary)
         if write_bag:
             _write_bag(o, out, bag, policy.spec, methods, topics, ex, summary)
-        summary["files"] = sorted({str(Path(f).name) for f in files if f})
+        summary["files"] = sorted({f.name for f in report.files})
         summary["warnings"] = [str(w.message) for w in wlist]
-    (out / "summary.json").write_text(json.dumps(nan_to_none(summary), indent=2, default=str))
+    report.summary(summary)
     if not quiet:
         print_summary(summary, out)
     return summary
@@ -294,49 +293,43 @@ def _summary(o: AnalyzeOptions, bag, spec, methods: list, ex: _Explained) -> dic
     return summary
 
 
-def _write_outputs(o: AnalyzeOptions, out: Path, spec, methods: list, ex: _Explained, summary: dict) -> list:
-    """Tables, figures, videos and the two-method comparison into `out`; the files written. Adds
-    ratios_mean_std (and methods_compared) to `summary`."""
+def _write_outputs(o: AnalyzeOptions, report, spec, methods: list, ex: _Explained, summary: dict) -> None:
+    """Tables, figures, videos and the two-method comparison through `report` (a report.ReportWriter;
+    its files: what was written). Adds ratios_mean_std (and methods_compared) to `summary`."""
     import numpy as np
 
-    from .. import figures
     from ..analysis import summary_stats
-    from ..attribution import CAM_METHODS
+    from ..report import Curves, Episode, ratio_methods
     from .compare import compare_series, series_from_result
-    from .tables import break_at_gaps, importance_figure, importance_rows, ratio_rows, write_table
+    from .tables import break_at_gaps, importance_figure, importance_rows
 
-    res, obs = ex.res, ex.obs
-    files = []
-    files += write_table(ratio_rows(res, obs), out / "ratios")
-    files += write_table(importance_rows(res, obs, spec), out / "importance")
-    ratio_methods = [m for m in methods if m not in CAM_METHODS]
+    res, obs, out = ex.res, ex.obs, report.out
+    report.ratios([Episode(None, res, obs.stamps)])
+    report.table(importance_rows(res, obs, spec), "importance")
+    ratio_ms = ratio_methods(methods)
     stats = summary_stats(res)
     summary["ratios_mean_std"] = stats
     gaps = summary["gaps"]
-    if ratio_methods:
-        files.append(figures.ratio_bars(out / "fig4_ratios.png", {m: stats[m] for m in ratio_methods},
-                                        title=f"relevance ratios ({spec.name}, {len(res)} steps)"))
-        first = res.methods[ratio_methods[0]]
+    if ratio_ms:
+        report.fig4(stats, ratio_ms, title=f"relevance ratios ({spec.name}, {len(res)} steps)")
         curves = {}
-        for m in ratio_methods:
+        for m in ratio_ms:
             t, r = break_at_gaps(res.times, res.methods[m].ratios, gaps)
             curves[m] = r
-        marks = [g["from_s"] for g in gaps["gaps"]]
-        files.append(figures.ratio_curves(out / "fig5_curves.png", t, curves, first.ratio_names, marks=marks,
-                                          mark_label="time gap", title=f"relevance ratio over time ({o.bag})"))
-    files.append(importance_figure(out / "importance.png", res.times, res.alpha, spec.joint_names, gaps,
-                                   title=f"importance factors ({o.importance})"))
+        report.fig5(Curves(t, curves, res.methods[ratio_ms[0]].ratio_names, marks=[g["from_s"] for g in gaps["gaps"]],
+                           mark_label="time gap", title=f"relevance ratio over time ({o.bag})"))
+    report.files.append(importance_figure(out / "importance.png", res.times, res.alpha, spec.joint_names, gaps,
+                                          title=f"importance factors ({o.importance})"))
     period = gaps["median_period_s"]
     fps = float(np.clip(1.0 / period, 1.0, 60.0)) if period == period and period > 0 else 10.0
     if o.video:
         for m in methods:
-            files.append(figures.heatmap_video(out / f"heatmap_{m}.mp4", obs.images, res.methods[m].image,
-                                               res.feature_points, normalize=o.normalize, fps=fps))
-    if len(ratio_methods) >= 2:
-        a = series_from_result(res, obs, ratio_methods[0])
-        b = series_from_result(res, obs, ratio_methods[1])
+            report.video(f"heatmap_{m}.mp4", obs.images, res.methods[m].image, res.feature_points,
+                         normalize=o.normalize, fps=fps)
+    if len(ratio_ms) >= 2:
+        a = series_from_result(res, obs, ratio_ms[0])
+        b = series_from_result(res, obs, ratio_ms[1])
         summary["methods_compared"] = compare_series(a, b, out, how="stamp", stem="compare_methods")
-    return files
 
 
 def _write_bag(o: AnalyzeOptions, out: Path, bag, spec, methods: list, topics: dict, ex: _Explained,
@@ -363,6 +356,8 @@ def print_timing(s: dict) -> None:
 
 def print_summary(s: dict, out) -> None:
     """What `policy-xai analyze` prints of a summary dict written into `out`."""
+    from ..report import ratio_lines
+
     print(f"analysed {s['bag']}: {s['steps']} steps over {s['time_span_s']:.2f} s -> {out}/")
     print_timing(s)
     if s.get("truncated"):
@@ -385,10 +380,8 @@ def print_summary(s: dict, out) -> None:
                   "are not counted as time gaps")
         if s.get("pairing_restarts"):
             print(f"  pairing restarted {s['pairing_restarts']} time(s) at a time jump (> --time-jump)")
-    for m, st in s.get("ratios_mean_std", {}).items():
-        img, cfg = st["image:configuration"]
-        groups = "  ".join(f"{g} {v[0]:.2f}±{v[1]:.2f}" for g, v in st.items() if ":" not in g)
-        print(f"  {m:9s} image:configuration = {100 * img:.0f}:{100 * cfg:.0f}   {groups}")
+    for line in ratio_lines(s.get("ratios_mean_std", {})):
+        print(line)
     lv = s.get("live_vs_recomputed")
     if lv:
         parts = [f"{k} {v['max_abs_diff']:.3g}" + (f" ({100 * v['relative_to_max']:.2g}% of max)"

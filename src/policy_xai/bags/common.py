@@ -2,11 +2,8 @@
 topic names (policy_xai.topics), the typestore, stamps."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from .. import topics
+from ..report import nan_to_none  # noqa: F401 - re-exported (the report writer's)
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_TYPE = "sensor_msgs/msg/JointState"
@@ -30,16 +27,3 @@ def typestore():
 
 def stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
-def nan_to_none(x):
-    """JSON-friendly: NaN -> None, recursively."""
-    if isinstance(x, dict):
-        return {k: nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [nan_to_none(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, (np.floating, np.integer)):
-        return nan_to_none(x.item())
-    return x

@@ -1,24 +1,21 @@
-"""Tables (CSV / Parquet) and figures of an analysed bag."""
+"""Tables (CSV / Parquet: policy_xai.report's writer) and figures of an analysed bag."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..report import read_table, write_table  # noqa: F401 - re-exported (the report writer's)
 from .observations import Observations
 
-def ratio_rows(res, obs: Observations) -> list[dict]:
-    from ..analysis import ratio_table
 
-    rows = ratio_table(res)
-    for r in rows:
-        i = r["step"]
-        r["stamp_ns"] = int(obs.stamps[i])
-        r["time"] = float(res.times[i])
-    order = ["step", "stamp_ns", "time", "method"]
-    return [{k: r[k] for k in order + [k for k in r if k not in order]} for r in rows]
+def ratio_rows(res, obs: Observations) -> list[dict]:
+    """The ratios.csv rows of an analysed bag (policy_xai.report's layout: step, stamp_ns, time, method, groups)."""
+    from ..report import Episode
+    from ..report import ratio_rows as rows
+
+    return rows([Episode(None, res, obs.stamps)])
 
 
 def importance_rows(res, obs: Observations, spec) -> list[dict]:
@@ -30,55 +27,6 @@ def importance_rows(res, obs: Observations, spec) -> list[dict]:
         r.update({f"torque/{j}": float(x) for j, x in zip(spec.joint_names, np.clip(res.torques[i], -lim, lim))})
         rows.append(r)
     return rows
-
-
-def write_table(rows: list[dict], stem: "str | Path") -> list[Path]:
-    """rows -> <stem>.csv and (with pyarrow) <stem>.parquet."""
-    import csv
-
-    stem = Path(stem)
-    written = []
-    if not rows:
-        return written
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    written.append(stem.with_suffix(".csv"))
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        warnings.warn("pyarrow is not installed: no Parquet file (pip install pyarrow)")
-        return written
-    table = pa.Table.from_pydict({k: [r[k] for r in rows] for k in rows[0]})
-    pq.write_table(table, stem.with_suffix(".parquet"))
-    written.append(stem.with_suffix(".parquet"))
-    return written
-
-
-def read_table(path: "str | Path") -> dict[str, np.ndarray]:
-    """A .csv or .parquet table written by write_table -> column -> array."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(path)
-        return {c: np.asarray(t.column(c).to_pylist()) for c in t.column_names}
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    out = {}
-    for k in rows[0]:
-        vals = [r[k] for r in rows]
-        try:
-            out[k] = np.asarray([int(v) for v in vals]) if k in ("step", "stamp_ns") else np.asarray(vals, float)
-        except ValueError:
-            out[k] = np.asarray(vals)
-    return out
 
 
 # ==== figures ====================================================================================

@@ -128,7 +128,7 @@ def run(args) -> int:
     alpha = None
     if args.robot not in ("", "none"):
         from ..robot.errors import RobotInputError
-        from .explain import load_robot_arg
+        from ..jobs.explain import load_robot_arg
 
         if mapping.action_alpha is not None:
             raise UsageError("--robot and the mapping's actions.alpha both give alpha; drop one")

@@ -15,7 +15,6 @@ defaults here are theirs), the runs policy_xai.ros.pipeline; this module parses 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..bags import COMPRESSIONS
@@ -148,49 +147,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def cmd_run(args) -> int:
+    from ..ros.pipeline import run_and_report
+
     return run_and_report(run_options(args), on_up=getattr(args, "on_up", None))
-
-
-def run_and_report(opts: RunOptions, on_up=None) -> int:
-    """ros.pipeline.run_pipeline, then what it did printed; the exit code (1: a node exited early,
-    130: interrupted). `on_up(runner)`: see live_run (tests act on the node processes with it)."""
-    from ..ros.pipeline import run_pipeline
-
-    summary = run_pipeline(opts, log=print, on_up=on_up)
-    _print_summary(summary)
-    out = Path(summary["bag"]).parent
-    print(f"wrote {out}/: bag/ (MCAP, {summary['compression']} chunks, {summary['bag_bytes'] / 1e6:.1f} MB), "
-          "heatmap.mp4, ratios.png, summary.json, logs/")
-    for d in summary["dead_nodes"]:
-        print(f"error: {d['node']} exited during {d['phase']} with code {d['exit_code']}"
-              + (f" ({d['signal']})" if "signal" in d else "") + f" after {d['after_s']:.1f} s; last log lines:",
-              file=sys.stderr)
-        for line in d["last_log_lines"][-5:]:
-            print(f"    {line}", file=sys.stderr)
-    if summary["dead_nodes"]:
-        return 1
-    return 130 if summary.get("interrupted") else 0
-
-
-def _print_summary(summary: dict, out=None) -> None:
-    out = out or sys.stdout  # looked up per call: the stream may be replaced (pytest capture, redirection)
-    r = summary["rates_hz"]
-    from ..ros.interfaces import TOPIC
-
-    print(f"spec {summary['spec']} ({summary['image_size']}x{summary['image_size']}), method {summary['method']}, "
-          f"task {summary['task']}, {summary['duration_s']:.0f} s", file=out)
-    for key in ("image", "commands", "relevance_image", "heatmap", "ratio_plot"):
-        name = TOPIC[key].name
-        print(f"  rate {name:34s} {r.get(name, 0.0):6.2f} Hz  ({summary['counts'].get(name, 0)} msgs)", file=out)
-    for key, v in summary["latency"].items():
-        print(f"  latency stamp -> {key:16s} p50 {v['p50_ms']:7.1f} ms  p99 {v['p99_ms']:7.1f} ms  (n={v['n']})",
-              file=out)
-    if summary.get("attribution"):
-        print(f"  attribution: {summary['attribution']}", file=out)
-    if summary.get("user_policy"):
-        print(f"  user_policy_node: {summary['user_policy']}", file=out)
-    if summary.get("success"):
-        print(f"  simulation: {summary['success']}", file=out)
 
 
 # ==== record, play ===============================================================================

@@ -1,5 +1,6 @@
 """The live pipeline's runs as node processes over real DDS: `policy-xai run` (run_pipeline: the
-simulated graph recorded for a while, then the heatmap video, the ratio plot and summary.json),
+simulated graph recorded for a while, then the heatmap video, the ratio plot and summary.json;
+run_and_report: that run with its printout, as `run` and `demo` show it),
 `latency` (latency_bench: a run per configuration) and `record` (the recorder alone).
 
 The options and the checks made before any node starts are policy_xai.live_run (no ROS there).
@@ -10,6 +11,7 @@ import json
 import os
 import random
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -189,6 +191,47 @@ def run_pipeline(o: RunOptions, log: Log = print, on_up: Optional[Callable] = No
     summary["ratio_plot"] = str(p) if p else None
     bagtools.write_summary({k: v for k, v in summary.items() if k != "nodes"}, out / "summary.json")
     return summary
+
+
+def run_and_report(opts: RunOptions, on_up=None) -> int:
+    """ros.pipeline.run_pipeline, then what it did printed; the exit code (1: a node exited early,
+    130: interrupted). `on_up(runner)`: see live_run (tests act on the node processes with it)."""
+    summary = run_pipeline(opts, log=print, on_up=on_up)
+    print_run_summary(summary)
+    out = Path(summary["bag"]).parent
+    print(f"wrote {out}/: bag/ (MCAP, {summary['compression']} chunks, {summary['bag_bytes'] / 1e6:.1f} MB), "
+          "heatmap.mp4, ratios.png, summary.json, logs/")
+    for d in summary["dead_nodes"]:
+        print(f"error: {d['node']} exited during {d['phase']} with code {d['exit_code']}"
+              + (f" ({d['signal']})" if "signal" in d else "") + f" after {d['after_s']:.1f} s; last log lines:",
+              file=sys.stderr)
+        for line in d["last_log_lines"][-5:]:
+            print(f"    {line}", file=sys.stderr)
+    if summary["dead_nodes"]:
+        return 1
+    return 130 if summary.get("interrupted") else 0
+
+
+def print_run_summary(summary: dict, out=None) -> None:
+    """The rates, latencies and node notes of a run's summary."""
+    out = out or sys.stdout  # looked up per call: the stream may be replaced (pytest capture, redirection)
+    r = summary["rates_hz"]
+    from .interfaces import TOPIC
+
+    print(f"spec {summary['spec']} ({summary['image_size']}x{summary['image_size']}), method {summary['method']}, "
+          f"task {summary['task']}, {summary['duration_s']:.0f} s", file=out)
+    for key in ("image", "commands", "relevance_image", "heatmap", "ratio_plot"):
+        name = TOPIC[key].name
+        print(f"  rate {name:34s} {r.get(name, 0.0):6.2f} Hz  ({summary['counts'].get(name, 0)} msgs)", file=out)
+    for key, v in summary["latency"].items():
+        print(f"  latency stamp -> {key:16s} p50 {v['p50_ms']:7.1f} ms  p99 {v['p99_ms']:7.1f} ms  (n={v['n']})",
+              file=out)
+    if summary.get("attribution"):
+        print(f"  attribution: {summary['attribution']}", file=out)
+    if summary.get("user_policy"):
+        print(f"  user_policy_node: {summary['user_policy']}", file=out)
+    if summary.get("success"):
+        print(f"  simulation: {summary['success']}", file=out)
 
 
 def latency_bench(o: LatencyOptions, log: Log = print) -> tuple[list[dict], Path]:
