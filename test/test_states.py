@@ -434,3 +434,48 @@ def test_two_stage_labels_are_the_door_teacher_and_the_cli_errors_are_one_line(c
     rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--out", tmp_path / "t.safetensors",
                      "--kind", "two_stage", "--scene-from", tmp_path / "missing.safetensors")
     assert rc == 2 and "missing.safetensors" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_scene_only_head_reads_the_place_and_stage2_can_be_kept(trained, capsys, tmp_path):
+    """fit_scene trains the scene head on the scene loss alone (the torque head is not changed) and reads
+    the blob's place; copy_stage2 takes another two-stage network's MLP exactly, and refuses other shapes;
+    `--stage2-from`/`--scene-only` with --kind direct and a negative --scene-clean are one-line errors."""
+    from policy_xai.states.teacher import TeacherModelError, TeacherNet
+    from policy_xai.states.two_stage import TwoStageTeacher, copy_stage2, fit_scene, two_stage_for
+
+    policy, states = trained["policy"], trained["states"]
+    torch.manual_seed(0)
+    n = 160
+    X = torch.from_numpy(states.images[:n]).permute(0, 3, 1, 2).float() / 255.0
+    C = torch.from_numpy(states.configs[:n])
+    S = torch.from_numpy(np.column_stack([trained["xy"][:n], np.zeros(n)]).astype(np.float32))
+    net = TeacherNet(3, SIZE, SIZE, 2, joints=2, scene=3, filters=8, hidden=64)
+    head0 = net.torque_head.weight.detach().clone()
+    hist = fit_scene(net, policy, X, C, S, epochs=30, batch=16, lr=3e-3)
+    assert hist[-1] < 0.3 * hist[0], hist
+    torch.testing.assert_close(net.torque_head.weight, head0)
+    with torch.no_grad():
+        s = net(X, C)[1]
+    for k in (0, 1):
+        assert float(np.corrcoef(s[:, k].numpy(), S[:, k].numpy())[0, 1]) > 0.9
+    torch.testing.assert_close(net.torque_limits, policy.torque_limits.float())
+    with pytest.raises(TeacherModelError, match="joint_position and joint_velocity"):
+        two_stage_for(net, type("S", (), {"group_slices": lambda self: {}, "joint_names": ["a", "b"],
+                                          "group_names": ["image"]})())
+    # stage 2 kept from another two-stage network: the same torques at every (q, v, s)
+    src = TwoStageTeacher(net.arch, 0, 2, 2, 3, hidden=32, layers=2)
+    with torch.no_grad():
+        src.in_mean.normal_()
+        src.in_std.uniform_(0.5, 2.0)
+    new = TwoStageTeacher(net.arch, 0, 2, 2, 3, hidden=32, layers=2)
+    copy_stage2(new, src)
+    q, v, sc = torch.randn(6, 2), torch.randn(6, 2), torch.randn(6, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(new.torques(q, v, sc), src.torques(q, v, sc))
+    with pytest.raises(TeacherModelError, match="other shapes"):
+        copy_stage2(TwoStageTeacher(net.arch, 0, 2, 2, 3, hidden=16, layers=2), src)
+    w = share_path("models", "door.safetensors")
+    for extra, msg in ((["--stage2-from", w], "are for --kind two_stage"),
+                       (["--kind", "two_stage", "--scene-clean", "-1"], "must be 0 or more")):
+        rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--out", tmp_path / "t.safetensors", *extra)
+        assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err

@@ -93,6 +93,16 @@ def register(sub) -> None:
                     help="two_stage: sampled rollouts with the teacher driving")
     te.add_argument("--copies", type=int, default=2, help="two_stage: perturbed copies per sampled state")
     te.add_argument("--mlp-epochs", type=positive_int, default=40, help="two_stage: epochs of the torque MLP")
+    te.add_argument("--scene-only", action="store_true",
+                    help="two_stage without --scene-from: fit the scene head on the scene loss alone")
+    te.add_argument("--scene-filters", type=positive_int, default=16,
+                    help="two_stage without --scene-from: first-layer filters of the scene head's CNN")
+    te.add_argument("--scene-clean", type=int, default=0,
+                    help="two_stage without --scene-from: extra rollouts per condition without exploration")
+    te.add_argument("--stage2-from", default="",
+                    help="two_stage: keep the torque MLP of this two-stage file (no sampling, no MLP fit)")
+    te.add_argument("--holdout-episodes", type=int, default=0,
+                    help="two_stage: held-out rendered episodes per condition (default: 15 %% of --episodes)")
     te.add_argument("--threads", type=positive_int, default=1)
     te.add_argument("--seed", type=int, default=0)
     te.set_defaults(func=run_teacher)
@@ -191,12 +201,19 @@ def run_teacher(args) -> int:
         raise UsageError("--residual is for --kind direct (the two-stage network predicts the teacher's torques)")
     if args.copies < 0:
         raise UsageError("--copies must be 0 or more")
+    if args.scene_clean < 0 or args.holdout_episodes < 0:
+        raise UsageError("--scene-clean and --holdout-episodes must be 0 or more")
+    if args.kind != "two_stage" and (args.stage2_from or args.scene_only):
+        raise UsageError("--stage2-from and --scene-only are for --kind two_stage")
     scene_from = str(input_file(args.scene_from, "--scene-from file")) if args.scene_from else ""
+    stage2_from = str(input_file(args.stage2_from, "--stage2-from file")) if args.stage2_from else ""
     opt = TeacherOptions(policy=str(w), task=args.task, out=args.out, episodes=args.episodes, every=args.every,
                          region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed,
                          residual=args.residual, kind=args.kind, scene_from=scene_from,
                          policy_episodes=args.policy_episodes, teacher_episodes=args.teacher_episodes,
-                         copies=args.copies, mlp_epochs=args.mlp_epochs)
+                         copies=args.copies, mlp_epochs=args.mlp_epochs, scene_only=args.scene_only,
+                         scene_filters=args.scene_filters, scene_clean=args.scene_clean, stage2_from=stage2_from,
+                         holdout_episodes=args.holdout_episodes)
     try:
         r = train_teacher(opt)
     except (TeacherModelError, ValueError, FileExistsError) as e:

@@ -138,6 +138,11 @@ class TeacherOptions:
     teacher_episodes: int = 500  # two_stage: sampled rollouts with the teacher driving (physics only)
     copies: int = 2             # two_stage: perturbed copies per sampled state
     mlp_epochs: int = 40        # two_stage: epochs of the (q, v, scene) -> torques MLP
+    scene_only: bool = False    # two_stage, own scene head: fit it on the scene loss only (cosine lr decay)
+    scene_filters: int = 16     # two_stage, own scene head: the CNN's first-layer filters
+    scene_clean: int = 0        # two_stage, own scene head: extra rollouts per condition without exploration
+    stage2_from: str = ""       # two_stage: take stage 2 (the MLP) of this two-stage file (no sampling)
+    holdout_episodes: int = 0   # two_stage: held-out rendered episodes per condition (0: holdout x episodes)
     threads: int = 1
     seed: int = 0
 
@@ -214,12 +219,12 @@ def fit_teacher(net: TeacherNet, policy, X, C, T, S, epochs: int = 40, batch: in
     return hist
 
 
-def teacher_net_for(spec, task: str, residual: bool = False) -> TeacherNet:
+def teacher_net_for(spec, task: str, residual: bool = False, filters: int = 16) -> TeacherNet:
     if spec.image_height % 16 or spec.image_width % 16:
         raise TeacherModelError(f"the teacher network needs an image divisible by 16, the policy takes "
                                 f"{spec.image_height}x{spec.image_width}")
     return TeacherNet(spec.image_channels, spec.image_height, spec.image_width, spec.config_dim,
-                      len(spec.joint_names), len(scene_names(task)), residual=residual)
+                      len(spec.joint_names), len(scene_names(task)), filters=filters, residual=residual)
 
 
 def train_teacher(opt: TeacherOptions, log: Callable[[str], None] = print) -> dict:

@@ -14,6 +14,13 @@ of rollouts (the policy and the teacher driving, with exploration, at random pla
 conditions) and perturbed copies of them (q, v, door angle, and per episode the target, jittered).
 Loss: mean_j ((tau_T,j - t_j) / L_j)^2. The gap || (tau(x, c) - tau_T(x, c)) / L || stays
 differentiable in (x, c) through the policy, the scene head and the MLP.
+
+Stage 1 is taken from a teacher-network file (`scene_from`) or fit here on rendered rollouts; with
+`scene_only` (`fit_scene`) on the scene loss alone, mean_k ((s_k - s*_k) / sd_k)^2, with a cosine
+learning-rate decay, optionally wider (`scene_filters`) and on extra rollouts without exploration
+(`scene_clean`). The head sees only the image and the configuration; the simulator's state is only
+its label. `stage2_from` keeps the MLP of an existing two-stage file, so a new scene head can be
+compared with the same stage 2.
 """
 from __future__ import annotations
 
@@ -222,6 +229,56 @@ def fit_torques(net: TwoStageTeacher, Q, V, S, T, epochs: int = 30, batch: int =
     return hist
 
 
+def fit_scene(net: TeacherNet, policy, X, C, S, epochs: int = 40, batch: int = 64, lr: float = 1e-3,
+              seed: int = 0, log: Callable[[str], None] = lambda s: None) -> list:
+    """Fit a TeacherNet's scene head (and the trunk under it) on the scene loss only,
+    mean_k ((s_k - s*_k) / sd_k)^2, normalisation from these states, Adam with a cosine learning-rate
+    decay; the torque head is left untrained (stage 2 replaces it). Returns the loss per epoch."""
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        net.config_mean.copy_(C.mean(0))
+        net.config_std.copy_(C.std(0).clamp_min(1e-2) if len(C) > 1 else torch.ones(C.shape[1]))
+        net.torque_limits.copy_(policy.torque_limits.float())
+        net.scene_mean.copy_(S.mean(0))
+        net.scene_std.copy_(S.std(0).clamp_min(1e-3) if len(S) > 1 else torch.ones(S.shape[1]))
+    params = [p for n, p in net.named_parameters() if not n.startswith("torque_head")]
+    opt = torch.optim.Adam(params, lr=lr)
+    steps = max(1, int(epochs) * ((len(X) + int(batch) - 1) // int(batch)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    hist = []
+    for ep in range(int(epochs)):
+        net.train()
+        order = torch.randperm(len(X), generator=g)
+        tot, nb = 0.0, 0
+        for i in range(0, len(order), int(batch)):
+            idx = order[i:i + int(batch)]
+            loss = (((net(X[idx], C[idx])[1] - S[idx]) / net.scene_std) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach())
+            nb += 1
+        hist.append(tot / max(nb, 1))
+        if (ep + 1) % 5 == 0 or ep + 1 == int(epochs):
+            log(f"scene epoch {ep + 1}/{epochs}: loss {hist[-1]:.5f}")
+    net.eval()
+    return hist
+
+
+def copy_stage2(net: TwoStageTeacher, src: TwoStageTeacher) -> None:
+    """Take stage 2 (the MLP and its input normalisation) of another two-stage network."""
+    from .teacher import TeacherModelError
+
+    if (src.arch["joints"], src.arch["scene"], src.arch["hidden"], src.arch["layers"]) != (
+            net.arch["joints"], net.arch["scene"], net.arch["hidden"], net.arch["layers"]):
+        raise TeacherModelError("--stage2-from: its MLP has other shapes than this network's")
+    with torch.no_grad():
+        net.mlp.load_state_dict(src.mlp.state_dict())
+        net.in_mean.copy_(src.in_mean)
+        net.in_std.copy_(src.in_std)
+
+
 def torque_accuracy(net: TwoStageTeacher, Q, V, S, T) -> dict:
     """Stage 2 alone on labelled (q, v, true scene) states: torque RMSE in units of the limits."""
     Q, V, S, T = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (Q, V, S, T))
@@ -238,8 +295,7 @@ def train_two_stage(opt, policy, task: str, log: Callable[[str], None] = print) 
     (held out: 15 % of the sampled episodes), measured end to end on rendered held-out episodes (a
     rollout_states run with seed opt.seed + 1, opt.holdout x opt.episodes per condition, at least 1);
     saved to opt.out."""
-    from .teacher import (TeacherModelError, _as_tensors, accuracy, fit_teacher, load_teacher, save_teacher,
-                          teacher_net_for)
+    from .teacher import TeacherModelError, _as_tensors, accuracy, load_teacher, save_teacher
     from .train import rollout_states
 
     t0 = time.perf_counter()
@@ -251,41 +307,44 @@ def train_two_stage(opt, policy, task: str, log: Callable[[str], None] = print) 
             raise TeacherModelError(f"{opt.scene_from}: a teacher network of task {src.task!r}, not {task!r}")
         scene_meta = {"from": str(opt.scene_from), "held_out": src.meta.get("held_out", {})}
     else:
-        st = rollout_states(task, policy, opt.episodes, opt.every, opt.epsilon, opt.torque_noise, opt.seed,
-                            region=opt.region, beta=opt.beta)
-        scene = teacher_net_for(policy.spec, task)
-        scene.task = task
-        X, C, T, S = _as_tensors(st)
-        log(f"scene head: {len(X)} rendered states")
-        fit_teacher(scene, policy, X, C, T, S, opt.epochs, opt.batch, opt.lr, opt.seed, log)
-        scene_meta = {"states": int(len(X)), "epochs": int(opt.epochs)}
+        scene, scene_meta = _fit_own_scene(opt, policy, task, log)
     scene_meta["s"] = round(time.perf_counter() - t0, 1)
     net = two_stage_for(scene, policy.spec)
     net.task = task
     with torch.no_grad():
         net.torque_limits.copy_(policy.torque_limits.float())
-    t1 = time.perf_counter()
-    d = sample_states(task, policy, opt.policy_episodes, opt.teacher_episodes, opt.copies, region=opt.region,
-                      epsilon=opt.epsilon, torque_noise=opt.torque_noise, seed=opt.seed, log=log)
-    t_sample = time.perf_counter() - t1
-    log(f"{len(d['Q'])} labelled (q, v, scene) states in {t_sample:.1f} s")
-    eps = np.unique(d["episode"])
-    g = np.random.default_rng(opt.seed)
-    held = g.choice(eps, max(1, int(round(opt.holdout * len(eps)))), replace=False) if len(eps) > 1 else []
-    ho = np.isin(d["episode"], held)
-    tr = ~ho if ho.any() and (~ho).any() else np.ones(len(ho), bool)
-    t2 = time.perf_counter()
-    hist = fit_torques(net, d["Q"][tr], d["V"][tr], d["S"][tr], d["T"][tr], opt.mlp_epochs, seed=opt.seed, log=log)
-    t_fit = time.perf_counter() - t2
-    n_ho = max(1, int(round(opt.holdout * opt.episodes)))
+    if opt.stage2_from:
+        src = load_teacher(opt.stage2_from, policy.spec)
+        if not isinstance(src, TwoStageTeacher):
+            raise TeacherModelError(f"{opt.stage2_from}: not a two-stage teacher network (--stage2-from)")
+        copy_stage2(net, src)
+        d, tr, ho, hist, t_sample, t_fit = None, np.zeros(0, bool), np.zeros(0, bool), [], 0.0, 0.0
+        stage2 = dict(src.meta.get("stage2_held_out", {}), **{"from": str(opt.stage2_from)})
+    else:
+        t1 = time.perf_counter()
+        d = sample_states(task, policy, opt.policy_episodes, opt.teacher_episodes, opt.copies, region=opt.region,
+                          epsilon=opt.epsilon, torque_noise=opt.torque_noise, seed=opt.seed, log=log)
+        t_sample = time.perf_counter() - t1
+        log(f"{len(d['Q'])} labelled (q, v, scene) states in {t_sample:.1f} s")
+        eps = np.unique(d["episode"])
+        g = np.random.default_rng(opt.seed)
+        held = g.choice(eps, max(1, int(round(opt.holdout * len(eps)))), replace=False) if len(eps) > 1 else []
+        ho = np.isin(d["episode"], held)
+        tr = ~ho if ho.any() and (~ho).any() else np.ones(len(ho), bool)
+        t2 = time.perf_counter()
+        hist = fit_torques(net, d["Q"][tr], d["V"][tr], d["S"][tr], d["T"][tr], opt.mlp_epochs, seed=opt.seed,
+                           log=log)
+        t_fit = time.perf_counter() - t2
+        stage2 = torque_accuracy(net, d["Q"][ho], d["V"][ho], d["S"][ho], d["T"][ho]) if ho.any() else {}
+    n_ho = int(opt.holdout_episodes) or max(1, int(round(opt.holdout * opt.episodes)))
     st = rollout_states(task, policy, n_ho, opt.every, opt.epsilon, opt.torque_noise, opt.seed + 1,
                         region=opt.region, beta=opt.beta)
     X, C, T, S = _as_tensors(st)
-    res = {"task": task, "kind": "two_stage", "scene_head": scene_meta, "states": int(len(d["Q"])),
+    res = {"task": task, "kind": "two_stage", "scene_head": scene_meta, "states": int(len(d["Q"])) if d else 0,
            "train_states": int(tr.sum()), "held_out_states": int(len(X)), "held_out_episodes": int(len(X) // max(
                1, int(np.ceil(policy_horizon(task) / opt.every)))), "sample_s": round(t_sample, 1),
            "fit_s": round(t_fit, 1), "loss": [round(v, 6) for v in hist],
-           "stage2_held_out": torque_accuracy(net, d["Q"][ho], d["V"][ho], d["S"][ho], d["T"][ho]) if ho.any() else {},
+           "stage2_held_out": stage2,
            "held_out": accuracy(net, policy, X, C, T, S),
            "options": {k: getattr(opt, k) for k in type(opt).__dataclass_fields__}}
     net.meta = res
@@ -294,6 +353,36 @@ def train_two_stage(opt, policy, task: str, log: Callable[[str], None] = print) 
     res["rollout_s"] = res["sample_s"]
     res["train"] = res["held_out"]
     return res
+
+
+def _fit_own_scene(opt, policy, task: str, log) -> tuple:
+    """Stage 1 fit here on rendered rollouts (opt.episodes per condition as the direct network's, plus
+    opt.scene_clean per condition without exploration or teacher steps): with opt.scene_only on the
+    scene loss alone (fit_scene), else as the direct network (fit_teacher)."""
+    from .teacher import _as_tensors, fit_teacher, teacher_net_for
+    from .train import rollout_states
+
+    t0 = time.perf_counter()
+    st = rollout_states(task, policy, opt.episodes, opt.every, opt.epsilon, opt.torque_noise, opt.seed,
+                        region=opt.region, beta=opt.beta)
+    X, C, T, S = _as_tensors(st)
+    if opt.scene_clean:
+        cl = rollout_states(task, policy, opt.scene_clean, opt.every, 0.0, 0.0, opt.seed + 7, region=opt.region)
+        X2, C2, T2, S2 = _as_tensors(cl)
+        X, C, T, S = torch.cat([X, X2]), torch.cat([C, C2]), torch.cat([T, T2]), torch.cat([S, S2])
+    rollout_s = time.perf_counter() - t0
+    scene = teacher_net_for(policy.spec, task, filters=opt.scene_filters)
+    scene.task = task
+    log(f"scene head: {len(X)} rendered states")
+    t1 = time.perf_counter()
+    if opt.scene_only:
+        hist = fit_scene(scene, policy, X, C, S, opt.epochs, opt.batch, opt.lr, opt.seed, log)
+    else:
+        hist = fit_teacher(scene, policy, X, C, T, S, opt.epochs, opt.batch, opt.lr, opt.seed, log)
+    return scene, {"states": int(len(X)), "rollout_s": round(rollout_s, 1), "epochs": int(opt.epochs),
+                   "scene_only": bool(opt.scene_only),
+                   "filters": int(opt.scene_filters), "clean_episodes": int(opt.scene_clean),
+                   "fit_s": round(time.perf_counter() - t1, 1), "loss": [round(v, 6) for v in hist]}
 
 
 def policy_horizon(task: str) -> int:
