@@ -51,8 +51,9 @@ class GraphProgram:
             raise ValueError(f"output {key!r} is not a tensor computed from the observation")
         return node
 
-    def forward(self, tensors: list) -> dict:
-        vals = self.graph.run(tensors)
+    def forward(self, tensors: list, special=None) -> dict:
+        """The cached forward (node -> value); special: node -> function in place of its own (same value)."""
+        vals = self.graph.run(tensors, special if self._analysed else None)
         if not self._analysed:
             self.out_node = self._select_output(self.graph.output)
             analyse(self.graph, vals, self.out_node)

@@ -20,10 +20,9 @@ FOLD_MAX_ELEMENTS = 2_200_000
 
 
 def dense_min(t):
-    """t.min(), reading a channels-last tensor in memory order (~10x faster than its strided min)."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        t = t.permute(0, 2, 3, 1)
-    return t.reshape(-1).min()
+    """t.min() as a 0-d tensor; torch.amin reads a channels-last tensor in memory order (half the time
+    of a permuted view's min, ~10x faster than the strided min)."""
+    return torch.amin(t)
 
 
 def sdiv(a, b):
@@ -137,6 +136,20 @@ class LayerMap:
         return a.view(1, -1, *([1] * self.p["nd"]))
 
 
+def layer_map(ctx, node, x) -> tuple:
+    """(parameters, LayerMap) of a Linear / Conv node for an input like x, cached on the node while
+    the parameters (the same dict object: a module's, or a folded layer's until its weights change)
+    and the input shape stay the same."""
+    p = ctx.params(node)
+    key = (tuple(x.shape), ctx.rule_dtype)
+    hit = node.info.get("layer_map")
+    if hit is not None and hit[0] is p and hit[1] == key:
+        return p, hit[2]
+    L = LayerMap(p, x.shape, node, ctx.rule_dtype)
+    node.info["layer_map"] = (p, key, L)
+    return p, L
+
+
 def weight_parts(node, W):
     """(W+, W-) of a layer's weight, cached on the node until the weight changes (clamping a
     ResNet-18's weights costs more than a third of a dtd pass otherwise)."""
@@ -148,6 +161,16 @@ def weight_parts(node, W):
         parts = (W.clamp(min=0), W.clamp(max=0))
     node.info["weight_parts"] = (stamp, parts)
     return parts
+
+
+#: node.info key of (x, Zp) from the forward pass fused with the z+ convolution (fused.py)
+ZPLUS = "zplus_forward"
+
+
+def take_zplus(node, x):
+    """The fused forward's Zp of this node at input x (removed: the caller adds EPS to it in place), or None."""
+    hit = node.info.pop(ZPLUS, None)
+    return hit[1] if hit is not None and hit[0] is x else None
 
 
 def _parts(x, nonneg: bool = False):
@@ -180,14 +203,17 @@ class ZPlus(Rule):
 
     def __call__(self, ctx, node, xs, y, R):
         x = xs[0]
-        p = ctx.params(node)
-        L = LayerMap(p, x.shape, node, ctx.rule_dtype)
+        p, L = layer_map(ctx, node, x)
         W = p["weight"]
         Wp, Wn = weight_parts(node, W)
-        xp, xn, has_neg = _parts(x, ctx.nonneg(node))
-        Zp = L.fwd(xp, Wp)
-        if has_neg:
-            Zp = Zp + L.fwd(xn, Wn)
+        Zp = None if self.output else take_zplus(node, x)  # computed by the forward pass (fused.py)
+        if Zp is not None:  # its input was non-negative
+            xp, xn, has_neg = x, None, False
+        else:
+            xp, xn, has_neg = _parts(x, ctx.nonneg(node))
+            Zp = L.fwd(xp, Wp)
+            if has_neg:
+                Zp = Zp + L.fwd(xn, Wn)
         if self.output:
             pos = (y - L.bias_view(p["bias"], y)) > 0
             all_pos = bool(pos.all())
@@ -231,8 +257,7 @@ class RAPHidden(Rule):
 
     def __call__(self, ctx, node, xs, y, R):
         x = xs[0]
-        p = ctx.params(node)
-        L = LayerMap(p, x.shape, node, ctx.rule_dtype)
+        p, L = layer_map(ctx, node, x)
         W = p["weight"]
         Wp, Wn = weight_parts(node, W)
         xp, xn, has_neg = _parts(x, ctx.nonneg(node))
@@ -256,8 +281,7 @@ class RAPOutput(Rule):
 
     def __call__(self, ctx, node, xs, y, R):
         x = xs[0]
-        p = ctx.params(node)
-        L = LayerMap(p, x.shape, node, ctx.rule_dtype)
+        p, L = layer_map(ctx, node, x)
         ax, aW = x.abs(), p["weight"].abs()
         S = L.div(R, L.fwd(ax, aW))
         return [ax * L.T(S, aW)]
@@ -432,8 +456,8 @@ class LinearGradient(Rule):
     name = "linear_gradient"
 
     def __call__(self, ctx, node, xs, y, R):
-        p = ctx.params(node)
-        return [LayerMap(p, xs[0].shape, node, ctx.rule_dtype).T(R, p["weight"])]
+        p, L = layer_map(ctx, node, xs[0])
+        return [L.T(R, p["weight"])]
 
 
 class ReLUGradient(Rule):
