@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .canonizers import ConvLayer, FoldedLayer, _channels_last
 from .context import node_module_params
-from .rules import ZPLUS, ZPlus
+from .rules import ZPLUS, ZPlus, has_negative
 
 def zplus_forwards(prog, method) -> dict:
     """node -> fused forward function for the method's hidden-conv z+ rules (cached per method);
@@ -56,7 +56,7 @@ def _stacked(node, p, cl: bool):
 
 def _fused_conv(node, nonneg: bool):
     def run(x):
-        if not nonneg and bool((x < 0).any()):
+        if not nonneg and has_negative(x):
             return node.fn(x)
         p = _params(node)
         Ws, bs = _stacked(node, p, _channels_last(x))
