@@ -9,6 +9,17 @@ from .canonizers import module_layer_params
 from .trace import Graph, Node, UnsupportedOpError
 
 
+def node_module_params(node: Node) -> dict:
+    """module_layer_params of the node's module, the same dict while the module's weight and bias are
+    the same tensors (rules.layer_map caches on it)."""
+    m = node.module
+    w, b = m.weight, m.bias
+    hit = node.info.get("module_params")
+    if hit is None or hit[0] is not w or hit[1] is not b:
+        hit = node.info["module_params"] = (w, b, module_layer_params(m))
+    return hit[2]
+
+
 class Context:
     """What the rules may ask during one backward pass."""
 
@@ -20,7 +31,7 @@ class Context:
         if "fold" in node.info:
             return node.info["fold"].get()
         if node.module is not None:
-            return module_layer_params(node.module)
+            return node_module_params(node)
         # functional F.linear / F.conv1d / F.conv2d(x, weight, bias, stride, padding, dilation, groups)
         a, kw = node.bind(self.vals)
         W = a[1] if len(a) > 1 else kw["weight"]

@@ -19,12 +19,19 @@ from torch import nn
 from .cam import _explain_cam
 from .composites import METHODS
 from .context import Context  # noqa: F401
+from .fused import zplus_forwards
 from .path_methods import _explain_path
 from .program import _PROGRAMS, GraphProgram, _acc, _autograd_gradient, _observation, compile_module  # noqa: F401
 from .results import GraphExplanation, _alpha_tensor, _ratios
 from .trace import UnsupportedOpError  # noqa: F401
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _sum0(R):
+    """R.sum(0): the one replica itself when there is one (the same values, no kernel; a view of R,
+    which the caller owns)."""
+    return R[0] if R.shape[0] == 1 else R.sum(0)
 
 
 @torch.no_grad()
@@ -57,9 +64,9 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
         raise ValueError(f"unknown method {method!r} for the graph engine; choose from {', '.join(METHODS)}")
     meth = METHODS[method]
     parsed = _observation(observation, check_finite=not _validated)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    tensors = [t.to(dtype) if t.is_floating_point() else t for t in parsed[1]]
     prog = compile_module(model, observation, output, parsed)
+    dtype = prog.param_dtype()
+    tensors = [t if not t.is_floating_point() or t.dtype == dtype else t.to(dtype) for t in parsed[1]]
     if meth.path and prog._analysed:  # the path's own forward pass at x gives the outputs: no extra one
         if per_output and meth.occlusion:
             raise ValueError(f"per_output is not available for {method}: its occlusion refinement is not additive "
@@ -80,7 +87,10 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
 
         Rin, _, vals = _autograd_gradient(prog, tensors, seed_of, [prog.node_at(p) for p in at])
     else:
-        vals = prog.forward(tensors)
+        if not prog._analysed:  # analyse first: every call then runs the same (fused) forward pass
+            prog.forward(tensors)
+        fused = zplus_forwards(prog, meth) if rule_dtype == torch.float32 and not meth.path and not meth.cam else None
+        vals = prog.forward(tensors, fused)
     prog.check(meth, vals)
     y = vals[prog.out_node]
     if y.dim() != 2:
@@ -115,7 +125,7 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
             R = R * x
         if per_pass and not meth.linear:
             R = R * a.T.reshape(A, B, *([1] * (x.dim() - 1)))
-        inputs[node.name] = R.sum(0)
+        inputs[node.name] = R.sum(0) if per_output else _sum0(R)  # per_output: not a view of per's tensor
         if per_output:
             per[node.name] = R.transpose(0, 1)
     ratios, gr = _ratios(inputs, groups) if _ratios_wanted else ({}, {})
@@ -130,7 +140,7 @@ def explain_module(model: nn.Module, observation, method: str = "dtd", alpha=Non
             R = R * a.T.reshape(A, B, *([1] * (v.dim() - 1)))
         extras["at"][p] = R.sum(0)
     if meth.seed == "relevance":
-        extras["output_relevance"] = (a * y.abs()).sum(1)
+        extras["output_relevance"] = (base if meth.seed == "relevance" else a * y.abs()).sum(1)
     if per_pass and not meth.linear and meth.guided:
         # the old engine's image share for gbp: sum_j alpha_j |R_j| (for compat.explain_policy)
         extras["abs_per_output"] = {n.name: (Rin[n] * x * a.T.reshape(A, B, *([1] * (x.dim() - 1)))).abs()

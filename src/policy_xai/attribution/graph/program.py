@@ -36,6 +36,14 @@ class GraphProgram:
         self._analysed = False
         self._checked: set = set()
 
+    def param_dtype(self):
+        """dtype of the model's first floating-point parameter (float32 without one); the parameter is
+        looked up once and its dtype read each call (model.double() changes it in place)."""
+        p = self.__dict__.get("_dtype_param", False)
+        if p is False or (p is not None and not p.is_floating_point()):
+            p = self._dtype_param = next((q for q in self.model.parameters() if q.is_floating_point()), None)
+        return torch.float32 if p is None else p.dtype
+
     def _select_output(self, out):
         key = self.output_key
         if key is None:
@@ -51,8 +59,9 @@ class GraphProgram:
             raise ValueError(f"output {key!r} is not a tensor computed from the observation")
         return node
 
-    def forward(self, tensors: list) -> dict:
-        vals = self.graph.run(tensors)
+    def forward(self, tensors: list, special=None) -> dict:
+        """The cached forward (node -> value); special: node -> function in place of its own (same value)."""
+        vals = self.graph.run(tensors, special if self._analysed else None)
         if not self._analysed:
             self.out_node = self._select_output(self.graph.output)
             analyse(self.graph, vals, self.out_node)
