@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -190,31 +190,50 @@ def fit_teacher(net: TeacherNet, policy, X, C, T, S, epochs: int = 40, batch: in
     if net.residual:
         with torch.no_grad():
             T = T - torch.cat([policy(X[i:i + 256], C[i:i + 256]) for i in range(0, len(X), 256)])
+    set_normalisation(net, policy, C, S)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    lim = net.torque_limits
+
+    def loss(idx):
+        tau_t, sc = net(X[idx], C[idx])
+        return (((tau_t - T[idx]) / lim) ** 2).mean() + (((sc - S[idx]) / net.scene_std) ** 2).mean()
+
+    return minibatch_fit(net, len(X), loss, opt, epochs, batch, g, log, every=10)
+
+
+def set_normalisation(net: TeacherNet, policy, C, S) -> None:
+    """A TeacherNet's input and output normalisation from these states, its limits the policy's."""
     with torch.no_grad():
         net.config_mean.copy_(C.mean(0))
         net.config_std.copy_(C.std(0).clamp_min(1e-2) if len(C) > 1 else torch.ones(C.shape[1]))
         net.torque_limits.copy_(policy.torque_limits.float())
         net.scene_mean.copy_(S.mean(0))
         net.scene_std.copy_(S.std(0).clamp_min(1e-3) if len(S) > 1 else torch.ones(S.shape[1]))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    lim = net.torque_limits
+
+
+def minibatch_fit(net: nn.Module, n: int, loss_of: Callable, opt, epochs: int, batch: int, g: torch.Generator,
+                  log: Callable[[str], None], every: int = 5, label: str = "epoch", sched=None,
+                  train: Optional[nn.Module] = None) -> list:
+    """`epochs` passes over n states in shuffled minibatches (loss_of(indices) -> scalar loss), one
+    optimiser (and scheduler) step each; `train` (default net) in train mode meanwhile, `net` in eval
+    mode after. Returns the mean loss per epoch (logged every `every` epochs and at the end)."""
     hist = []
     for ep in range(int(epochs)):
-        net.train()
-        order = torch.randperm(len(X), generator=g)
+        (train or net).train()
+        order = torch.randperm(n, generator=g)
         tot, nb = 0.0, 0
-        for i in range(0, len(order), int(batch)):
-            idx = order[i:i + int(batch)]
-            tau_t, sc = net(X[idx], C[idx])
-            loss = (((tau_t - T[idx]) / lim) ** 2).mean() + (((sc - S[idx]) / net.scene_std) ** 2).mean()
+        for i in range(0, n, int(batch)):
+            loss = loss_of(order[i:i + int(batch)])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             tot += float(loss.detach())
             nb += 1
         hist.append(tot / max(nb, 1))
-        if (ep + 1) % 10 == 0 or ep + 1 == int(epochs):
-            log(f"epoch {ep + 1}/{epochs}: loss {hist[-1]:.5f}")
+        if (ep + 1) % every == 0 or ep + 1 == int(epochs):
+            log(f"{label} {ep + 1}/{epochs}: loss {hist[-1]:.5f}")
     net.eval()
     return hist
 

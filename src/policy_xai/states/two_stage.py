@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .teacher import TeacherNet
+from .teacher import TeacherNet, minibatch_fit, set_normalisation
 
 
 class TwoStageTeacher(nn.Module):
@@ -208,25 +208,11 @@ def fit_torques(net: TwoStageTeacher, Q, V, S, T, epochs: int = 30, batch: int =
     steps = max(1, int(epochs) * ((len(X) + int(batch) - 1) // int(batch)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     lim = net.torque_limits
-    hist = []
-    for ep in range(int(epochs)):
-        net.mlp.train()
-        order = torch.randperm(len(X), generator=g)
-        tot, nb = 0.0, 0
-        for i in range(0, len(order), int(batch)):
-            idx = order[i:i + int(batch)]
-            loss = (((net.torques(Q[idx], V[idx], S[idx]) - T[idx]) / lim) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach())
-            nb += 1
-        hist.append(tot / max(nb, 1))
-        if (ep + 1) % 5 == 0 or ep + 1 == int(epochs):
-            log(f"epoch {ep + 1}/{epochs}: loss {hist[-1]:.5f}")
-    net.eval()
-    return hist
+
+    def loss(idx):
+        return (((net.torques(Q[idx], V[idx], S[idx]) - T[idx]) / lim) ** 2).mean()
+
+    return minibatch_fit(net, len(X), loss, opt, epochs, batch, g, log, sched=sched, train=net.mlp)
 
 
 def fit_scene(net: TeacherNet, policy, X, C, S, epochs: int = 40, batch: int = 64, lr: float = 1e-3,
@@ -235,35 +221,16 @@ def fit_scene(net: TeacherNet, policy, X, C, S, epochs: int = 40, batch: int = 6
     mean_k ((s_k - s*_k) / sd_k)^2, normalisation from these states, Adam with a cosine learning-rate
     decay; the torque head is left untrained (stage 2 replaces it). Returns the loss per epoch."""
     g = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        net.config_mean.copy_(C.mean(0))
-        net.config_std.copy_(C.std(0).clamp_min(1e-2) if len(C) > 1 else torch.ones(C.shape[1]))
-        net.torque_limits.copy_(policy.torque_limits.float())
-        net.scene_mean.copy_(S.mean(0))
-        net.scene_std.copy_(S.std(0).clamp_min(1e-3) if len(S) > 1 else torch.ones(S.shape[1]))
+    set_normalisation(net, policy, C, S)
     params = [p for n, p in net.named_parameters() if not n.startswith("torque_head")]
     opt = torch.optim.Adam(params, lr=lr)
     steps = max(1, int(epochs) * ((len(X) + int(batch) - 1) // int(batch)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    hist = []
-    for ep in range(int(epochs)):
-        net.train()
-        order = torch.randperm(len(X), generator=g)
-        tot, nb = 0.0, 0
-        for i in range(0, len(order), int(batch)):
-            idx = order[i:i + int(batch)]
-            loss = (((net(X[idx], C[idx])[1] - S[idx]) / net.scene_std) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach())
-            nb += 1
-        hist.append(tot / max(nb, 1))
-        if (ep + 1) % 5 == 0 or ep + 1 == int(epochs):
-            log(f"scene epoch {ep + 1}/{epochs}: loss {hist[-1]:.5f}")
-    net.eval()
-    return hist
+
+    def loss(idx):
+        return (((net(X[idx], C[idx])[1] - S[idx]) / net.scene_std) ** 2).mean()
+
+    return minibatch_fit(net, len(X), loss, opt, epochs, batch, g, log, label="scene epoch", sched=sched)
 
 
 def copy_stage2(net: TwoStageTeacher, src: TwoStageTeacher) -> None:
