@@ -87,7 +87,7 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
     conditions span instead of the condition's (training.region_target); `beta`: the probability per
     step that the teacher's torque (plus the same noise) is executed instead of the policy's."""
     from ..robot.sim import Simulation
-    from ..training import GROUPS, make_teacher, region_target
+    from ..training import GROUPS, make_teacher, reachable_region_target
 
     spec = policy.spec
     rng = np.random.default_rng(seed)
@@ -102,12 +102,10 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
             for cond in range(n_cond):
                 obs = sim.reset(cond, noise=0.05)
                 if region > 0 and rng.random() < region:
-                    for _ in range(20):
-                        t = region_target(sim.task, rng)
-                        if teacher.reachable(t):
-                            sim.set_target(t)
-                            obs = sim.observation()
-                            break
+                    t = reachable_region_target(sim.task, rng, teacher.reachable)
+                    if t is not None:
+                        sim.set_target(t)
+                        obs = sim.observation()
                 ou = np.zeros(sim.n_joints)
                 for k in range(sim.task.horizon):
                     cfg = obs.config(GROUPS)

@@ -120,7 +120,7 @@ def sample_states(task: str, policy, policy_episodes: int = 60, teacher_episodes
     the target jittered by N(0, target_sigma) m in x and y once per episode and copy). Returns arrays
     Q, V, S, T and `episode` (index per state, for holding out whole episodes)."""
     from ..robot.sim import Simulation
-    from ..training import GROUPS, make_teacher, region_target
+    from ..training import GROUPS, make_teacher, reachable_region_target
     from .train import scene_state
 
     rng = np.random.default_rng(seed)
@@ -135,12 +135,10 @@ def sample_states(task: str, policy, policy_episodes: int = 60, teacher_episodes
             for ep in range(int(n_ep)):
                 obs = sim.reset(int(rng.integers(len(sim.conditions))), noise=0.05)
                 if rng.random() < region:
-                    for _ in range(20):
-                        t = region_target(sim.task, rng)
-                        if expert.reachable(t):
-                            sim.set_target(t)
-                            obs = sim.observation()
-                            break
+                    t = reachable_region_target(sim.task, rng, expert.reachable)
+                    if t is not None:
+                        sim.set_target(t)
+                        obs = sim.observation()
                 ou = np.zeros(sim.n_joints)
                 quiet = rng.random() < clean
                 eq, ev, es = [], [], []

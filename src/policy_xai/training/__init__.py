@@ -27,13 +27,14 @@ from .fitting import FitLog, feature_points_of, fit, fit_head, set_config_normal
 from .loop import HeadFit, TrainConfig, check_spec_fits, dagger_round, train
 from .rollout import GROUPS, Episode, collect, merge, run_episode, stack
 from .shipped import default_spec, model_path, save_trained
-from .targets import heldout_targets, region_target
+from .targets import heldout_targets, reachable_region_target, region_target
 from .teachers import DOWN, DoorFeedbackExpert, FeedbackExpert, PegFeedbackExpert, make_teacher
 
 __all__ = [
     "DOWN", "GROUPS", "DoorFeedbackExpert", "Episode", "FeedbackExpert", "FitLog", "HeadFit",
     "PegFeedbackExpert", "TrainConfig", "blank_image", "check_spec_fits", "collect", "count_evaluation_episodes",
     "dagger_round", "default_spec", "evaluate", "feature_points_of", "fit", "fit_head", "heldout_targets",
-    "make_teacher", "merge", "model_path", "policy_controller", "region_target", "run_episode", "save_trained",
+    "make_teacher", "merge", "model_path", "policy_controller", "reachable_region_target", "region_target",
+    "run_episode", "save_trained",
     "set_config_normalisation", "stack", "train",
 ]

@@ -23,6 +23,15 @@ def region_target(task, rng: np.random.Generator, margin: float = 0.1) -> np.nda
     return (1 - u) * (1 - v) * T[0] + u * (1 - v) * T[1] + (1 - u) * v * T[2] + u * v * T[3]
 
 
+def reachable_region_target(task, rng: np.random.Generator, reachable, tries: int = 20) -> Optional[np.ndarray]:
+    """The first of up to `tries` region targets (region_target) that `reachable(t)` accepts, else None."""
+    for _ in range(int(tries)):
+        t = region_target(task, rng)
+        if reachable(t):
+            return t
+    return None
+
+
 def heldout_targets(task, expert: Optional[FeedbackExpert] = None) -> list:
     """[(name, xyz)] targets between the training targets: midpoints of every pair of conditions and
     the centroid (duplicates and, given an expert, unreachable ones removed)."""
