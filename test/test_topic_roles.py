@@ -157,3 +157,15 @@ def test_a_new_explanation_topic_is_read_and_recorded_before_a_replay(declare):
     assert ("/policy_xai/relevance/depth", "recorder") in need
     assert ("/policy_xai/relevance/depth", "recorder") not in rp.ready_subscriptions([], {"policy_node", "recorder"})
     assert "relevance_depth" in keys_with(EXPLANATION) and "relevance_depth" not in keys_with(DECISION)
+
+
+def test_a_recording_replay_waits_for_every_topic_the_nodes_report():
+    """The replay waits until the recorder has every topic the graph's nodes publish (as their
+    /diagnostics list it), whoever publishes it: the first explanations are not lost to the bag."""
+    from policy_xai.ros.replay import recorded_outputs
+
+    matched = {"user_explainer_node": {"/policy_xai/relevance/cameras/cam": "0", "/policy_xai/relevance/ratios": "1"}}
+    assert recorded_outputs({"user_explainer_node", "visualization_node"}, matched) == (set(), [])
+    topics, silent = recorded_outputs({"user_explainer_node", "visualization_node", "recorder"}, matched)
+    assert topics == {"/policy_xai/relevance/cameras/cam", "/policy_xai/relevance/ratios"}
+    assert silent == ["visualization_node"]

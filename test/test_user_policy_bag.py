@@ -106,6 +106,7 @@ def test_replay_plays_a_bag_into_a_users_model_live_and_offline_agrees(capsys, f
     rec = files / "replayed"
     rc, out, err = cli(capsys, "replay", files / "run", "--model", FACTORY, "--weights", files / "w.safetensors",
                        "--model-kwargs", json.dumps(KW), "--record", rec, "--domain-id", fresh_domain(),
+                       "--rate", "0.2",  # 4 Hz: a node on a loaded machine keeps the latest frame only
                        "--log-dir", files / "replay_logs")
     assert rc == 0, out + err
     assert "graph 'user_replay'" in out and f"published {2 * STEPS} messages" in out, out

@@ -167,7 +167,12 @@ def play_into(bag, topics, node_names, domain_id: int, rate: float = 1.0, loop: 
             missing = [(t, who) for t, who in need if not any(
                 (who is None or i.node_name == who) for i in node.get_subscriptions_info_by_topic(t))]
             if want <= up and not missing:
-                missing = unmatched(node, {t for t, _ in need}, want | set(listeners), own, matched)
+                outputs, silent = recorded_outputs(want, matched)
+                missing = [("/diagnostics", n) for n in silent] + [
+                    (t, "recorder") for t in sorted(outputs) if not any(
+                        i.node_name == "recorder" for i in node.get_subscriptions_info_by_topic(t))]
+            if want <= up and not missing:
+                missing = unmatched(node, {t for t, _ in need} | outputs, want | set(listeners), own, matched)
                 if not missing:
                     break
             if runner is not None and runner.dead():
@@ -209,6 +214,18 @@ def unmatched(node, topics, nodes, own: dict, matched: dict) -> list:
             if got < wanted:
                 out.append((t, i.node_name, got, wanted))
     return out
+
+
+def recorded_outputs(nodes, matched: dict) -> tuple[set, list]:
+    """With a recorder among `nodes`: (every topic the other nodes publish, as their /diagnostics
+    list it in `matched`; nodes that have not reported yet). The recorder must have subscribed to
+    each, and each publisher matched it, before the first played message, or the first explanations
+    of a replay are lost to the recording (the user_explainer_node's camera relevance was)."""
+    if "recorder" not in nodes:
+        return set(), []
+    others = sorted(set(nodes) - {"recorder"})
+    silent = [n for n in others if n not in matched]
+    return {t for n in others for t in matched.get(n, {}) if t != itf.topic_name("diagnostics")}, silent
 
 
 def ready_subscriptions(played, nodes) -> list:
