@@ -162,6 +162,72 @@ def test_find_writes_the_policys_torques_on_the_stored_inputs(trained):
         find(opt, log=lambda m: None, real=trained["states"])
 
 
+def test_the_episode_scope_moves_every_state_of_an_episode_by_one_shift(trained):
+    """--scope episode: each start is a real episode (here: 10 runs of 24 blob states), its K states are
+    moved by one shared latent shift; maximising tau_a = 2 x moves the blob right in the episode's states,
+    the stored states carry their episode, and an episode's score is the mean over its states."""
+    from policy_xai.states.search import episode_groups
+
+    states = trained["states"]
+    ep = np.repeat(np.arange(10), 24)
+    groups = episode_groups(ep, 3, 6, seed=1)
+    assert len(groups) == 3 and all(len(g) == 6 and len(set(ep[g])) == 1 for g in groups)
+    assert len({int(ep[g[0]]) for g in groups}) == 3 and groups[0][0] == 24 * ep[groups[0][0]]
+    with pytest.raises(ValueError, match="rollouts"):
+        episode_groups(np.zeros(0, int), 2, 3)
+    out = trained["dir"] / "found_episodes"
+    real = TrainingStates(states.images, states.configs, source="blobs", episode=ep)
+    opt = FindOptions(policy=str(trained["pfile"]), generator=str(trained["gfile"]), target="torque:a:max", n=3,
+                      steps=60, method="gradient", scope="episode", episode_states=6, out=str(out))
+    s = find(opt, log=lambda m: None, real=real)
+    z = np.load(out / "states.npz")
+    assert z["image"].shape == (18, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(z["episode"], np.repeat(np.arange(3), 6))
+    tau = trained["policy"](torch.from_numpy(z["image"]).permute(0, 3, 1, 2).float() / 255.0,
+                            torch.from_numpy(z["config"]))
+    np.testing.assert_array_equal(z["torques"], tau.detach().numpy())
+    np.testing.assert_allclose(s["found"]["score"], z["score"].reshape(3, 6).mean(1), rtol=1e-5)
+    assert s["scope"] == "episode" and s["real"]["episodes"] == 10 and len(s["found"]["state_score"]) == 18
+    assert s["found"]["median"] > s["found"]["start_median"] + 0.3
+    # the one shift per episode moved the blobs right (the found episodes' states from the real ones')
+    start_x = red_x(states.images[np.concatenate(episode_groups(ep, 3, 6, seed=0))]).reshape(3, 6)
+    found_x = red_x(z["image"]).reshape(3, 6)
+    assert np.nanmean(found_x) > np.nanmean(start_x) + 0.2, (start_x, found_x)
+    assert np.all(np.nanmean(found_x, 1) > np.nanmean(start_x, 1)), (start_x, found_x)
+    with pytest.raises(ValueError, match="not a recording"):
+        find(FindOptions(**{**opt.__dict__, "out": str(trained["dir"] / "fe2")}), log=lambda m: None,
+             real=TrainingStates(states.images, states.configs, source="bag"))
+
+
+def test_the_scene_term_keeps_the_scene_in_the_reconstructions(trained):
+    """A state model trained with the scene term (a teacher network that reads the blob's place) keeps
+    the place in its reconstructions better than the same training without it."""
+    from policy_xai.states.teacher import TeacherNet, fit_teacher
+    from policy_xai.states.train import measure
+
+    policy, states = trained["policy"], trained["states"]
+    torch.manual_seed(0)
+    X = torch.from_numpy(states.images).permute(0, 3, 1, 2).float() / 255.0
+    C = torch.from_numpy(states.configs)
+    S = torch.from_numpy(np.column_stack([trained["xy"], np.zeros(len(X))]).astype(np.float32))
+    net = TeacherNet(3, SIZE, SIZE, 2, joints=2, scene=3, filters=8, hidden=64)
+    fit_teacher(net, policy, X, C, torch.zeros(len(X), 2), S, epochs=30, batch=16, lr=3e-3)
+    net.eval()
+    errs = {}
+    for w in (0.0, 1.0):
+        torch.manual_seed(0)
+        m = StateVAE(3, SIZE, SIZE, 2, latent=6, stages=2, filters=16)
+        opt = TrainOptions(epochs=15, batch=32, lr=2e-3, kl=0.5, perception=0.1, attention="gradient", seed=0,
+                           scene_weight=w)
+        r = fit(m, policy, states, opt, scene_net=net if w else None)
+        errs[w] = measure(m, policy, X[:64], C[:64], scene_net=net)["scene_rmse"]
+        if w:
+            assert r["history"][-1]["scene"] < r["history"][0]["scene"] and "scene_rmse" in r["after"]
+        else:
+            assert "scene" not in r["history"][0] and "scene_rmse" not in r["after"]
+    assert errs[1.0]["s0"] < 0.8 * errs[0.0]["s0"] and errs[1.0]["s1"] < 0.8 * errs[0.0]["s1"], errs
+
+
 def test_bad_targets_and_arguments_are_one_line_errors(trained, capsys, tmp_path):
     policy = trained["policy"]
     with pytest.raises(TargetError, match="unknown target 'speed:max': not one of torque:<joint>:max"):
@@ -313,6 +379,7 @@ def test_states_teacher_and_validate_on_door(capsys, tmp_path):
 
     st = rollout_states("door", load_policy(w), 1, 80, 0.0, 0.0, region=1.0)
     assert st.scene.shape == (8, 4) and np.all(st.scene[:, 3] >= -0.06)
+    np.testing.assert_array_equal(st.episode, [0, 0, 1, 1, 2, 2, 3, 3])  # 2 kept states per rollout
     np.savez_compressed(tmp_path / "states.npz", image=st.images[:2], config=st.configs[:2])
     js = tmp_path / "v.json"
     rc, out, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf,
@@ -330,6 +397,15 @@ def test_states_teacher_and_validate_on_door(capsys, tmp_path):
     rc, _, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf, "--states", tmp_path / "states.npz",
                      "--json", js)
     assert rc == 2 and "exists" in err
+    # found episodes (states find --scope episode): validated per episode, at the median decoded place
+    np.savez_compressed(tmp_path / "episodes.npz", image=st.images[:4], config=st.configs[:4],
+                        score=np.array([0.1, 0.3, 0.2, 0.1], np.float32), episode=np.array([0, 0, 1, 1]))
+    rc, out, err = cli(capsys, "states", "validate", "--policy", w, "--teacher", tf, "--states",
+                       tmp_path / "episodes.npz", "--episodes", 2, "--steps", 2, "--json", tmp_path / "ve.json",
+                       "--starts", "place")
+    assert rc == 0, err
+    v = json.loads((tmp_path / "ve.json").read_text())
+    assert v["found_episodes"] == 2 and len(v["decoded"]["nearest_named_place"]) == 2
     rc, _, err = cli(capsys, "states", "find", "--policy", w, "--generator", tf, "--target", "teacher_gap:max",
                      "--out", tmp_path / "f")
     assert rc == 2 and "needs --teacher" in err

@@ -37,6 +37,10 @@ def register(sub) -> None:
     t.add_argument("--config-weight", type=nonnegative_float, default=1.0,
                    help="weight of the configuration's reconstruction term")
     t.add_argument("--attention", default="gbp", help="explanation method of the attentive term ('none': plain)")
+    t.add_argument("--scene-teacher", default="",
+                   help="teacher network file (states teacher): add the scene term, so that its scene head reads the "
+                        "same scene (door place and angle) from a reconstruction as from the original")
+    t.add_argument("--scene-weight", type=nonnegative_float, default=1.0, help="weight of the scene term")
     t.add_argument("--threads", type=positive_int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=run_train)
@@ -63,6 +67,12 @@ def register(sub) -> None:
     f.add_argument("--starts", choices=("real", "prior"), default="real",
                    help="start from the latents of random real states (default) or from the prior N(0, I)")
     f.add_argument("--naive", action="store_true", help="also the naive search over raw pixels (the paper's Fig. 4)")
+    f.add_argument("--scope", choices=("state", "episode"), default="state",
+                   help="state: each start one real state; episode: each start one real episode, all its states "
+                        "moved by one latent shift, the target averaged over them (places where the policy is weak "
+                        "along a whole episode)")
+    f.add_argument("--episode-states", type=positive_int, default=16,
+                   help="--scope episode: states per episode, evenly spaced along it")
     f.add_argument("--threads", type=positive_int, default=1)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True, help="output folder (new or empty)")
@@ -152,8 +162,9 @@ def _policy(arg: str) -> Path:
 
 
 def run_train(args) -> int:
+    from ..states.teacher import TeacherModelError
     from ..states.train import TrainOptions, train_state_model
-    from .checks import input_path, writable_file
+    from .checks import input_file, input_path, writable_file
 
     w = _policy(args.policy)
     if args.region > 1:
@@ -172,10 +183,14 @@ def run_train(args) -> int:
                        epsilon=args.epsilon, torque_noise=args.torque_noise, region=args.region,
                        epochs=args.epochs, batch=args.batch,
                        lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception,
-                       config_weight=args.config_weight,
+                       config_weight=args.config_weight, scene_weight=args.scene_weight,
+                       scene_teacher=str(input_file(args.scene_teacher, "--scene-teacher file")) if args.scene_teacher
+                       else "",
                        attention=args.attention, threads=args.threads, seed=args.seed, out=args.out)
     try:
         r = train_state_model(opt)
+    except TeacherModelError as e:
+        raise UsageError(f"--scene-teacher: {str(e).splitlines()[0]}") from e
     except (ValueError, FileExistsError) as e:
         raise UsageError(str(e).splitlines()[0]) from e
     b, a = r["before"], r["after"]
@@ -184,6 +199,9 @@ def run_train(args) -> int:
     print(f"held-out reconstruction: pixel RMSE {b['pixel_rmse_255']:.1f} -> {a['pixel_rmse_255']:.1f} (0-255), "
           f"configuration RMSE {b['config_rmse']:.3f} -> {a['config_rmse']:.3f} (normalised), perception error "
           f"(max_j |d tau_j|) RMS {b['torque_err_rms_nm']:.2f} -> {a['torque_err_rms_nm']:.2f} N·m")
+    if "scene_rmse" in a:
+        print("scene read from the reconstructions vs the originals (RMS): "
+              + ", ".join(f"{k} {b['scene_rmse'][k]:.4f} -> {v:.4f}" for k, v in a["scene_rmse"].items()))
     return 0
 
 
@@ -265,6 +283,8 @@ def run_validate(args) -> int:
     try:
         with np.load(sp) as z:
             images, configs = z["image"], z["config"]
+            episode = z["episode"] if "episode" in z.files else None
+            score = z["score"] if "score" in z.files else None
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"--states {sp}: not a states.npz of `states find` ({str(e).splitlines()[0]})") from e
     if images.ndim != 4 or images.shape[1:3] != (policy.spec.image_height, policy.spec.image_width) \
@@ -274,7 +294,7 @@ def run_validate(args) -> int:
     torch.set_num_threads(args.threads)
     try:
         r = validate(policy, net, images, configs, task, args.episodes, starts, args.steps or None, args.seed,
-                     log=print)
+                     log=print, episode=episode, score=score)
     except ValueError as e:
         raise UsageError(str(e).splitlines()[0]) from e
     finally:
@@ -316,6 +336,7 @@ def run_find(args) -> int:
                       lam=args.lam, task=args.task, real_episodes=args.real_episodes, real_bag=args.real_bag,
                       real_region=args.real_region, teacher=args.teacher,
                       method=args.method, naive=args.naive, starts=args.starts, prior=args.prior,
+                      scope=args.scope, episode_states=args.episode_states,
                       threads=args.threads, seed=args.seed, out=str(out))
     try:
         s = find(opt)

@@ -1,7 +1,8 @@
 """`policy-xai states find` as a library function: search, compare with real states, write DIR.
 
 DIR/states.npz   image (N, H, W, 3) uint8, config (N, D) float32 (raw), torques (N, J) float32 (the
-                 policy's torques on exactly these inputs), score (N,) the target on them, z (N, latent)
+                 policy's torques on exactly these inputs), score (N,) the target on them, z (N, latent);
+                 with --scope episode also episode (N,): the found episode (n of them, K states each)
 DIR/summary.json the target over the real states (percentiles) and over the found ones, realism (RMS
                  distance to the nearest real state; the perception error between a found state and
                  its reconstruction through the state model, N·m), the explanation ratios of the found
@@ -39,6 +40,8 @@ class FindOptions:
     naive: bool = False           # also the naive pixel search
     starts: str = "real"          # "real": latent means of random real states; "prior": z ~ N(0, I)
     prior: str = "aggregate"      # regulariser: "aggregate" (Gaussian of the real states' latents) or "standard"
+    scope: str = "state"          # "state": each start one state; "episode": one shift of a real episode's states
+    episode_states: int = 16      # episode scope: states per episode (evenly spaced along it)
     threads: int = 1
     seed: int = 0
     out: str = ""
@@ -91,20 +94,40 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
                                     f"the state model of {task!r}")
         if opt.starts not in ("real", "prior"):
             raise ValueError(f"starts must be real or prior, got {opt.starts!r}")
+        if opt.scope not in ("state", "episode"):
+            raise ValueError(f"scope must be state or episode, got {opt.scope!r}")
+        if opt.scope == "episode" and (opt.starts != "real" or opt.episode_states < 1):
+            raise ValueError("the episode scope starts from real episodes (starts real, episode_states >= 1)")
         real = real if real is not None else _real_states(opt, policy, model, policy_path)
-        log(f"searching {opt.n} states for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, "
+        log(f"searching {opt.n} " + (f"episodes ({opt.episode_states} states each, one shift)" if opt.scope == "episode"
+                                      else "states") + f" for {opt.target} ({opt.steps} steps each, lambda {opt.lam}, "
             f"starts: {opt.starts})")
         if opt.prior not in ("aggregate", "standard"):
             raise ValueError(f"prior must be aggregate or standard, got {opt.prior!r}")
-        z0 = (S.start_points(model, policy, opt.n, opt.seed, real.images, real.configs) if opt.starts == "real"
-              else S.start_points(model, policy, opt.n, opt.seed))
-        prior = (S.LatentPrior.aggregate(S.real_latents(model, policy, real.images, real.configs))
-                 if opt.prior == "aggregate" else S.LatentPrior.standard(model.latent))
-        res = S.find_states(model, policy, target, opt.n, opt.steps, opt.lr, opt.lam, opt.seed, start=z0, prior=prior)
+        episodic = opt.scope == "episode"
+        if episodic and getattr(real, "episode", None) is None:
+            raise ValueError("the episode scope needs real states from rollouts of the task, not a recording")
+        mu_real = S.real_latents(model, policy, real.images, real.configs)
+        prior = S.LatentPrior.aggregate(mu_real) if opt.prior == "aggregate" else S.LatentPrior.standard(model.latent)
+        if episodic:
+            groups = S.episode_groups(real.episode, opt.n, opt.episode_states, opt.seed)
+            res = S.find_episodes(model, policy, target, mu_real[torch.from_numpy(np.stack(groups))], opt.steps,
+                                  opt.lr, opt.lam, prior=prior)
+        else:
+            z0 = (S.start_points(model, policy, opt.n, opt.seed, real.images, real.configs) if opt.starts == "real"
+                  else S.start_points(model, policy, opt.n, opt.seed))
+            res = S.find_states(model, policy, target, opt.n, opt.steps, opt.lr, opt.lam, opt.seed, start=z0,
+                                prior=prior)
         X = torch.from_numpy(real.images).permute(0, 3, 1, 2).float() / 255.0
         C = torch.from_numpy(real.configs)
         real_scores = torch.cat([S.score(target, policy, X[i:i + 128], C[i:i + 128], model)
                                  for i in range(0, len(X), 128)]).numpy()
+        # the quantity maximised: one state's target, or an episode's mean target over its K states
+        found_scores = res.extras["episode_score"] if episodic else res.score
+        real_units = real_scores
+        if episodic:
+            every = S.episode_groups(real.episode, len(np.unique(real.episode)), opt.episode_states, opt.seed)
+            real_units = np.array([real_scores[g].mean() for g in every])
         idx, dist = S.nearest_real(res.image, res.config, real.images, real.configs, policy)
         # perception error of the found states through the state model (are they states it knows?)
         xf = torch.from_numpy(res.image).permute(0, 3, 1, 2).float() / 255.0
@@ -129,17 +152,17 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             "target": opt.target, "description": target.description, "maximise": target.sign > 0,
             "policy": opt.policy, "generator": opt.generator, "n": int(opt.n), "steps": int(opt.steps),
             "lambda": opt.lam, "lr": opt.lr, "seed": opt.seed, "starts": opt.starts,
-            "prior": opt.prior,
-            "found": {"score": res.score.tolist(),
-                      "best": float(res.score.max() if target.sign > 0 else res.score.min()),
-                      "median": float(np.median(res.score)),
+            "prior": opt.prior, "scope": opt.scope,
+            "found": {"score": found_scores.tolist(),
+                      "best": float(found_scores.max() if target.sign > 0 else found_scores.min()),
+                      "median": float(np.median(found_scores)),
                       "start_median": float(np.median(res.trace[0])), "prior_term": res.prior[-1].tolist(),
                       "prior_term_start": res.prior[0].tolist()},
             "real": {"states": int(len(real.images)), "source": real.source,
-                     "percentiles": {str(p): float(np.percentile(real_scores, p)) for p in pct}},
+                     "percentiles": {str(p): float(np.percentile(real_units, p)) for p in pct}},
             "found_beyond_real": {"share_beyond_real_max" if target.sign > 0 else "share_below_real_min":
-                                  float(np.mean(res.score > real_scores.max()) if target.sign > 0
-                                        else np.mean(res.score < real_scores.min()))},
+                                  float(np.mean(found_scores > real_units.max()) if target.sign > 0
+                                        else np.mean(found_scores < real_units.min()))},
             "realism": {"nearest_real_rms": dist.tolist(), "nearest_real_index": idx.tolist(),
                         "real_to_real_rms_median": float(np.median(dd)),
                         "perception_err_nm_found": perc.numpy().tolist(),
@@ -161,28 +184,39 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
                 summary["naive"] = {"score": nv.score.tolist(), "median": float(np.median(nv.score)),
                                     "nearest_real_rms": nd.tolist(), "perception_err_nm": perc_n.numpy().tolist()}
                 res.extras["naive"] = nv
+        if episodic:
+            ep = res.extras["episode"]
+            summary["found"]["state_score"] = res.score.tolist()
+            summary["real"]["states_percentiles"] = {str(p): float(np.percentile(real_scores, p)) for p in pct}
+            summary["real"]["episodes"] = int(len(real_units))
+            summary["episode_states"] = int(opt.episode_states)
         out.mkdir(parents=True, exist_ok=True)
+        extra = {"episode": res.extras["episode"]} if episodic else {}
         np.savez_compressed(out / "states.npz", image=res.image, config=res.config, torques=res.torques,
-                            score=res.score, z=res.z.numpy())
+                            score=res.score, z=res.z.detach().numpy(), **extra)
         np.savez_compressed(out / "trace.npz", target=res.trace, energy=res.energy, prior=res.prior)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        grid_png(out / "grid.png", res, e, real, idx, dist, opt.target)
+        # one row per found state; per found episode its highest-scoring state
+        rows = (np.array([np.flatnonzero(ep == i)[np.argmax(res.score[ep == i] * target.sign)]
+                          for i in range(int(ep.max()) + 1)]) if episodic else np.arange(len(res.image)))
+        grid_png(out / "grid.png", res, e, real, idx, dist, opt.target, rows)
         summary["files"] = ["states.npz", "trace.npz", "summary.json", "grid.png"]
         return summary
     finally:
         torch.set_num_threads(prev)
 
 
-def grid_png(path, res, explanation, real, idx, dist, title: str) -> Path:
+def grid_png(path, res, explanation, real, idx, dist, title: str, rows=None) -> Path:
+    """Per found state (`rows`: which, default all): the state, its heatmap and ratios, its nearest real state."""
     from ..figures import _plt
     from .. import viz
 
     plt = _plt()
-    n = len(res.image)
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.4 * n), squeeze=False)
+    rows = np.arange(len(res.image)) if rows is None else np.asarray(rows)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.4 * len(rows)), squeeze=False)
     maps = explanation.image.detach().numpy()
-    for i in range(n):
-        a0, a1, a2 = axes[i]
+    for r, i in enumerate(rows):
+        a0, a1, a2 = axes[r]
         a0.imshow(res.image[i])
         a0.set_title(f"found {i}: {res.score[i]:.3g}", fontsize=8)
         a1.imshow(viz.overlay_heatmap(res.image[i], maps[i], normalize="frame", opacity=0.6))

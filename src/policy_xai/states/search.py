@@ -32,6 +32,17 @@ Targets (TARGETS; `module:function` for a user's own):
 - `module:function`          a user's callable f(torques (B, J), observation {"image": (B, C, H, W),
                              "config": (B, D) raw}) -> (B,) scores to maximise, differentiable in them
 
+Scope. By default (`state`) each start is one state and the search moves it alone. With the
+`episode` scope each start is a real episode: K states evenly spaced along one rollout, with latent
+means z_1..z_K, and the search moves them all by one shared latent shift d:
+
+    E(d) = -s * mean_k T(policy, g(z_k + d)) + lam * mean_k R(z_k + d)
+
+A shift that raises the target of every state of an episode at once changes what the states share
+(the scene: where the object is, how the door stands), not one arm state, so this finds places
+where the policy is weak along a whole episode (door's held-out mid13: a gap of about 0.1 all the
+way, where the per-state maximum finds off-path arm states with gaps of 0.5 elsewhere).
+
 Every found state is stored as the policy would see it: the image quantised to uint8, and the
 torques and target recomputed on exactly those stored inputs.
 """
@@ -281,6 +292,79 @@ def find_states(model: StateVAE, policy, target: Target, n: int = 8, steps: int 
     return SearchResult(best_z, u8.permute(0, 2, 3, 1).numpy(), cfg.numpy().astype(np.float32),
                         tau.numpy().astype(np.float32), sc.numpy().astype(np.float32), np.stack(trace),
                         np.stack(energy), np.stack(priors), seconds, target.name)
+
+
+def find_episodes(model: StateVAE, policy, target: Target, groups: torch.Tensor, steps: int = 200,
+                  lr: float = 0.05, lam: float = 0.1, progress: Optional[Callable[[int, int], None]] = None,
+                  prior: Optional[LatentPrior] = None) -> SearchResult:
+    """The episode scope (module docstring): minimise E(d) for each of the n groups (n, K, latent) of
+    real latents; returns the n K states of each group's best shift, in group order, with the
+    group's mean target in `trace`/`energy` and, in extras, `episode` (n K,) the group of each
+    state, `episode_score` (n,) the mean target over a group's stored states and `shift` (n, latent)."""
+    model.eval()
+    policy.eval()
+    for p in list(model.parameters()) + list(policy.parameters()):
+        p.requires_grad_(False)
+    prior = prior or LatentPrior.standard(model.latent)
+    groups = groups.detach().float()
+    n, K, L = groups.shape
+    d = torch.zeros(n, 1, L, requires_grad=True)
+    opt = torch.optim.Adam([d], lr=lr)
+    dec = decoder(model, policy)
+    trace, energy, priors = [], [], []
+    best_e = torch.full((n,), float("inf"))
+    best_d = d.detach().clone()
+    t0 = time.perf_counter()
+    for k in range(int(steps) + 1):
+        z = (groups + d).reshape(n * K, L)
+        img, cfg = dec(z)
+        sc = target.fn(policy, img, cfg, dec, z).reshape(n, K).mean(1)
+        pr = prior.energy(z).reshape(n, K).mean(1)
+        e = -target.sign * sc + lam * pr
+        trace.append(sc.detach().numpy().copy())
+        energy.append(e.detach().numpy().copy())
+        priors.append(pr.detach().numpy().copy())
+        better = e.detach() < best_e
+        best_e = torch.where(better, e.detach(), best_e)
+        best_d[better] = d.detach()[better]
+        if k == int(steps):
+            break
+        opt.zero_grad()
+        e.sum().backward()
+        opt.step()
+        if progress:
+            progress(k + 1, int(steps))
+    seconds = time.perf_counter() - t0
+    z = (groups + best_d).reshape(n * K, L)
+    with torch.no_grad():
+        img, cfg = dec(z)
+        u8 = (img.clamp(0, 1) * 255.0).round().to(torch.uint8)
+        x = u8.float() / 255.0
+        tau = policy(x, cfg)
+        per_state = score(target, policy, x, cfg, model, z if target.needs_z else None)
+    episode = np.repeat(np.arange(n), K)
+    res = SearchResult(z, u8.permute(0, 2, 3, 1).numpy(), cfg.numpy().astype(np.float32),
+                       tau.numpy().astype(np.float32), per_state.numpy().astype(np.float32), np.stack(trace),
+                       np.stack(energy), np.stack(priors), seconds, target.name)
+    res.extras.update(episode=episode, episode_score=per_state.reshape(n, K).mean(1).numpy().astype(np.float32),
+                      shift=best_d[:, 0].numpy())
+    return res
+
+
+def episode_groups(episode: np.ndarray, n: int, k: int, seed: int = 0) -> list[np.ndarray]:
+    """n lists of k state indices, each evenly spaced along one real episode (`episode`: the rollout of
+    each state, in order); the episodes drawn at random without repeats while there are enough."""
+    episode = np.asarray(episode)
+    ids = np.unique(episode)
+    if not len(ids):
+        raise ValueError("the episode scope needs real states from rollouts (not a bag)")
+    rng = np.random.default_rng(int(seed))
+    pick = rng.permutation(ids) if n <= len(ids) else rng.choice(ids, int(n), replace=True)
+    out = []
+    for e in pick[:int(n)]:
+        members = np.flatnonzero(episode == e)
+        out.append(members[np.linspace(0, len(members) - 1, int(k)).round().astype(int)])
+    return out
 
 
 def optimise_pixels(policy, target: Target, image_shape, config: torch.Tensor, n: int = 8, steps: int = 200,

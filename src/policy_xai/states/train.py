@@ -12,6 +12,14 @@ sample of q(z | x, c), tau the policy's raw torques, L the torque limits):
                               (w_c: config_weight, default 1)
     perception                mean_j ((tau_j(x', c') - tau_j(x, c)) / sigma_j)^2    (weight `perception`)
     KL                        KL(q(z | x, c) || N(0, I)) / (C H W)                   (weight `kl`)
+    scene (optional)          mean_k ((s_k(x', c') - s_k(x, c)) / rho_k)^2           (weight `scene_weight`)
+
+The scene term is a second agent-perception term, for the task's teacher network (`scene_teacher`,
+a `states teacher` file): s(x, c) is the scene state its scene head reads from an observation (the
+door's place and angle), rho_k its spread over the training states (at least 1e-3). Without it a
+state model's reconstructions can keep the policy's torques and lose the scene: the shipped door
+model's reconstructions put the door 35 / 26 mm (x / y RMS) and 0.43 rad from where the scene head
+reads it in the originals, so the search cannot reach a place such as door's held-out mid13.
 
 sigma_j is the spread of the policy's torque j over the training states (their standard deviation,
 at least 1e-3 x its limit), so the term is on the scale of the torques the policy really commands.
@@ -51,6 +59,8 @@ class TrainOptions:
     perception: float = 0.1       # weight of the agent-perception term
     config_weight: float = 1.0    # weight of the configuration's reconstruction term
     attention: str = "gbp"        # method of the attentive term's pixel weights ("none": plain MSE)
+    scene_teacher: str = ""       # teacher network file: add the scene term (module docstring)
+    scene_weight: float = 1.0     # weight of the scene term
     region: float = 0.0           # share of episodes at a random place in the region the conditions span
     holdout: float = 0.1          # share of states kept out of training for the measurements
     threads: int = 1
@@ -66,6 +76,7 @@ class TrainingStates:
     teacher: Optional[np.ndarray] = None   # (N, J) the task's state-feedback teacher torques (rollouts)
     source: str = ""
     scene: Optional[np.ndarray] = None     # (N, K) what the teacher needs besides (q, v): see scene_state
+    episode: Optional[np.ndarray] = None   # (N,) the rollout each state is from (rollouts only), in order
 
 
 def scene_state(sim) -> np.ndarray:
@@ -95,7 +106,7 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
     try:
         teacher = make_teacher(sim)
         lim = np.asarray(sim.torque_limits, float)
-        imgs, cfgs, tgts, labels, scenes = [], [], [], [], []
+        imgs, cfgs, tgts, labels, scenes, eps = [], [], [], [], [], []
         n_cond = len(sim.conditions)
         total, done = int(episodes) * n_cond, 0
         for _ in range(int(episodes)):
@@ -119,6 +130,7 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
                         tgts.append(np.asarray(tgt, np.float32))
                         labels.append(label)
                         scenes.append(scene_state(sim))
+                        eps.append(done)
                     if rng.random() < epsilon:
                         tau = rng.uniform(-lim, lim)
                     else:
@@ -135,7 +147,7 @@ def rollout_states(task: str, policy, episodes: int = 6, every: int = 1, epsilon
                           np.stack(tgts).astype(np.float32), np.stack(labels).astype(np.float32),
                           f"rollouts of {task}: {episodes} episode(s) per condition, epsilon {epsilon}, "
                           f"torque noise {torque_noise}, region {region}, teacher share {beta}, seed {seed}",
-                          np.stack(scenes).astype(np.float32))
+                          np.stack(scenes).astype(np.float32), np.asarray(eps, np.int64))
 
 
 def bag_states(bag: str, policy) -> TrainingStates:
@@ -178,9 +190,11 @@ class Losses:
     perception: float
     kl: float
     total: float
+    scene: float = 0.0
 
 
-def _terms(model: StateVAE, policy, x, cn, w, tau, lim, opt: TrainOptions, sample: bool = True):
+def _terms(model: StateVAE, policy, x, cn, w, tau, lim, opt: TrainOptions, sample: bool = True, scene=None):
+    """The loss and its parts; scene: (teacher network, its scene states of the originals, rho) or None."""
     img, cfg, mu, logvar = model(x, cn, sample=sample)
     rec = ((img - x) ** 2 * w.unsqueeze(1)).mean()
     crec = ((cfg - cn) ** 2).mean() if cn.shape[1] else x.new_zeros(())
@@ -189,14 +203,28 @@ def _terms(model: StateVAE, policy, x, cn, w, tau, lim, opt: TrainOptions, sampl
     perc = (((tau_r - tau) / lim) ** 2).mean()
     kl = kl_divergence(mu, logvar).mean() / x[0].numel()
     total = rec + getattr(opt, "config_weight", 1.0) * crec + opt.perception * perc + opt.kl * kl
-    return total, Losses(*(float(t.detach()) for t in (rec, crec, perc, kl, total)))
+    sc = x.new_zeros(())
+    if scene is not None:
+        net, s0, rho = scene
+        sc = (((net(img, raw)[1] - s0) / rho) ** 2).mean()
+        total = total + opt.scene_weight * sc
+    return total, Losses(*(float(t.detach()) for t in (rec, crec, perc, kl, total, sc)))
 
 
-def measure(model: StateVAE, policy, images: torch.Tensor, configs: torch.Tensor, batch: int = 128) -> dict:
+def scene_states(net, images: torch.Tensor, configs: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """(N, K) the scene states the teacher network's scene head reads from observations (raw configs)."""
+    with torch.no_grad():
+        return torch.cat([net(images[i:i + batch], configs[i:i + batch])[1] for i in range(0, len(images), batch)])
+
+
+def measure(model: StateVAE, policy, images: torch.Tensor, configs: torch.Tensor, batch: int = 128,
+            scene_net=None) -> dict:
     """Reconstruction from the latent mean: pixel RMSE (0-255 units), configuration RMSE (normalised
-    units), and the perception error: RMS and max over states of max_j |tau_j(x', c') - tau_j(x, c)| (N·m)."""
+    units), and the perception error: RMS and max over states of max_j |tau_j(x', c') - tau_j(x, c)| (N·m);
+    with a teacher network `scene_net` also the RMS difference per scene element between what its
+    scene head reads from the reconstructions and from the originals (`scene_rmse`, m and rad)."""
     model.eval()
-    se, n, cse, errs = 0.0, 0, 0.0, []
+    se, n, cse, errs, sce = 0.0, 0, 0.0, [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x, c = images[i:i + batch], configs[i:i + batch]
@@ -208,17 +236,28 @@ def measure(model: StateVAE, policy, images: torch.Tensor, configs: torch.Tensor
             tau = policy(x, c)
             tau_r = policy(img, cfg * policy.config_std + policy.config_mean)
             errs.append((tau_r - tau).abs().max(1).values)
+            if scene_net is not None:
+                sce.append(scene_net(img, cfg * policy.config_std + policy.config_mean)[1] - scene_net(x, c)[1])
     e = torch.cat(errs) if errs else torch.zeros(0)
-    return {"pixel_rmse_255": (se / max(n, 1)) ** 0.5,
+    out = {}
+    if sce:
+        from .teacher import scene_names
+
+        names = scene_names(scene_net.task) if getattr(scene_net, "task", "") else []
+        names = names if len(names) == sce[0].shape[1] else [f"s{k}" for k in range(sce[0].shape[1])]
+        rms = torch.cat(sce).pow(2).mean(0).sqrt()
+        out["scene_rmse"] = {str(k): float(v) for k, v in zip(names, rms)}
+    return out | {"pixel_rmse_255": (se / max(n, 1)) ** 0.5,
             "config_rmse": (cse / max(configs.numel(), 1)) ** 0.5,
             "torque_err_rms_nm": float(e.pow(2).mean().sqrt()) if len(e) else float("nan"),
             "torque_err_max_nm": float(e.max()) if len(e) else float("nan")}
 
 
 def fit(model: StateVAE, policy, states: TrainingStates, opt: TrainOptions,
-        log: Callable[[str], None] = lambda s: None) -> dict:
+        log: Callable[[str], None] = lambda s: None, scene_net=None) -> dict:
     """Train `model` on `states` (a held-out share kept for the measurements); returns what was
-    measured before and after training, the losses per epoch and the seconds."""
+    measured before and after training, the losses per epoch and the seconds. scene_net: the teacher
+    network of the scene term (module docstring), or None."""
     g = torch.Generator().manual_seed(int(opt.seed))
     for p in policy.parameters():
         p.requires_grad_(False)
@@ -237,7 +276,14 @@ def fit(model: StateVAE, policy, states: TrainingStates, opt: TrainOptions,
     lim = torch.maximum(TAU.std(0) if len(TAU) > 1 else torch.ones(TAU.shape[1]),
                         1e-3 * policy.torque_limits.float())  # sigma_j (module docstring)
     eval_x, eval_c = (X[hold], C[hold]) if n_hold else (X[train], C[train])
-    before = measure(model, policy, eval_x, eval_c)
+    scene = None
+    if scene_net is not None:
+        scene_net.eval()
+        for p in scene_net.parameters():
+            p.requires_grad_(False)
+        S0 = scene_states(scene_net, X[train], C[train])
+        scene = (scene_net, S0, S0.std(0).clamp_min(1e-3) if len(S0) > 1 else torch.ones(S0.shape[1]))
+    before = measure(model, policy, eval_x, eval_c, scene_net=scene_net)
     optim = torch.optim.Adam(model.parameters(), lr=opt.lr)
     history = []
     t1 = time.perf_counter()
@@ -246,26 +292,28 @@ def fit(model: StateVAE, policy, states: TrainingStates, opt: TrainOptions,
     for epoch in range(int(opt.epochs)):
         model.train()
         order = torch.randperm(len(train), generator=g)
-        sums = np.zeros(5)
+        sums = np.zeros(6)
         batches = 0
         for i in range(0, len(order), int(opt.batch)):
             idx = order[i:i + int(opt.batch)]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            loss, parts = _terms(model, policy, Xt[idx], CNt[idx], W[idx], TAU[idx], lim, opt)
+            sc = None if scene is None else (scene[0], scene[1][idx], scene[2])
+            loss, parts = _terms(model, policy, Xt[idx], CNt[idx], W[idx], TAU[idx], lim, opt, scene=sc)
             optim.zero_grad()
             loss.backward()
             optim.step()
-            sums += [parts.reconstruction, parts.config, parts.perception, parts.kl, parts.total]
+            sums += [parts.reconstruction, parts.config, parts.perception, parts.kl, parts.total, parts.scene]
             batches += 1
         mean = sums / max(batches, 1)
         history.append({"epoch": epoch + 1, "reconstruction": mean[0], "config": mean[1], "perception": mean[2],
-                        "kl": mean[3], "total": mean[4]})
+                        "kl": mean[3], "total": mean[4]} | ({"scene": mean[5]} if scene else {}))
         log(f"epoch {epoch + 1}/{opt.epochs}: loss {mean[4]:.5f} (reconstruction {mean[0]:.5f}, configuration "
-            f"{mean[1]:.4f}, perception {mean[2]:.5f}, KL {mean[3]:.5f})")
+            f"{mean[1]:.4f}, perception {mean[2]:.5f}, KL {mean[3]:.5f}"
+            + (f", scene {mean[5]:.4f})" if scene else ")"))
     train_s = time.perf_counter() - t1
     model.eval()
-    after = measure(model, policy, eval_x, eval_c)
+    after = measure(model, policy, eval_x, eval_c, scene_net=scene_net)
     return {"states": int(N), "train_states": int(len(train)), "held_out_states": int(n_hold),
             "attention": opt.attention, "attention_s": round(t_att, 2), "train_s": round(train_s, 2),
             "epochs": int(opt.epochs), "before": before, "after": after, "history": history,
@@ -306,8 +354,13 @@ def train_state_model(opt: TrainOptions, log: Callable[[str], None] = print) -> 
                                     progress=lambda d, n: log(f"rollouts {d}/{n}") if d == n else None,
                                     region=opt.region)
             log(f"{len(states.images)} states from rollouts of {task} in {time.perf_counter() - t0:.1f} s")
+        scene_net = None
+        if opt.scene_teacher:
+            from .teacher import load_teacher
+
+            scene_net = load_teacher(opt.scene_teacher, policy.spec, policy_path=policy_path)
         model = state_model_for(policy.spec, opt.latent, filters=opt.filters)
-        res = fit(model, policy, states, opt, log)
+        res = fit(model, policy, states, opt, log, scene_net=scene_net)
         res["task"] = opt.task or default_task(policy_path)
         res["options"] = {k: getattr(opt, k) for k in TrainOptions.__dataclass_fields__}
         save_state_model(model, opt.out, policy_path, training=res)

@@ -15,6 +15,10 @@ in the region the conditions span (training.region_target) from the start pose; 
 policy visits there (the policy run from the start pose for a random 0..horizon/2 steps), then a full
 episode from it. The decoded places are also compared with the task's named places (the conditions
 and the held-out places of `evaluate`).
+
+Found episodes (`states find --scope episode`: states.npz has `episode`) are validated per episode:
+its place and door angle are the median of what the scene head reads from its K states, and a
+`state` start puts the arm at the episode's highest-scoring state.
 """
 from __future__ import annotations
 
@@ -116,13 +120,15 @@ def named_places(task, expert=None) -> list:
 
 def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, episodes: int = 20,
              starts=STARTS, steps: Optional[int] = None, seed: int = 0, teacher_control: bool = True,
-             gaps_by_place: bool = True, log: Callable[[str], None] = lambda s: None) -> dict:
+             gaps_by_place: bool = True, log: Callable[[str], None] = lambda s: None,
+             episode: Optional[np.ndarray] = None, score: Optional[np.ndarray] = None) -> dict:
     """Failure rates of the policy from the found states' situations and from random starts (module
     docstring), `episodes` each per start kind; `steps` (default: the task's horizon) per episode.
     teacher_control: also run the task's teacher (which reads the true simulator state) from exactly the
     same placed situations: a situation the teacher solves and the policy does not is the policy's
     weakness, not an impossible one. gaps_by_place: also the teacher gap along one policy episode at each
-    named place (place_gaps)."""
+    named place (place_gaps). episode (N,): the found episode of each state (module docstring), with
+    `score` (N,) the target of each state."""
     from ..robot.sim import Simulation
     from ..training import make_teacher, region_target
 
@@ -138,6 +144,15 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
     scenes = decode_scenes(net, images, configs)
     nq = len(spec.joint_names)
     configs = np.asarray(configs, np.float32)
+    if episode is not None:
+        episode = np.asarray(episode)
+        if episode.shape != (len(images),):
+            raise ValueError(f"episode: {episode.shape} entries for {len(images)} states")
+        score = np.zeros(len(images)) if score is None else np.asarray(score, float)
+        ids = np.unique(episode)
+        rep = np.array([np.flatnonzero(episode == i)[np.argmax(score[episode == i])] for i in ids])
+        scenes = np.stack([np.median(scenes[episode == i], 0) for i in ids])
+        configs, images = configs[rep], images[rep]
     t0 = time.perf_counter()
     sim = Simulation(task, image_size=(spec.image_height, spec.image_width), seed=seed)
     try:
@@ -156,6 +171,7 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
             k = int(np.argmin(d))
             nearest.append({"place": named[k][0], "distance_m": round(d[k], 4)})
         out = {"task": task, "episodes": int(episodes), "steps": int(steps), "found_states": int(len(images)),
+               "found_episodes": None if episode is None else int(len(images)),
                "decoded": {"target": np.round(scenes[:, :3], 4).tolist(), "door_angle": np.round(angles, 4).tolist(),
                            "places_clipped_to_region": clipped, "nearest_named_place": nearest},
                "named_places": {n: np.round(p, 4).tolist() for n, p in named}}
