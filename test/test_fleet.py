@@ -260,3 +260,15 @@ def test_bench_fleet_reports_each_mode(capsys, tmp_path):
     assert rows[1]["ray_start_s"] > 0 and "steps/s" in stdout
     rc, _, err = cli(capsys, "bench-fleet", "--json", out)
     assert rc == 2 and "exists" in err
+
+
+def test_bench_fleet_defaults_are_the_librarys():
+    from dataclasses import fields
+
+    from policy_xai.cli import build_parser
+
+    args = build_parser().parse_args(["bench-fleet"])
+    d = fleet.BenchFleetOptions()
+    assert (args.bags, args.steps, args.workers, args.methods, args.storage, args.sequential) == (
+        d.bags, d.steps, ",".join(map(str, d.workers)), d.methods, d.storage, d.sequential)
+    assert {f.name for f in fields(d)} - set(vars(args)) == {"spec"}  # the one option the command has not
