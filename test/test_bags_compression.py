@@ -9,7 +9,8 @@ import pytest
 from mcap.reader import make_reader
 
 from policy_xai import bags
-from policy_xai.cli import build_parser, main
+from policy_xai.bags.analyze import AnalyzeOptions, analyze_bag
+from policy_xai.cli import build_parser
 from policy_xai.ros import interfaces as itf
 from policy_xai.ros.graph import NodeLaunch, graph
 from policy_xai.ros.runner import GraphRunner
@@ -37,12 +38,11 @@ def size(bag_dir) -> int:
     return sum(p.stat().st_size for p in bag_dir.glob("*.mcap"))
 
 
-def test_annotated_bags_are_compressed_and_read_by_rosbags_and_mcap(tmp_path, capsys):
+def test_annotated_bags_are_compressed_and_read_by_rosbags_and_mcap(tmp_path):
     src = bags.write_synthetic_bag(tmp_path / "in", load_spec("small"), 60)
     got = {}
     for comp in ("zstd", "lz4", "none"):
-        rc = main(["analyze", str(src), "--out", str(tmp_path / comp), "--no-video", "--compression", comp])
-        assert rc == 0, capsys.readouterr().err
+        analyze_bag(AnalyzeOptions(src, out=tmp_path / comp, video=False, compression=comp), quiet=True)
         via_rosbags, via_mcap, chunks = read_both(tmp_path / comp / "bag")
         assert via_rosbags == via_mcap and len(via_mcap) == 60 * 2 + 60 * 5
         assert chunks == {MCAP_NAME[comp]}

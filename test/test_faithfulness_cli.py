@@ -1,5 +1,6 @@
-"""`policy-xai faithfulness` end to end: real MuJoCo rollouts of a shipped policy, object masks from
-the simulator's segmentation, every table, figure and summary written; bad arguments refused with
+"""The faithfulness measurement end to end (policy_xai.faithfulness.faithfulness_report): real MuJoCo
+rollouts of a shipped policy, object masks from the simulator's segmentation, every table, figure and
+summary written; `policy-xai faithfulness`: a small run through the command, bad arguments refused with
 one line and nothing overwritten."""
 import csv
 import json
@@ -7,22 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from policy_xai.cli import main
-
 from cli_harness import cli  # noqa: E402
+from policy_xai.faithfulness import Options, faithfulness_report
 
-ARGS = ["faithfulness", "--tasks", "reach", "--methods", "dtd,ig_occlusion", "--every", "50",
-        "--removals", "median,road", "--units", "1", "--sanity-states", "1"]
+OPTIONS = Options(tasks="reach", methods="dtd,ig_occlusion", every=50, removals="median,road", units="1",
+                  sanity_states=1)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("faith") / "out"
-    try:
-        rc = main(ARGS + ["--out", str(out)])
-    except SystemExit as e:
-        rc = e.code
-    return rc, out
+    return faithfulness_report(OPTIONS, out, quiet=True), out
 
 
 def rows(path):
@@ -31,8 +27,9 @@ def rows(path):
 
 
 def test_writes_every_table_and_figure(run):
-    rc, out = run
-    assert rc == 0
+    job, out = run
+    assert job.out == out and job.lines[-1] == f"(tables, figures and summary.json in {out})"
+    assert job.summary["options"]["methods"] == ["dtd", "ig_occlusion"]
     for name in ("summary.csv", "summary.md", "summary.json", "curves.csv", "pointing.csv", "objects.csv",
                  "config.csv", "sanity.csv", "curves_reach.png", "objects_reach.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -74,6 +71,26 @@ def test_curves_cover_the_fraction_grid(run):
     fr = sorted({float(r["fraction"]) for r in cur})
     assert fr[0] == 0.005 and fr[-1] == 0.5
     assert {r["removal"] for r in cur} == {"median", "road"}
+
+
+def test_the_command_runs_the_library_and_prints_the_summary(capsys, tmp_path):
+    rc, out, err = cli(capsys, "faithfulness", "--tasks", "reach", "--methods", "dtd", "--every", 50, "--removals",
+                       "median", "--units", 1, "--sanity-states", 0, "--max-states", 1, "--out", tmp_path / "o")
+    assert rc == 0, err
+    assert "| reach | dtd |" in out and "| reach | random |" in out and "summary.json in" in out
+    doc = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert doc["options"]["units"] == [1] and doc["options"]["sanity"] is False
+    assert [r["states"] for r in doc["summary"]] == [1, 1]
+
+
+def test_library_options_are_checked_before_any_work(tmp_path):
+    from policy_xai.checks import UsageError
+
+    with pytest.raises(UsageError, match="--removals: unknown"):
+        faithfulness_report(Options(tasks="reach", removals="erase"), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    o = Options(tasks="reach", methods=None, units=(4,)).checked()
+    assert o.tasks == ("reach",) and "dtd" in o.methods and o.units == (4,) and o.removals == ("median", "blur", "road")
 
 
 @pytest.mark.parametrize("bad, msg", [

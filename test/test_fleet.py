@@ -252,11 +252,23 @@ def test_an_existing_cluster_with_the_code_shipped(tmp_path):
 
 def test_bench_fleet_reports_each_mode(capsys, tmp_path):
     out = tmp_path / "bench.json"
-    rc, stdout, err = cli(capsys, "bench-fleet", "--bags", 2, "--steps", 8, "--workers", 1, "--json", out)
-    assert rc == 0, err
-    rows = json.loads(out.read_text())
+    lines = []
+    rows = fleet.bench_fleet(fleet.BenchFleetOptions(bags=2, steps=8, workers=(1,), json_out=out), log=lines.append)
+    assert json.loads(out.read_text()) == rows
     assert [(r["mode"], r["workers"]) for r in rows] == [("sequential", 1), ("ray", 1)]
     assert all(r["steps"] == 16 and r["steps_per_s"] > 0 for r in rows)
-    assert rows[1]["ray_start_s"] > 0 and "steps/s" in stdout
-    rc, _, err = cli(capsys, "bench-fleet", "--json", out)
+    assert rows[1]["ray_start_s"] > 0 and len(lines) == 2 and all("steps/s" in ln for ln in lines)
+    rc, _, err = cli(capsys, "bench-fleet", "--json", out)  # refused before any bag is written
     assert rc == 2 and "exists" in err
+
+
+def test_bench_fleet_defaults_are_the_librarys():
+    from dataclasses import fields
+
+    from policy_xai.cli import build_parser
+
+    args = build_parser().parse_args(["bench-fleet"])
+    d = fleet.BenchFleetOptions()
+    assert (args.bags, args.steps, args.workers, args.methods, args.storage, args.sequential) == (
+        d.bags, d.steps, ",".join(map(str, d.workers)), d.methods, d.storage, d.sequential)
+    assert {f.name for f in fields(d)} - set(vars(args)) == {"spec"}  # the one option the command has not

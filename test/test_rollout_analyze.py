@@ -1,18 +1,29 @@
-"""`policy-xai analyze-rollout` on a short real MuJoCo episode of a shipped policy."""
+"""The rollout analysis (policy_xai.jobs.analyze_rollout, behind `policy-xai analyze-rollout`) on a short
+real MuJoCo episode of a shipped policy; the command's arguments become the same options."""
 import csv
 import json
 
 import numpy as np
 
-from policy_xai.cli import main
+from policy_xai.cli import build_parser
+from policy_xai.commands.rollout import options
+from policy_xai.jobs import RolloutOptions, analyze_rollout
+
+OPTIONS = dict(task="reach2d", conditions="0", steps=6, change_step=3, panels=2)
 
 
-def test_analyze_rollout_writes_all_figures_and_ratios(tmp_path, capsys):
+def test_the_command_parses_into_the_librarys_options(tmp_path):
+    args = build_parser().parse_args(["analyze-rollout", "--task", "reach2d", "--conditions", "0", "--steps", "6",
+                                      "--change-step", "3", "--panels", "2", "--out", str(tmp_path / "r")])
+    assert options(args) == RolloutOptions(**OPTIONS, out=str(tmp_path / "r"))
+    assert options(build_parser().parse_args(["analyze-rollout"])) == RolloutOptions()
+
+
+def test_analyze_rollout_writes_all_figures_and_ratios(tmp_path):
     out = tmp_path / "rollout"
-    rc = main(["analyze-rollout", "--task", "reach2d", "--conditions", "0", "--steps", "6", "--change-step", "3",
-               "--panels", "2", "--out", str(out)])
-    assert rc == 0
-    text = capsys.readouterr().out
+    job = analyze_rollout(RolloutOptions(**OPTIONS, out=out), quiet=True)
+    assert job.out == out
+    text = "\n".join(job.lines)
     assert "image:configuration" in text and "rank correlation dtd~rap" in text and "target change" in text
     for f in ("fig4_ratios.png", "fig5_curves.png", "fig5_condition0.png", "fig6_target_change.png", "ratios.csv",
               "summary.json"):

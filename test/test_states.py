@@ -250,14 +250,15 @@ def test_bad_targets_and_arguments_are_one_line_errors(trained, capsys, tmp_path
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
 
-def test_states_train_on_the_shipped_reach_policy(capsys, tmp_path):
+def test_states_train_on_the_shipped_reach_policy(tmp_path):
     """Real MuJoCo rollouts of models/reach.safetensors -> a state model file that loads for it."""
+    from policy_xai.states.train import train_state_model
+
     w = share_path("models", "reach.safetensors")
     out = tmp_path / "reach_states.safetensors"
-    rc, stdout, err = cli(capsys, "states", "train", "--policy", w, "--out", out, "--episodes", 1, "--every", 8,
-                          "--epochs", 2, "--latent", 8)
-    assert rc == 0, err
-    assert "held-out reconstruction: pixel RMSE" in stdout
+    r = train_state_model(TrainOptions(policy=str(w), out=str(out), episodes=1, every=8, epochs=2, latent=8),
+                          log=lambda s: None)
+    assert r["train_states"] > 0 and np.isfinite(r["after"]["pixel_rmse_255"]) and r["file"] == str(out)
     m = load_state_model(out, policy_path=w)
     assert m.arch["height"] == 64 and m.arch["config_dim"] == 20 and m.meta["training"]["task"] == "reach"
 
@@ -277,15 +278,15 @@ def test_every_target_runs_and_a_users_callable_is_searched(trained):
 
 
 def test_states_bench_times_training_and_search(capsys, tmp_path):
+    from policy_xai.states.bench import bench_states
+
     w = share_path("models", "reach.safetensors")
     g = share_path("models", "reach_states.safetensors")
-    out = tmp_path / "bench.json"
-    rc, stdout, err = cli(capsys, "states", "bench", "--policy", w, "--generator", g, "--epochs", 1, "--targets",
-                          "saturation", "--steps", 3, "--n", 2, "--json", out)
-    assert rc == 0, err
-    b = json.loads(out.read_text())
+    b = bench_states(str(w), str(g), epochs=1, targets=["saturation"], n=2, steps=3, log=lambda s: None)
     assert b["task"] == "reach" and b["states"] > 0 and b["train_states_per_s"] > 0
     assert [r["target"] for r in b["search"]] == ["saturation"] and b["search"][0]["s_per_state"] > 0
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
     rc, _, err = cli(capsys, "states", "bench", "--policy", w, "--json", out)
     assert rc == 2 and "exists" in err
 

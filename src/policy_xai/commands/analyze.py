@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from ..bags import COMPRESSIONS
 from ..bags.analyze import AnalyzeOptions as _A
+from ..fleet.bench import BenchFleetOptions as _BF
 from ..fleet.run import FleetOptions as _F
 from ..resolve import SOURCE_HELP
 from ..ros import interfaces as itf
@@ -16,7 +17,8 @@ from .checks import (UsageError, add_device_option, device_arg, domain_id, nonne
                      positive_float, positive_int, positive_int_list)
 
 _ATTR = itf.NODES["attribution_node"].parameters  # replay's node defaults
-# `analyze`'s defaults are the library's: AnalyzeOptions (one bag) and FleetOptions (many bags)
+# `analyze`'s defaults are the library's: AnalyzeOptions (one bag) and FleetOptions (many bags);
+# `bench-fleet`'s: BenchFleetOptions
 
 
 def _topic_options(p: argparse.ArgumentParser) -> None:
@@ -160,13 +162,15 @@ def register(sub) -> None:
         description="Writes N robot-like bags into a temporary folder and analyses them one after another without "
                     "Ray, then with policy_xai.fleet on a fresh local Ray instance per worker count; prints bags/s, "
                     "steps/s and where the task time went (decode, importance factors, explanation, the rest).")
-    fb.add_argument("--bags", type=positive_int, default=8)
-    fb.add_argument("--steps", type=positive_int, default=120, help="steps per bag")
-    fb.add_argument("--workers", type=positive_int_list, default="1,2", help="comma-separated worker counts")
-    fb.add_argument("--methods", default="dtd")
-    fb.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    fb.add_argument("--no-sequential", action="store_true", help="skip the run without Ray")
-    fb.add_argument("--json", default="", help="also write the rows to this JSON file (never overwritten)")
+    fb.add_argument("--bags", type=positive_int, default=_BF.bags)
+    fb.add_argument("--steps", type=positive_int, default=_BF.steps, help="steps per bag")
+    fb.add_argument("--workers", type=positive_int_list, default=",".join(map(str, _BF.workers)),
+                    help="comma-separated worker counts")
+    fb.add_argument("--methods", default=_BF.methods)
+    fb.add_argument("--storage", choices=("mcap", "sqlite3"), default=_BF.storage)
+    fb.add_argument("--no-sequential", dest="sequential", action="store_false", help="skip the run without Ray")
+    fb.add_argument("--json", dest="json_out", default="",
+                    help="also write the rows to this JSON file (never overwritten)")
     fb.set_defaults(func=run_bench_fleet)
 
     r = sub.add_parser(
@@ -334,23 +338,17 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# ==== replay =====================================================================================
 def run_bench_fleet(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from .. import fleet
     from .checks import int_list
 
-    if args.json and Path(args.json).exists():
-        raise UsageError(f"{args.json} exists; choose another --json")
-    rows = fleet.bench_fleet(args.bags, args.steps, int_list(args.workers, label="--workers"), args.methods,
-                             args.storage, sequential=not args.no_sequential)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    fleet.bench_fleet(fleet.BenchFleetOptions(
+        bags=args.bags, steps=args.steps, workers=tuple(int_list(args.workers, label="--workers")),
+        methods=args.methods, storage=args.storage, sequential=args.sequential, json_out=args.json_out or None))
     return 0
 
 
+# ==== replay =====================================================================================
 def run_replay(args: argparse.Namespace) -> int:
     from ..live_run import UserModel
     from ..ros.replay import ReplayOptions, replay_bag

@@ -39,9 +39,8 @@ import numpy as np
 import torch
 
 from ..attribution.path import blur, default_sigma, median_colour
+from .options import FRACTIONS, REMOVALS
 
-REMOVALS = ("median", "blur", "road")
-FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 ROAD_NOISE = 0.01
 
 

@@ -12,35 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from ..robot.tasks import get_task, task_names
+from ..robot.tasks import get_task
 from . import metrics as M
+from .options import Options
 
 RANDOM = "random"
-UNITS = (1, 4)
-
-
-@dataclass
-class Options:
-    tasks: Sequence[str] = field(default_factory=task_names)   # default: every registered task
-    methods: Optional[Sequence[str]] = None       # None: every method in attribution.METHODS
-    episodes: int = 1                              # per condition
-    every: int = 10                                # keep every n-th control step
-    max_states: int = 0                            # 0: all kept steps
-    removals: Sequence[str] = M.REMOVALS
-    fractions: Sequence[float] = M.FRACTIONS
-    units: Sequence[int] = UNITS                   # ranking units: pixels (1) and p x p patches
-    noise: float = 0.05                            # start-pose noise (rad)
-    seed: int = 0
-    sanity: bool = True
-    sanity_states: int = 4
-    policies: dict = field(default_factory=dict)   # task -> policy (policy_xai.resolve; default: its shipped weights)
-    threads: int = 1                               # torch threads (the cost column is per thread count)
-    device: str = "cpu"                            # where the policies run (policy_xai.device.parse_device)
 
 
 @dataclass
@@ -215,15 +196,9 @@ def _untrained_like(policy, seed: int):
 
 def faithfulness(opt: Options, progress: Optional[Callable[[str, int, int], None]] = None) -> list[TaskResult]:
     """Run the whole measurement; progress(task, done, total) after every state."""
-    from ..attribution import METHODS
     from ..resolve import resolve_policy
 
-    bad = [m for m in (opt.methods or ()) if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-    bad_tasks = [t for t in opt.tasks if t not in task_names()]
-    if bad_tasks:
-        raise ValueError(f"unknown task(s) {bad_tasks}; choose from {', '.join(task_names())}")
+    opt = opt.checked()
     prev = torch.get_num_threads()
     torch.set_num_threads(max(1, int(opt.threads)))
     try:

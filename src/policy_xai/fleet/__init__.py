@@ -18,21 +18,21 @@ Modules, by concern (the public names are re-exported here: `fleet.analyze_bags`
 * options: the per-bag AnalyzeOptions (analysis_options), the content key, the kept folder names;
 * run: FleetOptions, the Ray task per bag (analyze_one), analyze_bags;
 * report: steps.parquet with episodes, where the task time went, the bags that stand out;
-* bench: bench_fleet (`policy-xai bench-fleet`).
+* bench: BenchFleetOptions, bench_fleet (`policy-xai bench-fleet`).
 
 No rclpy here; Ray is imported only when analyze_bags runs.
 """
 from __future__ import annotations
 
-from .bench import bench_fleet
+from .bench import BenchFleetOptions, bench_fleet
 from .inputs import STORAGE_SUFFIXES, bag_names, expand_bags, is_bag, is_folder_of_bags, wants_fleet
 from .options import analysis_options, content_key, done_record, keyed_options, reuse_names
 from .report import EPISODE_GAP_S, STAND_OUT_Z, dataset_report, episodes_of, merge_steps, stage_seconds
 from .run import FleetOptions, analyze_bags, analyze_one, code_runtime_env, gpus_per_task
 
 __all__ = [
-    "EPISODE_GAP_S", "STAND_OUT_Z", "STORAGE_SUFFIXES", "FleetOptions", "analysis_options", "analyze_bags",
-    "analyze_one", "bag_names", "bench_fleet", "code_runtime_env", "content_key", "dataset_report", "done_record",
-    "episodes_of", "expand_bags", "gpus_per_task", "is_bag", "is_folder_of_bags", "keyed_options", "merge_steps",
-    "reuse_names", "stage_seconds", "wants_fleet",
+    "BenchFleetOptions", "EPISODE_GAP_S", "FleetOptions", "STAND_OUT_Z", "STORAGE_SUFFIXES", "analysis_options",
+    "analyze_bags", "analyze_one", "bag_names", "bench_fleet", "code_runtime_env", "content_key", "dataset_report",
+    "done_record", "episodes_of", "expand_bags", "gpus_per_task", "is_bag", "is_folder_of_bags", "keyed_options",
+    "merge_steps", "reuse_names", "stage_seconds", "wants_fleet",
 ]

@@ -193,7 +193,9 @@ class _ray:
                     env = code_runtime_env(self.stage)
                 ray.init(address=fo.ray_address, log_to_driver=False, runtime_env=env)
             else:
-                ray.init(num_cpus=int(fo.workers), include_dashboard=False, log_to_driver=False,
+                # "local": a new instance even when another cluster runs on this machine (ray.init
+                # without an address would join the latest one, and refuse num_cpus)
+                ray.init(address="local", num_cpus=int(fo.workers), include_dashboard=False, log_to_driver=False,
                          object_store_memory=200 * 1024 * 1024)
             self.started = True
         return time.perf_counter() - t0
