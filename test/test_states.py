@@ -556,3 +556,24 @@ def test_a_scene_only_head_reads_the_place_and_stage2_can_be_kept(trained, capsy
                        (["--kind", "two_stage", "--scene-clean", "-1"], "must be 0 or more")):
         rc, _, err = cli(capsys, "states", "teacher", "--policy", w, "--out", tmp_path / "t.safetensors", *extra)
         assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_states_commands_take_their_defaults_from_the_options():
+    """states train | find | teacher | validate: every option's default is the library's (states.options)."""
+    import argparse
+    from dataclasses import fields
+
+    from policy_xai.commands import states as cmd
+    from policy_xai.states.options import FindOptions, TeacherOptions, TrainOptions, ValidateOptions
+
+    p = argparse.ArgumentParser()
+    cmd.register(p.add_subparsers())
+    sub = {"train": TrainOptions, "find": FindOptions, "teacher": TeacherOptions, "validate": ValidateOptions}
+    for name, cls in sub.items():
+        parser = p._subparsers._group_actions[0].choices["states"]._subparsers._group_actions[0].choices[name]
+        dests = {a.dest: a.default for a in parser._actions if a.default is not argparse.SUPPRESS}
+        shared = [f.name for f in fields(cls) if f.name in dests and not parser._option_string_actions.get(
+            "--" + f.name.replace("_", "-"), argparse.Action([], "")).required]
+        assert len(shared) >= 7, (name, shared)
+        for f in shared:
+            assert str(dests[f]) == str(getattr(cls(), f)), (name, f, dests[f], getattr(cls(), f))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..states.options import FindOptions, TeacherOptions, TrainOptions, ValidateOptions
 from .checks import UsageError, nonnegative_float, positive_float, positive_int
 
+_TR, _FI, _TE, _VA = TrainOptions(), FindOptions(), TeacherOptions(), ValidateOptions()  # the defaults
 _WEIGHTS_HELP = "policy weights: a .safetensors file, or a task name for its shipped weights"
 
 
@@ -20,29 +22,34 @@ def register(sub) -> None:
     t = s.add_parser("train", help="train the state model of a policy from its rollouts (or a bag)")
     t.add_argument("--policy", required=True, help=_WEIGHTS_HELP)
     t.add_argument("--out", required=True, help="state model file to write (never overwritten)")
-    t.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
-    t.add_argument("--bag", default="", help="take the states from this recording instead of rollouts")
-    t.add_argument("--episodes", type=positive_int, default=6, help="rollouts per task condition")
-    t.add_argument("--every", type=positive_int, default=1, help="keep every n-th control step")
-    t.add_argument("--epsilon", type=nonnegative_float, default=0.1, help="probability of a random torque per step")
-    t.add_argument("--torque-noise", type=nonnegative_float, default=0.1, help="smooth noise x the torque limits")
-    t.add_argument("--region", type=nonnegative_float, default=0.0,
+    t.add_argument("--task", default=_TR.task,
+                   help="simulation task (default: the weights file's name when it is a task)")
+    t.add_argument("--bag", default=_TR.bag, help="take the states from this recording instead of rollouts")
+    t.add_argument("--episodes", type=positive_int, default=_TR.episodes, help="rollouts per task condition")
+    t.add_argument("--every", type=positive_int, default=_TR.every, help="keep every n-th control step")
+    t.add_argument("--epsilon", type=nonnegative_float, default=_TR.epsilon,
+                   help="probability of a random torque per step")
+    t.add_argument("--torque-noise", type=nonnegative_float, default=_TR.torque_noise,
+                   help="smooth noise x the torque limits")
+    t.add_argument("--region", type=nonnegative_float, default=_TR.region,
                    help="share of episodes at a random place between the conditions (0-1)")
-    t.add_argument("--epochs", type=positive_int, default=30)
-    t.add_argument("--batch", type=positive_int, default=64)
-    t.add_argument("--lr", type=positive_float, default=1e-3)
-    t.add_argument("--latent", type=positive_int, default=32)
-    t.add_argument("--kl", type=nonnegative_float, default=1.0, help="weight of the KL term")
-    t.add_argument("--perception", type=nonnegative_float, default=0.1, help="weight of the agent-perception term")
-    t.add_argument("--config-weight", type=nonnegative_float, default=1.0,
+    t.add_argument("--epochs", type=positive_int, default=_TR.epochs)
+    t.add_argument("--batch", type=positive_int, default=_TR.batch)
+    t.add_argument("--lr", type=positive_float, default=_TR.lr)
+    t.add_argument("--latent", type=positive_int, default=_TR.latent)
+    t.add_argument("--kl", type=nonnegative_float, default=_TR.kl, help="weight of the KL term")
+    t.add_argument("--perception", type=nonnegative_float, default=_TR.perception,
+                   help="weight of the agent-perception term")
+    t.add_argument("--config-weight", type=nonnegative_float, default=_TR.config_weight,
                    help="weight of the configuration's reconstruction term")
-    t.add_argument("--attention", default="gbp", help="explanation method of the attentive term ('none': plain)")
-    t.add_argument("--scene-teacher", default="",
+    t.add_argument("--attention", default=_TR.attention,
+                   help="explanation method of the attentive term ('none': plain)")
+    t.add_argument("--scene-teacher", default=_TR.scene_teacher,
                    help="teacher network file (states teacher): add the scene term, so that its scene head reads the "
                         "same scene (door place and angle) from a reconstruction as from the original")
-    t.add_argument("--scene-weight", type=nonnegative_float, default=1.0, help="weight of the scene term")
-    t.add_argument("--threads", type=positive_int, default=1)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--scene-weight", type=nonnegative_float, default=_TR.scene_weight, help="weight of the scene term")
+    t.add_argument("--threads", type=positive_int, default=_TR.threads)
+    t.add_argument("--seed", type=int, default=_TR.seed)
     t.set_defaults(func=run_train)
 
     f = s.add_parser("find", help="search the state model for states where a target is extreme")
@@ -51,30 +58,32 @@ def register(sub) -> None:
     f.add_argument("--target", required=True,
                    help="torque:<joint>:max|min, torque_norm:max, saturation, image_share:max|min, sensitivity:max, "
                         "teacher_gap:max (with --teacher), or module:function")
-    f.add_argument("--n", type=positive_int, default=8, help="states to find (random starts)")
-    f.add_argument("--steps", type=positive_int, default=200, help="gradient steps per start")
-    f.add_argument("--lr", type=positive_float, default=0.05)
-    f.add_argument("--lam", type=nonnegative_float, default=0.1, help="weight of the prior term R(z)")
-    f.add_argument("--prior", choices=("aggregate", "standard"), default="aggregate",
+    f.add_argument("--n", type=positive_int, default=_FI.n, help="states to find (random starts)")
+    f.add_argument("--steps", type=positive_int, default=_FI.steps, help="gradient steps per start")
+    f.add_argument("--lr", type=positive_float, default=_FI.lr)
+    f.add_argument("--lam", type=nonnegative_float, default=_FI.lam, help="weight of the prior term R(z)")
+    f.add_argument("--prior", choices=("aggregate", "standard"), default=_FI.prior,
                    help="R(z): the Gaussian of the real states' latents (default) or N(0, I) (the paper's)")
-    f.add_argument("--task", default="", help="task for the real states compared with (default: the model's)")
-    f.add_argument("--real-episodes", type=positive_int, default=1, help="rollouts per condition for the real states")
-    f.add_argument("--real-bag", default="", help="compare with the states of this recording instead")
-    f.add_argument("--real-region", type=nonnegative_float, default=0.0,
+    f.add_argument("--task", default=_FI.task, help="task for the real states compared with (default: the model's)")
+    f.add_argument("--real-episodes", type=positive_int, default=_FI.real_episodes,
+                   help="rollouts per condition for the real states")
+    f.add_argument("--real-bag", default=_FI.real_bag, help="compare with the states of this recording instead")
+    f.add_argument("--real-region", type=nonnegative_float, default=_FI.real_region,
                    help="share of the real rollouts at random places between the conditions (0-1)")
-    f.add_argument("--teacher", default="", help="teacher network (states teacher) for the teacher_gap:max target")
-    f.add_argument("--method", default="", help="explanation of the found states (default: the live default)")
-    f.add_argument("--starts", choices=("real", "prior"), default="real",
+    f.add_argument("--teacher", default=_FI.teacher,
+                   help="teacher network (states teacher) for the teacher_gap:max target")
+    f.add_argument("--method", default=_FI.method, help="explanation of the found states (default: the live default)")
+    f.add_argument("--starts", choices=("real", "prior"), default=_FI.starts,
                    help="start from the latents of random real states (default) or from the prior N(0, I)")
     f.add_argument("--naive", action="store_true", help="also the naive search over raw pixels (the paper's Fig. 4)")
-    f.add_argument("--scope", choices=("state", "episode"), default="state",
+    f.add_argument("--scope", choices=("state", "episode"), default=_FI.scope,
                    help="state: each start one real state; episode: each start one real episode, all its states "
                         "moved by one latent shift, the target averaged over them (places where the policy is weak "
                         "along a whole episode)")
-    f.add_argument("--episode-states", type=positive_int, default=16,
+    f.add_argument("--episode-states", type=positive_int, default=_FI.episode_states,
                    help="--scope episode: states per episode, evenly spaced along it")
-    f.add_argument("--threads", type=positive_int, default=1)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--threads", type=positive_int, default=_FI.threads)
+    f.add_argument("--seed", type=int, default=_FI.seed)
     f.add_argument("--out", required=True, help="output folder (new or empty)")
     f.set_defaults(func=run_find)
     te = s.add_parser("teacher", help="distil the task's state-feedback teacher into a network (teacher_gap target)",
@@ -83,38 +92,43 @@ def register(sub) -> None:
                                   "state; a small CNN (image, configuration) -> (teacher torques, scene state).")
     te.add_argument("--policy", required=True,
                     help=_WEIGHTS_HELP + ": drives the rollouts, gives the shapes")
-    te.add_argument("--task", default="", help="simulation task (default: the weights file's name when it is a task)")
+    te.add_argument("--task", default=_TE.task,
+                    help="simulation task (default: the weights file's name when it is a task)")
     te.add_argument("--out", required=True, help="teacher network file to write (never overwritten)")
-    te.add_argument("--episodes", type=positive_int, default=10, help="rollouts per task condition")
-    te.add_argument("--every", type=positive_int, default=2, help="keep every n-th control step")
-    te.add_argument("--region", type=nonnegative_float, default=0.75, help="share of episodes at random places (0-1)")
-    te.add_argument("--beta", type=nonnegative_float, default=0.5, help="probability per step that the teacher drives")
-    te.add_argument("--epochs", type=positive_int, default=40)
+    te.add_argument("--episodes", type=positive_int, default=_TE.episodes, help="rollouts per task condition")
+    te.add_argument("--every", type=positive_int, default=_TE.every, help="keep every n-th control step")
+    te.add_argument("--region", type=nonnegative_float, default=_TE.region,
+                    help="share of episodes at random places (0-1)")
+    te.add_argument("--beta", type=nonnegative_float, default=_TE.beta,
+                    help="probability per step that the teacher drives")
+    te.add_argument("--epochs", type=positive_int, default=_TE.epochs)
     te.add_argument("--residual", action="store_true",
                     help="learn the teacher's torques minus the policy's (default: the teacher's torques)")
-    te.add_argument("--kind", choices=("direct", "two_stage"), default="direct",
+    te.add_argument("--kind", choices=("direct", "two_stage"), default=_TE.kind,
                     help="direct: the CNN's torque head; two_stage: the scene head, then an MLP (q, v, scene) -> "
                          "torques fit on sampled states labelled by the teacher itself (no rendering)")
-    te.add_argument("--scene-from", default="", help="two_stage: take the scene head of this teacher-network file "
+    te.add_argument("--scene-from", default=_TE.scene_from,
+                    help="two_stage: take the scene head of this teacher-network file "
                                                      "(default: fit one on --episodes rollouts, --epochs)")
-    te.add_argument("--policy-episodes", type=positive_int, default=80,
+    te.add_argument("--policy-episodes", type=positive_int, default=_TE.policy_episodes,
                     help="two_stage: sampled rollouts with the policy driving")
-    te.add_argument("--teacher-episodes", type=positive_int, default=500,
+    te.add_argument("--teacher-episodes", type=positive_int, default=_TE.teacher_episodes,
                     help="two_stage: sampled rollouts with the teacher driving")
-    te.add_argument("--copies", type=int, default=2, help="two_stage: perturbed copies per sampled state")
-    te.add_argument("--mlp-epochs", type=positive_int, default=40, help="two_stage: epochs of the torque MLP")
+    te.add_argument("--copies", type=int, default=_TE.copies, help="two_stage: perturbed copies per sampled state")
+    te.add_argument("--mlp-epochs", type=positive_int, default=_TE.mlp_epochs,
+                    help="two_stage: epochs of the torque MLP")
     te.add_argument("--scene-only", action="store_true",
                     help="two_stage without --scene-from: fit the scene head on the scene loss alone")
-    te.add_argument("--scene-filters", type=positive_int, default=16,
+    te.add_argument("--scene-filters", type=positive_int, default=_TE.scene_filters,
                     help="two_stage without --scene-from: first-layer filters of the scene head's CNN")
-    te.add_argument("--scene-clean", type=int, default=0,
+    te.add_argument("--scene-clean", type=int, default=_TE.scene_clean,
                     help="two_stage without --scene-from: extra rollouts per condition without exploration")
-    te.add_argument("--stage2-from", default="",
+    te.add_argument("--stage2-from", default=_TE.stage2_from,
                     help="two_stage: keep the torque MLP of this two-stage file (no sampling, no MLP fit)")
-    te.add_argument("--holdout-episodes", type=int, default=0,
+    te.add_argument("--holdout-episodes", type=int, default=_TE.holdout_episodes,
                     help="two_stage: held-out rendered episodes per condition (default: 15 %% of --episodes)")
-    te.add_argument("--threads", type=positive_int, default=1)
-    te.add_argument("--seed", type=int, default=0)
+    te.add_argument("--threads", type=positive_int, default=_TE.threads)
+    te.add_argument("--seed", type=int, default=_TE.seed)
     te.set_defaults(func=run_teacher)
     v = s.add_parser("validate", help="run the policy from the situations of found states and from random ones",
                      description="Decode the place (and door angle) of each found state with the teacher network, "
@@ -124,13 +138,15 @@ def register(sub) -> None:
     v.add_argument("--policy", required=True, help=_WEIGHTS_HELP)
     v.add_argument("--teacher", required=True, help="teacher network of the task (states teacher): decodes the scene")
     v.add_argument("--states", required=True, help="states.npz of `states find` (or its folder)")
-    v.add_argument("--task", default="", help="simulation task (default: the teacher network's)")
-    v.add_argument("--episodes", type=positive_int, default=20, help="episodes per start kind, found and random each")
-    v.add_argument("--starts", default="state,place", help="state (the found arm state) and/or place (start pose)")
-    v.add_argument("--steps", type=positive_int, default=0, help="steps per episode (default: the task's horizon)")
-    v.add_argument("--threads", type=positive_int, default=1)
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--json", default="",
+    v.add_argument("--task", default=_VA.task, help="simulation task (default: the teacher network's)")
+    v.add_argument("--episodes", type=positive_int, default=_VA.episodes,
+                   help="episodes per start kind, found and random each")
+    v.add_argument("--starts", default=_VA.starts, help="state (the found arm state) and/or place (start pose)")
+    v.add_argument("--steps", type=positive_int, default=_VA.steps,
+                   help="steps per episode (default: the task's horizon)")
+    v.add_argument("--threads", type=positive_int, default=_VA.threads)
+    v.add_argument("--seed", type=int, default=_VA.seed)
+    v.add_argument("--json", default=_VA.json,
                    help="output JSON (default: validate.json next to the states; never overwritten)")
     v.set_defaults(func=run_validate)
     b = s.add_parser("bench", help="cost of training a state model and of the search per state, on this machine")
@@ -163,7 +179,8 @@ def _policy(arg: str) -> Path:
 
 def run_train(args) -> int:
     from ..states.teacher import TeacherModelError
-    from ..states.train import TrainOptions, train_state_model
+    from ..states.options import options_from
+    from ..states.train import train_state_model
     from .checks import input_file, input_path, writable_file
 
     w = _policy(args.policy)
@@ -179,14 +196,8 @@ def run_train(args) -> int:
 
         if args.attention not in METHODS:
             raise UsageError(f"--attention {args.attention!r}: choose none or one of {', '.join(METHODS)}")
-    opt = TrainOptions(policy=str(w), task=args.task, bag=args.bag, episodes=args.episodes, every=args.every,
-                       epsilon=args.epsilon, torque_noise=args.torque_noise, region=args.region,
-                       epochs=args.epochs, batch=args.batch,
-                       lr=args.lr, latent=args.latent, kl=args.kl, perception=args.perception,
-                       config_weight=args.config_weight, scene_weight=args.scene_weight,
-                       scene_teacher=str(input_file(args.scene_teacher, "--scene-teacher file")) if args.scene_teacher
-                       else "",
-                       attention=args.attention, threads=args.threads, seed=args.seed, out=args.out)
+    scene = str(input_file(args.scene_teacher, "--scene-teacher file")) if args.scene_teacher else ""
+    opt = options_from(TrainOptions, args, policy=str(w), scene_teacher=scene)
     try:
         r = train_state_model(opt)
     except TeacherModelError as e:
@@ -206,7 +217,8 @@ def run_train(args) -> int:
 
 
 def run_teacher(args) -> int:
-    from ..states.teacher import TeacherModelError, TeacherOptions, train_teacher
+    from ..states.options import options_from
+    from ..states.teacher import TeacherModelError, train_teacher
     from .checks import input_file, writable_file
 
     w = _policy(args.policy)
@@ -225,13 +237,7 @@ def run_teacher(args) -> int:
         raise UsageError("--stage2-from and --scene-only are for --kind two_stage")
     scene_from = str(input_file(args.scene_from, "--scene-from file")) if args.scene_from else ""
     stage2_from = str(input_file(args.stage2_from, "--stage2-from file")) if args.stage2_from else ""
-    opt = TeacherOptions(policy=str(w), task=args.task, out=args.out, episodes=args.episodes, every=args.every,
-                         region=args.region, beta=args.beta, epochs=args.epochs, threads=args.threads, seed=args.seed,
-                         residual=args.residual, kind=args.kind, scene_from=scene_from,
-                         policy_episodes=args.policy_episodes, teacher_episodes=args.teacher_episodes,
-                         copies=args.copies, mlp_epochs=args.mlp_epochs, scene_only=args.scene_only,
-                         scene_filters=args.scene_filters, scene_clean=args.scene_clean, stage2_from=stage2_from,
-                         holdout_episodes=args.holdout_episodes)
+    opt = options_from(TeacherOptions, args, policy=str(w), scene_from=scene_from, stage2_from=stage2_from)
     try:
         r = train_teacher(opt)
     except (TeacherModelError, ValueError, FileExistsError) as e:
@@ -248,15 +254,8 @@ def run_teacher(args) -> int:
 
 
 def run_validate(args) -> int:
-    import json
-
-    import numpy as np
-    import torch
-
-    from ..resolve import resolve_policy
-    from ..robot.tasks import task_names
-    from ..states.teacher import TeacherModelError, load_teacher
-    from ..states.validate import STARTS, validate
+    from ..states.options import options_from
+    from ..states.validate import validate_file
     from .checks import input_file, input_path, writable_file
 
     w = _policy(args.policy)
@@ -269,39 +268,13 @@ def run_validate(args) -> int:
     if out.exists():
         raise UsageError(f"{out} exists; choose another --json")
     writable_file(out, "--json", {"--policy": w, "--teacher": t, "--states": sp})
-    starts = [x.strip() for x in args.starts.split(",") if x.strip()]
-    if not starts or any(x not in STARTS for x in starts):
-        raise UsageError(f"--starts {args.starts!r}: choose from {', '.join(STARTS)} (comma-separated)")
-    policy = resolve_policy(w, accept=("weights",), label="--policy")
+    opt = options_from(ValidateOptions, args, policy=str(w), teacher=str(t), states=str(sp), json=str(out))
     try:
-        net = load_teacher(t, policy.spec, policy_path=w)
-    except TeacherModelError as e:
-        raise UsageError(str(e).splitlines()[0]) from e
-    task = args.task or net.task
-    if task not in task_names():
-        raise UsageError(f"--task {task or '(none)'}: choose one of {', '.join(task_names())}")
-    try:
-        with np.load(sp) as z:
-            images, configs = z["image"], z["config"]
-            episode = z["episode"] if "episode" in z.files else None
-            score = z["score"] if "score" in z.files else None
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"--states {sp}: not a states.npz of `states find` ({str(e).splitlines()[0]})") from e
-    if images.ndim != 4 or images.shape[1:3] != (policy.spec.image_height, policy.spec.image_width) \
-            or configs.shape != (len(images), policy.spec.config_dim):
-        raise UsageError(f"--states {sp}: images {images.shape} / configurations {configs.shape} do not fit the policy")
-    prev = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        r = validate(policy, net, images, configs, task, args.episodes, starts, args.steps or None, args.seed,
-                     log=print, episode=episode, score=score)
-    except ValueError as e:
-        raise UsageError(str(e).splitlines()[0]) from e
-    finally:
-        torch.set_num_threads(prev)
-    r.update({"policy": str(w), "teacher": str(t), "states": str(sp), "seed": args.seed})
-    out.write_text(json.dumps(r, indent=2))
-    for s_ in starts:
+        r = validate_file(opt, log=print)
+    except (ValueError, FileExistsError) as e:
+        raise UsageError("--" + str(e).splitlines()[0] if str(e).startswith(("starts ", "task ", "states "))
+                         else str(e).splitlines()[0]) from e
+    for s_ in r["starts_run"]:
         f, rnd = r[s_]["found"], r[s_]["random"]
         print(f"{s_} starts: failure rate from the found states {f['failure_rate']:.2f} "
               f"({f['failures']}/{f['episodes']}; teacher {f['teacher_failure_rate']:.2f}), from random starts "
@@ -311,12 +284,13 @@ def run_validate(args) -> int:
     print("teacher gap along one policy episode per named place (network mean / true mean, success): "
           + ", ".join(f"{k} {v['gap_net_mean']:.3f}/{v['gap_true_mean']:.3f} {'ok' if v['success'] else 'FAIL'}"
                       for k, v in r["places"].items()))
-    print(f"decoded places, nearest named place: {r['decoded']['nearest_place_counts']} -> {out}")
+    print(f"decoded places, nearest named place: {r['decoded']['nearest_place_counts']} -> {r['json']}")
     return 0
 
 
 def run_find(args) -> int:
-    from ..states.find import FindOptions, find
+    from ..states.find import find
+    from ..states.options import options_from
     from ..states.model import StateModelError
     from ..states.search import TargetError
     from .checks import input_file
@@ -332,12 +306,7 @@ def run_find(args) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out} is not an empty folder; choose another")
-    opt = FindOptions(policy=str(w), generator=str(g), target=args.target, n=args.n, steps=args.steps, lr=args.lr,
-                      lam=args.lam, task=args.task, real_episodes=args.real_episodes, real_bag=args.real_bag,
-                      real_region=args.real_region, teacher=args.teacher,
-                      method=args.method, naive=args.naive, starts=args.starts, prior=args.prior,
-                      scope=args.scope, episode_states=args.episode_states,
-                      threads=args.threads, seed=args.seed, out=str(out))
+    opt = options_from(FindOptions, args, policy=str(w), generator=str(g), out=str(out))
     try:
         s = find(opt)
     except (StateModelError, TargetError, ValueError, FileExistsError) as e:

@@ -12,7 +12,6 @@ DIR/grid.png     per found state: the state, its heatmap and ratios, its nearest
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,31 +19,7 @@ import numpy as np
 import torch
 
 from . import search as S
-
-
-@dataclass
-class FindOptions:
-    policy: str = ""
-    generator: str = ""
-    target: str = "torque_norm:max"
-    n: int = 8
-    steps: int = 200
-    lr: float = 0.05
-    lam: float = 0.1              # weight of the prior term 0.5 ||z||^2
-    task: str = ""                # real states from rollouts of this task (default: the model's)
-    real_episodes: int = 1        # rollouts per condition for the real states
-    real_bag: str = ""            # or the states of a recording
-    real_region: float = 0.0      # share of the real rollouts at random places between the conditions
-    teacher: str = ""             # teacher network file (teacher_gap; states teacher)
-    method: str = ""              # explanation of the found states (default: the live default or its fallback)
-    naive: bool = False           # also the naive pixel search
-    starts: str = "real"          # "real": latent means of random real states; "prior": z ~ N(0, I)
-    prior: str = "aggregate"      # regulariser: "aggregate" (Gaussian of the real states' latents) or "standard"
-    scope: str = "state"          # "state": each start one state; "episode": one shift of a real episode's states
-    episode_states: int = 16      # episode scope: states per episode (evenly spaced along it)
-    threads: int = 1
-    seed: int = 0
-    out: str = ""
+from .options import FindOptions  # noqa: F401 - the options live in options.py
 
 
 def _real_states(opt: FindOptions, policy, model, policy_path=None):

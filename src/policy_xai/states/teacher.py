@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from ..files import network_from_file, read_safetensors
+from .options import TeacherOptions  # noqa: F401 - the options live in options.py
 
 FORMAT = "policy_xai_teacher/2"        # metadata "kind": direct (TeacherNet) or two_stage (two_stage.py)
 FORMATS_READ = ("policy_xai_teacher/1", FORMAT)   # /1: a TeacherNet, no "kind"
@@ -116,35 +116,6 @@ def true_gap(policy, image: torch.Tensor, config: torch.Tensor, teacher_torques:
 
 
 # ---- training -----------------------------------------------------------------------------------
-@dataclass
-class TeacherOptions:
-    policy: str = ""
-    task: str = ""
-    out: str = ""
-    episodes: int = 10          # per condition
-    every: int = 2
-    region: float = 0.75        # share of episodes at random places between the conditions
-    beta: float = 0.5           # probability per step that the teacher drives instead of the policy
-    epsilon: float = 0.05
-    torque_noise: float = 0.1
-    epochs: int = 40
-    batch: int = 64
-    lr: float = 1e-3
-    holdout: float = 0.15       # share of *episodes* held out for the accuracy numbers
-    residual: bool = False      # learn the teacher's torques minus the policy's (tied to the policy's weights)
-    kind: str = "direct"        # or "two_stage" (states/two_stage.py)
-    scene_from: str = ""        # two_stage: the scene head of this teacher-network file (else trained here)
-    policy_episodes: int = 80   # two_stage: sampled rollouts with the policy driving (rendered)
-    teacher_episodes: int = 500  # two_stage: sampled rollouts with the teacher driving (physics only)
-    copies: int = 2             # two_stage: perturbed copies per sampled state
-    mlp_epochs: int = 40        # two_stage: epochs of the (q, v, scene) -> torques MLP
-    scene_only: bool = False    # two_stage, own scene head: fit it on the scene loss only (cosine lr decay)
-    scene_filters: int = 16     # two_stage, own scene head: the CNN's first-layer filters
-    scene_clean: int = 0        # two_stage, own scene head: extra rollouts per condition without exploration
-    stage2_from: str = ""       # two_stage: take stage 2 (the MLP) of this two-stage file (no sampling)
-    holdout_episodes: int = 0   # two_stage: held-out rendered episodes per condition (0: holdout x episodes)
-    threads: int = 1
-    seed: int = 0
 
 
 def _as_tensors(states):

@@ -39,33 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import StateVAE, kl_divergence, state_model_for
-
-
-@dataclass
-class TrainOptions:
-    policy: str = ""              # weights file
-    task: str = ""                # simulation task (default: the policy file's stem when it names a task)
-    bag: str = ""                 # a rosbag to take the states from instead of rollouts
-    episodes: int = 6             # rollouts per task condition
-    every: int = 1                # keep every n-th step
-    epsilon: float = 0.1          # probability of a random torque per step
-    torque_noise: float = 0.1     # smooth noise on the policy's torques, x the torque limits
-    epochs: int = 30
-    batch: int = 64
-    lr: float = 1e-3
-    latent: int = 32
-    filters: int = 32
-    kl: float = 1.0               # weight of the KL term (per pixel value, see the module docstring)
-    perception: float = 0.1       # weight of the agent-perception term
-    config_weight: float = 1.0    # weight of the configuration's reconstruction term
-    attention: str = "gbp"        # method of the attentive term's pixel weights ("none": plain MSE)
-    scene_teacher: str = ""       # teacher network file: add the scene term (module docstring)
-    scene_weight: float = 1.0     # weight of the scene term
-    region: float = 0.0           # share of episodes at a random place in the region the conditions span
-    holdout: float = 0.1          # share of states kept out of training for the measurements
-    threads: int = 1
-    seed: int = 0
-    out: str = ""
+from .options import TrainOptions  # noqa: F401 - the options live in options.py
 
 
 @dataclass

@@ -226,3 +226,57 @@ def validate(policy, net, images: np.ndarray, configs: np.ndarray, task: str, ep
         return out
     finally:
         sim.close()
+
+
+def validate_file(opt, log: Callable[[str], None] = print) -> dict:
+    """`policy-xai states validate` as a library function: validate the states.npz `opt.states` (a file,
+    or the folder of `states find`) with the options `opt` (states.options.ValidateOptions), write
+    the JSON (opt.json, default validate.json next to the states; never over an existing file) and
+    return it, with `json` its path. Bad input is a ValueError (FileExistsError for the output) of one
+    line."""
+    import json
+    from pathlib import Path
+
+    from ..resolve import resolve_policy
+    from ..robot.tasks import task_names
+    from .teacher import TeacherModelError, load_teacher
+
+    sp = Path(opt.states)
+    if sp.is_dir():
+        sp = sp / "states.npz"
+    if not sp.is_file():
+        raise ValueError(f"states: {sp} not found")
+    out = Path(opt.json) if opt.json else sp.with_name("validate.json")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose another --json")
+    starts = [x.strip() for x in str(opt.starts).split(",") if x.strip()]
+    if not starts or any(x not in STARTS for x in starts):
+        raise ValueError(f"starts {opt.starts!r}: choose from {', '.join(STARTS)} (comma-separated)")
+    policy = resolve_policy(opt.policy, accept=("weights",), label="--policy")
+    try:
+        net = load_teacher(opt.teacher, policy.spec, policy_path=opt.policy)
+    except TeacherModelError as e:
+        raise ValueError(str(e).splitlines()[0]) from e
+    task = opt.task or net.task
+    if task not in task_names():
+        raise ValueError(f"task {task or '(none)'}: choose one of {', '.join(task_names())}")
+    try:
+        with np.load(sp) as z:
+            images, configs = z["image"], z["config"]
+            episode = z["episode"] if "episode" in z.files else None
+            score = z["score"] if "score" in z.files else None
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"states {sp}: not a states.npz of `states find` ({str(e).splitlines()[0]})") from e
+    if images.ndim != 4 or images.shape[1:3] != (policy.spec.image_height, policy.spec.image_width) \
+            or configs.shape != (len(images), policy.spec.config_dim):
+        raise ValueError(f"states {sp}: images {images.shape} / configurations {configs.shape} do not fit the policy")
+    prev = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(opt.threads)))
+    try:
+        r = validate(policy, net, images, configs, task, opt.episodes, starts, opt.steps or None, opt.seed,
+                     log=log, episode=episode, score=score)
+    finally:
+        torch.set_num_threads(prev)
+    r.update({"policy": str(opt.policy), "teacher": str(opt.teacher), "states": str(sp), "seed": opt.seed})
+    out.write_text(json.dumps(r, indent=2))
+    return r | {"json": str(out), "starts_run": starts}
