@@ -155,6 +155,12 @@ def test_find_writes_the_policys_torques_on_the_stored_inputs(trained):
     summ = json.loads((out / "summary.json").read_text())
     assert summ["real"]["states"] == 240 and set(summ["real"]["percentiles"]) >= {"1", "50", "99"}
     assert len(summ["realism"]["nearest_real_rms"]) == 4 and summ["realism"]["real_to_real_rms_median"] > 0
+    # the target on the real states' reconstructions, next to the real states' own
+    st = trained["states"]
+    with torch.no_grad():
+        tau_real = policy(torch.from_numpy(st.images).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(st.configs))
+    assert summ["realism"]["target_real_median"] == pytest.approx(float(np.median(tau_real[:, 1].numpy())), abs=1e-5)
+    assert np.isfinite(summ["realism"]["target_reconstructed_median"])
     assert summ["explanation"]["method"] == "gradient" and "image" in summ["explanation"]["ratios"]
     assert len(summ["naive"]["score"]) == 4
     assert (out / "grid.png").stat().st_size > 2000 and s["files"][-1] == "grid.png"

@@ -321,7 +321,8 @@ def run_find(args) -> int:
     print(f"realism: nearest real state RMS median {np.median(rl['nearest_real_rms']):.3f} (real to real "
           f"{rl['real_to_real_rms_median']:.3f}); perception error median "
           f"{np.median(rl['perception_err_nm_found']):.2f} "
-          f"N·m (real {rl['perception_err_nm_real_median']:.2f})")
+          f"N·m (real {rl['perception_err_nm_real_median']:.2f}); the target on real states' reconstructions "
+          f"{rl['target_reconstructed_median']:.4g} (on the real states {rl['target_real_median']:.4g})")
     if "naive" in s and "median" in s["naive"]:
         print(f"naive pixel search: median {s['naive']['median']:.4g}, nearest real RMS median "
               f"{np.median(s['naive']['nearest_real_rms']):.3f}, perception error median "

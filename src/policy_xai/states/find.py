@@ -110,13 +110,17 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
         with torch.no_grad():
             img_r, cn_r, _, _ = model(xf, policy.normalise_config(cf), sample=False)
             perc = (policy(img_r, cn_r * policy.config_std + policy.config_mean) - policy(xf, cf)).abs().max(1).values
-            real_n = min(len(X), 256)
-            img_q, cn_q, _, _ = model(X[:real_n], policy.normalise_config(C[:real_n]), sample=False)
-            perc_real = (policy(img_q, cn_q * policy.config_std + policy.config_mean)
-                         - policy(X[:real_n], C[:real_n])).abs().max(1).values
+            # up to 256 real states spread over the whole set (rollouts come episode by episode)
+            sub = torch.from_numpy(np.unique(np.linspace(0, len(X) - 1, min(len(X), 256)).round().astype(np.int64)))
+            img_q, cn_q, _, _ = model(X[sub], policy.normalise_config(C[sub]), sample=False)
+            cq = cn_q * policy.config_std + policy.config_mean
+            perc_real = (policy(img_q, cq) - policy(X[sub], C[sub])).abs().max(1).values
+            # the target on the state model's reconstructions of real states against the real states': how
+            # much the state model itself moves the target (an effect smaller than that is not resolved)
+            recon_scores = S.score(target, policy, (img_q.clamp(0, 1) * 255).round() / 255, cq, model).numpy()
             # the real states' own nearest-neighbour distances (leave one out) as the scale of "near"
-            ii, dd = S.nearest_real(real.images[:real_n], real.configs[:real_n], real.images, real.configs, policy,
-                                    exclude_self=True)
+            ii, dd = S.nearest_real(real.images[sub.numpy()], real.configs[sub.numpy()], real.images, real.configs,
+                                    policy, exclude_self=sub.numpy())
         method, why = usable_method(policy, opt.method or DEFAULT_METHOD)
         if why:
             log(f"note: {why}; explaining the found states with {method}")
@@ -141,7 +145,9 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             "realism": {"nearest_real_rms": dist.tolist(), "nearest_real_index": idx.tolist(),
                         "real_to_real_rms_median": float(np.median(dd)),
                         "perception_err_nm_found": perc.numpy().tolist(),
-                        "perception_err_nm_real_median": float(perc_real.median())},
+                        "perception_err_nm_real_median": float(perc_real.median()),
+                        "target_real_median": float(np.median(real_scores[sub.numpy()])),
+                        "target_reconstructed_median": float(np.median(recon_scores))},
             "explanation": {"method": method, "ratios": ratios},
             "seconds": {"search": round(res.seconds, 3), "per_state": round(res.seconds / opt.n, 4)},
         }

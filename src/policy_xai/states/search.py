@@ -401,18 +401,20 @@ def optimise_pixels(policy, target: Target, image_shape, config: torch.Tensor, n
 
 
 def nearest_real(images: np.ndarray, configs: np.ndarray, real_images: np.ndarray, real_configs: np.ndarray,
-                 policy, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 policy, exclude_self=False) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest real state per found state and its distance: RMS over the image's values
-    in [0, 1] and the normalised configuration together. exclude_self: the states are the first
-    len(images) real states themselves (leave-one-out distances)."""
+    in [0, 1] and the normalised configuration together. exclude_self: True when the states are the
+    first len(images) real states themselves, or the index of each state among the real ones
+    (leave-one-out distances)."""
     def flat(imgs, cfgs):
         x = torch.from_numpy(np.asarray(imgs)).float().flatten(1) / 255.0
         c = policy.normalise_config(torch.from_numpy(np.asarray(cfgs, np.float32))).detach()
         return torch.cat([x, c], 1)
     a, b = flat(images, configs), flat(real_images, real_configs)
     d = torch.cdist(a, b) / (a.shape[1] ** 0.5)
-    if exclude_self:
+    if exclude_self is not False and exclude_self is not None:
         k = torch.arange(len(a))
-        d[k, k] = float("inf")
+        own = k if exclude_self is True else torch.as_tensor(np.asarray(exclude_self), dtype=torch.long)
+        d[k, own] = float("inf")
     v, i = d.min(1)
     return i.numpy(), v.numpy()
