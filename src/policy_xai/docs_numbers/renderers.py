@@ -248,6 +248,56 @@ def render_states_validate(b: Block) -> str:
     return _table(head, rows, ["---"] * len(head))
 
 
+@renderer("states-places")
+def render_states_places(b: Block) -> str:
+    """`states-places FIND,VALIDATE[,...] LABEL...`: per `states find --scope episode` summary and the
+    `states validate --starts place` JSON of its found episodes, one row: the found episodes' mean gap,
+    the target on reconstructions of real states against the real states', the policy's failures from
+    the found places and from random ones, and where it failed: each such found place (x, y) with its
+    distance to the nearest named place where the policy's clean episode fails (validate's `places`)."""
+    import math
+
+    if len(b.sources) % 2 or len(b.args) != len(b.sources) // 2:
+        raise b.fail("states-places takes FIND,VALIDATE pairs and one label per pair")
+    head = ["search", "found gap, episode mean (at the starts; real episodes median, 99 %)",
+            "gap on reconstructions of real states / on real states",
+            "`place` starts: policy fails, found / random (teacher)",
+            "found places where the policy failed (failures / episodes; distance to a failing named place)"]
+    rows = []
+    for i, label in enumerate(b.args):
+        find, val = b.sources[2 * i], b.sources[2 * i + 1]
+        if find.get("scope") != "episode" or "place" not in val:
+            raise b.fail(f"{b.refs[2 * i]}: not an episode-scope search validated with place starts")
+        pct, rl, pl = find["real"]["percentiles"], find["realism"], val["place"]
+        places = val["decoded"]["target"]
+        bad_named = [(n, val["named_places"][n]) for n, r in val.get("places", {}).items() if not r["success"]]
+        per: dict = {}
+        for e, ok in enumerate(pl["found"]["success"]):
+            got = per.setdefault(e % len(places), [0, 0])
+            got[0] += 0 if ok else 1
+            got[1] += 1
+        cells, ok_n, ok_e = [], 0, 0
+        for k, (f, n) in sorted(per.items()):
+            if not f:
+                ok_n, ok_e = ok_n + 1, ok_e + n
+                continue
+            x, y = places[k][:2]
+            near = min(((math.dist((x, y), q[:2]), name) for name, q in bad_named), default=None)
+            cells.append(f"({x:.3f}, {y:.3f}) {f}/{n}" + (f", {1000 * near[0]:.0f} mm from {near[1]}" if near else ""))
+        cells.append(f"none at the {ok_n} others ({ok_e} episodes)" if cells else
+                     f"none: {ok_e} episodes at {ok_n} found places")
+        ft, rt = pl["found"].get("teacher_success", []), pl["random"].get("teacher_success", [])
+        rows.append([
+            label,
+            f"{find['found']['median']:.3f} ({find['found']['start_median']:.3f}; {pct['50']:.3f}, {pct['99']:.3f})",
+            f"{rl['target_reconstructed_median']:.3f} / {rl['target_real_median']:.3f}",
+            f"**{pl['found']['failures']}/{pl['found']['episodes']} / {pl['random']['failures']}/"
+            f"{pl['random']['episodes']}** ({ft.count(False)}/{len(ft)} / {rt.count(False)}/{len(rt)})",
+            "; ".join(cells),
+        ])
+    return _table(head, rows, ["---"] * len(head))
+
+
 # ---- the graph engine's rule tables (policy_xai.attribution.graph.composites) ------------------------------
 @renderer("rules", sources=False)
 def render_rules(b: Block) -> str:

@@ -56,12 +56,14 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
         policy, policy_path = trained_policy(opt.policy, label="--policy")
         model = load_state_model(opt.generator, policy_path=policy_path, spec=policy.spec)
         target = S.make_target(opt.target, policy, teacher=opt.teacher or None)
+        scene_net = None
         if opt.target.startswith("teacher_gap"):
             from ..robot.tasks import task_names
             from .teacher import load_teacher
 
             task = opt.task or model.meta.get("training", {}).get("task", "")
-            net_task = load_teacher(opt.teacher, policy.spec, policy_path=policy_path).task
+            scene_net = load_teacher(opt.teacher, policy.spec, policy_path=policy_path)
+            net_task = scene_net.task
             if task and task not in task_names():
                 raise S.TargetError(f"target {opt.target}: task {task!r} has no state-feedback teacher")
             if task and net_task and net_task != task:
@@ -118,6 +120,16 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
             # the target on the state model's reconstructions of real states against the real states': how
             # much the state model itself moves the target (an effect smaller than that is not resolved)
             recon_scores = S.score(target, policy, (img_q.clamp(0, 1) * 255).round() / 255, cq, model).numpy()
+            # with a teacher network: the scene its scene head reads from the reconstructions against the
+            # originals (can the state model show the scene where it is? door: the place and the angle)
+            scene_rmse = None
+            if scene_net is not None:
+                from .teacher import scene_names
+
+                ds = (scene_net(img_q, cq)[1] - scene_net(X[sub], C[sub])[1]).pow(2).mean(0).sqrt()
+                names = scene_names(scene_net.task) if scene_net.task else []
+                names = names if len(names) == len(ds) else [f"s{k}" for k in range(len(ds))]
+                scene_rmse = {n: float(v) for n, v in zip(names, ds)}
             # the real states' own nearest-neighbour distances (leave one out) as the scale of "near"
             ii, dd = S.nearest_real(real.images[sub.numpy()], real.configs[sub.numpy()], real.images, real.configs,
                                     policy, exclude_self=sub.numpy())
@@ -147,7 +159,8 @@ def find(opt: FindOptions, log: Callable[[str], None] = print, real=None) -> dic
                         "perception_err_nm_found": perc.numpy().tolist(),
                         "perception_err_nm_real_median": float(perc_real.median()),
                         "target_real_median": float(np.median(real_scores[sub.numpy()])),
-                        "target_reconstructed_median": float(np.median(recon_scores))},
+                        "target_reconstructed_median": float(np.median(recon_scores)),
+                        **({"scene_rmse_reconstructed": scene_rmse} if scene_rmse else {})},
             "explanation": {"method": method, "ratios": ratios},
             "seconds": {"search": round(res.seconds, 3), "per_state": round(res.seconds / opt.n, 4)},
         }

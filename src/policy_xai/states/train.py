@@ -17,9 +17,9 @@ sample of q(z | x, c), tau the policy's raw torques, L the torque limits):
 The scene term is a second agent-perception term, for the task's teacher network (`scene_teacher`,
 a `states teacher` file): s(x, c) is the scene state its scene head reads from an observation (the
 door's place and angle), rho_k its spread over the training states (at least 1e-3). Without it a
-state model's reconstructions can keep the policy's torques and lose the scene: the shipped door
-model's reconstructions put the door 35 / 26 mm (x / y RMS) and 0.43 rad from where the scene head
-reads it in the originals, so the search cannot reach a place such as door's held-out mid13.
+state model's reconstructions can keep the policy's torques and lose the scene: the door state
+model trained without it shows the door about 30-40 mm and 0.4 rad from where the scene head reads
+it in the originals (docs/states.md), too far for a search to reach a place such as door's mid13.
 
 sigma_j is the spread of the policy's torque j over the training states (their standard deviation,
 at least 1e-3 x its limit), so the term is on the scale of the torques the policy really commands.
