@@ -4,6 +4,8 @@ table, and a block that cannot be rendered is a one-line error that changes no f
 import json
 from pathlib import Path
 
+import pytest
+
 from cli_harness import cli
 from policy_xai import docs_numbers as dn
 
@@ -112,3 +114,28 @@ def test_a_missing_source_is_a_one_line_error(tmp_path, capsys):
     rc, out, err = cli(capsys, "docs", "render", "--root", tmp_path, "docs/a.md")
     assert rc == 1 and "docs/a.md:1" in err and "unknown kind 'nosuchkind'" in err
     assert len(err.strip().splitlines()) == 1 and readme.read_text() == text
+
+
+def test_states_places_table_on_hand_made_runs(tmp_path):
+    """states-places: per found place the failures from it, with the distance to the named place whose
+    clean episode fails; a search that is not of the episode scope is refused."""
+    (tmp_path / "docs").mkdir()
+    find = {"scope": "episode", "found": {"median": 0.5, "start_median": 0.3},
+            "real": {"percentiles": {"50": 0.03, "99": 0.1}},
+            "realism": {"target_reconstructed_median": 0.29, "target_real_median": 0.03}}
+    val = {"decoded": {"target": [[0.72, -0.52, 0.06], [0.70, -0.40, 0.06]]},
+           "named_places": {"mid13": [0.73, -0.51, 0.06], "mid02": [0.73, -0.37, 0.06]},
+           "places": {"mid13": {"success": False}, "mid02": {"success": True}},
+           "place": {"found": {"success": [False, True, False], "failures": 2, "episodes": 3,
+                               "teacher_success": [True, True, True]},
+                     "random": {"success": [True, True, True], "failures": 0, "episodes": 3,
+                                "teacher_success": [True, True, True]}}}
+    (tmp_path / "docs" / "f.json").write_text(json.dumps(find))
+    (tmp_path / "docs" / "v.json").write_text(json.dumps(val))
+    text = "<!-- generated: states-places docs/f.json,docs/v.json 'one run' -->\n<!-- end generated -->\n"
+    new, _ = dn.render_text(text, tmp_path)
+    assert ("| one run | 0.500 (0.300; 0.030, 0.100) | 0.290 / 0.030 | **2/3 / 0/3** (0/3 / 0/3) | "
+            "(0.720, -0.520) 2/2, 14 mm from mid13; none at the 1 others (1 episodes) |") in new
+    (tmp_path / "docs" / "f.json").write_text(json.dumps(find | {"scope": "state"}))
+    with pytest.raises(dn.DocsNumbersError, match="not an episode-scope search"):
+        dn.render_text(text, tmp_path)
