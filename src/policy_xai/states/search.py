@@ -244,37 +244,46 @@ def real_latents(model: StateVAE, policy, images: np.ndarray, configs: np.ndarra
     return torch.cat(out)
 
 
-def find_states(model: StateVAE, policy, target: Target, n: int = 8, steps: int = 200, lr: float = 0.05,
-                lam: float = 0.1, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
-                start: Optional[torch.Tensor] = None, prior: Optional[LatentPrior] = None) -> SearchResult:
-    """Minimise E(z) (module docstring) from n starts (`start` (n, latent), default draws from the
-    prior) with `prior`'s regulariser (default N(0, I)); returns the best point of each."""
-    model.eval()
-    policy.eval()
-    for p in list(model.parameters()) + list(policy.parameters()):
-        p.requires_grad_(False)
-    prior = prior or LatentPrior.standard(model.latent)
-    if start is None:
-        start = start_points(model, policy, n, seed)
-    n = len(start)
-    z = start.detach().clone().float().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    dec = decoder(model, policy)
+def _freeze(*nets) -> None:
+    """Eval mode and no parameter gradients: the search differentiates through the networks only."""
+    for net in nets:
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+
+def _stored(model, policy, target: Target, dec, z) -> tuple:
+    """The states of latents z as they are stored: (image (N, H, W, 3) uint8, raw configuration, the
+    policy's torques and the target on exactly those inputs), float32."""
+    with torch.no_grad():
+        img, cfg = dec(z)
+        u8 = (img.clamp(0, 1) * 255.0).round().to(torch.uint8)
+        x = u8.float() / 255.0  # exactly what is stored
+        tau = policy(x, cfg)
+        sc = score(target, policy, x, cfg, model, z if target.needs_z else None)
+    return (u8.permute(0, 2, 3, 1).numpy(), cfg.numpy().astype(np.float32), tau.numpy().astype(np.float32),
+            sc.numpy().astype(np.float32))
+
+
+def _minimise(x0: torch.Tensor, terms: Callable, sign: float, lam: float, steps: int, lr: float,
+              progress: Optional[Callable[[int, int], None]] = None):
+    """Adam on E = -sign T + lam R for n independent rows of x (x0 (n, ...)); `terms(x)` -> (T, R),
+    each (n,). Returns (the best x of each row, T, E and R at every step (steps + 1, n), seconds)."""
+    x = x0.requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
     trace, energy, priors = [], [], []
-    best_e = torch.full((int(n),), float("inf"))
-    best_z = z.detach().clone()
+    best_e = torch.full((len(x0),), float("inf"))
+    best = x.detach().clone()
     t0 = time.perf_counter()
     for k in range(int(steps) + 1):
-        img, cfg = dec(z)
-        s = target.fn(policy, img, cfg, dec, z)
-        pr = prior.energy(z)
-        e = -target.sign * s + lam * pr
-        trace.append(s.detach().numpy().copy())
+        t, r = terms(x)
+        e = -sign * t + lam * r
+        trace.append(t.detach().numpy().copy())
         energy.append(e.detach().numpy().copy())
-        priors.append(pr.detach().numpy().copy())
+        priors.append(r.detach().numpy().copy())
         better = e.detach() < best_e
         best_e = torch.where(better, e.detach(), best_e)
-        best_z[better] = z.detach()[better]
+        best[better] = x.detach()[better]
         if k == int(steps):
             break
         opt.zero_grad()
@@ -282,16 +291,29 @@ def find_states(model: StateVAE, policy, target: Target, n: int = 8, steps: int 
         opt.step()
         if progress:
             progress(k + 1, int(steps))
-    seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        img, cfg = dec(best_z)
-        u8 = (img.clamp(0, 1) * 255.0).round().to(torch.uint8)
-        x = u8.float() / 255.0  # exactly what is stored
-        tau = policy(x, cfg)
-        sc = score(target, policy, x, cfg, model, best_z if target.needs_z else None)
-    return SearchResult(best_z, u8.permute(0, 2, 3, 1).numpy(), cfg.numpy().astype(np.float32),
-                        tau.numpy().astype(np.float32), sc.numpy().astype(np.float32), np.stack(trace),
-                        np.stack(energy), np.stack(priors), seconds, target.name)
+    return best, np.stack(trace), np.stack(energy), np.stack(priors), time.perf_counter() - t0
+
+
+def find_states(model: StateVAE, policy, target: Target, n: int = 8, steps: int = 200, lr: float = 0.05,
+                lam: float = 0.1, seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
+                start: Optional[torch.Tensor] = None, prior: Optional[LatentPrior] = None) -> SearchResult:
+    """Minimise E(z) (module docstring) from n starts (`start` (n, latent), default draws from the
+    prior) with `prior`'s regulariser (default N(0, I)); returns the best point of each."""
+    _freeze(model, policy)
+    prior = prior or LatentPrior.standard(model.latent)
+    if start is None:
+        start = start_points(model, policy, n, seed)
+    n = len(start)
+    dec = decoder(model, policy)
+
+    def terms(z):
+        img, cfg = dec(z)
+        return target.fn(policy, img, cfg, dec, z), prior.energy(z)
+
+    best_z, trace, energy, priors, seconds = _minimise(start.detach().clone().float(), terms, target.sign, lam,
+                                                       steps, lr, progress)
+    return SearchResult(best_z, *_stored(model, policy, target, dec, best_z), trace, energy, priors, seconds,
+                        target.name)
 
 
 def find_episodes(model: StateVAE, policy, target: Target, groups: torch.Tensor, steps: int = 200,
@@ -301,52 +323,23 @@ def find_episodes(model: StateVAE, policy, target: Target, groups: torch.Tensor,
     real latents; returns the n K states of each group's best shift, in group order, with the
     group's mean target in `trace`/`energy` and, in extras, `episode` (n K,) the group of each
     state, `episode_score` (n,) the mean target over a group's stored states and `shift` (n, latent)."""
-    model.eval()
-    policy.eval()
-    for p in list(model.parameters()) + list(policy.parameters()):
-        p.requires_grad_(False)
+    _freeze(model, policy)
     prior = prior or LatentPrior.standard(model.latent)
     groups = groups.detach().float()
     n, K, L = groups.shape
-    d = torch.zeros(n, 1, L, requires_grad=True)
-    opt = torch.optim.Adam([d], lr=lr)
     dec = decoder(model, policy)
-    trace, energy, priors = [], [], []
-    best_e = torch.full((n,), float("inf"))
-    best_d = d.detach().clone()
-    t0 = time.perf_counter()
-    for k in range(int(steps) + 1):
+
+    def terms(d):
         z = (groups + d).reshape(n * K, L)
         img, cfg = dec(z)
-        sc = target.fn(policy, img, cfg, dec, z).reshape(n, K).mean(1)
-        pr = prior.energy(z).reshape(n, K).mean(1)
-        e = -target.sign * sc + lam * pr
-        trace.append(sc.detach().numpy().copy())
-        energy.append(e.detach().numpy().copy())
-        priors.append(pr.detach().numpy().copy())
-        better = e.detach() < best_e
-        best_e = torch.where(better, e.detach(), best_e)
-        best_d[better] = d.detach()[better]
-        if k == int(steps):
-            break
-        opt.zero_grad()
-        e.sum().backward()
-        opt.step()
-        if progress:
-            progress(k + 1, int(steps))
-    seconds = time.perf_counter() - t0
+        return (target.fn(policy, img, cfg, dec, z).reshape(n, K).mean(1),
+                prior.energy(z).reshape(n, K).mean(1))
+
+    best_d, trace, energy, priors, seconds = _minimise(torch.zeros(n, 1, L), terms, target.sign, lam, steps, lr,
+                                                       progress)
     z = (groups + best_d).reshape(n * K, L)
-    with torch.no_grad():
-        img, cfg = dec(z)
-        u8 = (img.clamp(0, 1) * 255.0).round().to(torch.uint8)
-        x = u8.float() / 255.0
-        tau = policy(x, cfg)
-        per_state = score(target, policy, x, cfg, model, z if target.needs_z else None)
-    episode = np.repeat(np.arange(n), K)
-    res = SearchResult(z, u8.permute(0, 2, 3, 1).numpy(), cfg.numpy().astype(np.float32),
-                       tau.numpy().astype(np.float32), per_state.numpy().astype(np.float32), np.stack(trace),
-                       np.stack(energy), np.stack(priors), seconds, target.name)
-    res.extras.update(episode=episode, episode_score=per_state.reshape(n, K).mean(1).numpy().astype(np.float32),
+    res = SearchResult(z, *_stored(model, policy, target, dec, z), trace, energy, priors, seconds, target.name)
+    res.extras.update(episode=np.repeat(np.arange(n), K), episode_score=res.score.reshape(n, K).mean(1),
                       shift=best_d[:, 0].numpy())
     return res
 
