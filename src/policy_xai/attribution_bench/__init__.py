@@ -56,10 +56,9 @@ def measure(opts: BenchOptions, progress_bar: bool = True) -> dict:
     from ..sanity import policy_from_arg
     from ..synthetic import synthetic_observations
 
-    methods = list(opts.methods) or list(METHODS)
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    from ..attribution import parse_methods
+
+    methods = parse_methods(",".join(opts.methods)) if opts.methods else list(METHODS)
     bad = [m for m in opts.models if m not in MODELS]
     if bad:
         raise ValueError(f"--models: unknown reference architecture(s) {bad}; choose from {', '.join(MODELS)}")

@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .. import attribution_bench as ab
+    from ..attribution import parse_methods
     from . import checks
 
     ins = {}
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ncpu = os.cpu_count() or 1
         opts = ab.BenchOptions(budget=args.budget, captum=not args.no_captum,
-                               methods=[m.strip() for m in (args.methods or "").split(",") if m.strip()],
+                               methods=parse_methods(args.methods) if (args.methods or "").strip() else [],
                                models=[m.strip() for m in args.models.split(",") if m.strip()],
                                model_width=args.model_width, model_image=args.model_image)
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
