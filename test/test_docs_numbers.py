@@ -112,3 +112,21 @@ def test_a_missing_source_is_a_one_line_error(tmp_path, capsys):
     rc, out, err = cli(capsys, "docs", "render", "--root", tmp_path, "docs/a.md")
     assert rc == 1 and "docs/a.md:1" in err and "unknown kind 'nosuchkind'" in err
     assert len(err.strip().splitlines()) == 1 and readme.read_text() == text
+
+
+def test_success_and_sanity_renderers(tmp_path):
+    (tmp_path / "docs").mkdir()
+    ev = {"normal": {"conditions": {"a": {"success": 1.0, "episodes": 5}, "b": {"success": 0.6, "episodes": 5}},
+                     "heldout": {"m": {"success": 0.0, "episodes": 5, "target": [0, 0, 0]}}}}
+    (tmp_path / "docs" / "e.json").write_text(json.dumps(ev))
+    rows = [{"method": m, "step": s, "image_spearman_mean": v} for m, vals in (("dtd", (1, 0.99, 0.97)),
+                                                                                ("rap", (1, 0.5, 0.4)))
+            for s, v in enumerate(vals)]
+    san = {"methods": ["dtd", "rap"], "steps": ["original", "fc1", "conv1"], "rows": rows}
+    (tmp_path / "docs" / "s.json").write_text(json.dumps(san))
+    text = ("| x | <!-- generated: success docs/e.json normal/conditions -->?<!-- end generated --> |\n"
+            "all <!-- generated: success docs/e.json normal/conditions normal/heldout counts=no -->?"
+            "<!-- end generated -->\n<!-- generated: sanity docs/s.json fmt=.2f -->\n<!-- end generated -->\n")
+    new, _ = dn.render_text(text, tmp_path)
+    assert "-->80 % (8/10)<!--" in new and "-->53 %<!--" in new
+    assert "| method | fc1 | conv1 |\n|---|---|---|\n| dtd | 0.99 | 0.97 |\n| rap | 0.50 | 0.40 |\n" in new

@@ -1,7 +1,7 @@
 """The renderers of the generated blocks, one small function per KIND (registered with `@renderer`
 into policy_xai.docs_numbers.blocks.RENDERERS): inline values and ratios, included regions, and the
-tables of what the commands stored (bench, latency, fleet, faithfulness, states, rules, topics,
-parameters)."""
+tables of what the commands stored (evaluate, sanity, bench, latency, fleet, faithfulness, states,
+rules, topics, parameters)."""
 from __future__ import annotations
 
 import re
@@ -49,6 +49,45 @@ def render_include(b: Block) -> str:
     if "<!-- generated:" in b.sources[0]:
         raise b.fail(f"{b.refs[0]} holds generated blocks: include its sources instead (blocks do not nest)")
     return b.sources[0].strip("\n")
+
+
+# ---- policy-xai evaluate (--json) ------------------------------------------------------------------------------
+@renderer("success", options=("counts",))
+def render_success(b: Block) -> str:
+    """`success SRC[,SRC...] PATH [PATH...] [counts=no]`: the success rate over the targets at the PATHs
+    of `policy-xai evaluate --json` files (each a dict target -> {success, episodes}, e.g.
+    `normal/heldout`), all pooled, as `80 % (20/25)` (`counts=no`: `80 %`)."""
+    if not b.args:
+        raise b.fail("success takes one or more PATHs (e.g. normal/conditions)")
+    ok = n = 0
+    for src in b.sources:
+        for path in b.args:
+            for group in select(src, path):
+                if not isinstance(group, dict):
+                    raise b.fail(f"{path}: not a table of targets")
+                for target in group.values():
+                    ok += round(target["success"] * target["episodes"])
+                    n += target["episodes"]
+    if not n:
+        raise b.fail("no episodes there")
+    rate = f"{100 * ok / n:.0f} %"
+    return rate if b.opt("counts") == "no" else f"{rate} ({ok}/{n})"
+
+
+# ---- policy-xai sanity (--json) ------------------------------------------------------------------------------
+@renderer("sanity", options=("metric", "fmt"))
+def render_sanity(b: Block) -> str:
+    """`sanity SRC [metric=image_spearman] [fmt=.3f]`: one row per method of a `policy-xai sanity --json`
+    file, one column per randomisation step (randomised from the top down to that layer): the metric's
+    mean over the observations."""
+    data = b.sources[0]
+    metric, spec = b.opt("metric", "image_spearman"), b.opt("fmt", ".3f")
+    steps = list(data["steps"][1:])
+    rows = []
+    for m in data["methods"]:
+        by = {r["step"]: r for r in data["rows"] if r["method"] == m}
+        rows.append([m] + [fmt(by[i][f"{metric}_mean"], spec) for i in range(1, len(data["steps"]))])
+    return _table(["method"] + steps, rows, ["---"] * (len(steps) + 1))
 
 
 # ---- policy-xai bench attribution (--json) -------------------------------------------------------------------
