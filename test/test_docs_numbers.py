@@ -130,3 +130,6 @@ def test_success_and_sanity_renderers(tmp_path):
     new, _ = dn.render_text(text, tmp_path)
     assert "-->80 % (8/10)<!--" in new and "-->53 %<!--" in new
     assert "| method | fc1 | conv1 |\n|---|---|---|\n| dtd | 0.99 | 0.97 |\n| rap | 0.50 | 0.40 |\n" in new
+    mean = ("<!-- generated: value docs/s.json rows/method=rap/image_spearman_mean reduce=mean fmt=+.2f -->"
+            "<!-- end generated -->")
+    assert "-->+0.63<!--" in dn.render_text(mean, tmp_path)[0]
