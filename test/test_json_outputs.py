@@ -1,4 +1,4 @@
-"""The `--json FILE` of evaluate, sanity, robot bench and bench-bag (the stored sources of the README's
+"""The `--json FILE` of evaluate, sanity, robot bench, bench-bag and latency (the stored sources of the README's
 numbers): written with what the library returned, and an existing file is refused before any work,
 left as it was (a measurement is never overwritten)."""
 import json
@@ -35,3 +35,10 @@ def test_bench_bag_json(tmp_path, capsys):
     d = _written_then_refused(capsys, tmp_path / "b.json", "bench-bag", "--sizes", "64", "--steps", "8")
     (row,) = d["rows"]
     assert row["size"] == 64 and row["steps"] > 0 and row["explain_steps_per_s"] > 0
+
+
+def test_latency_json_refused_when_it_exists(tmp_path, capsys):
+    path = tmp_path / "l.json"
+    path.write_text("[]")
+    rc, out, err = cli(capsys, "latency", "--configs", "small:64", "--duration", "1", "--json", path)
+    assert rc == 2 and "exists" in err and path.read_text() == "[]"  # refused before any node starts
