@@ -133,3 +133,23 @@ def test_success_and_sanity_renderers(tmp_path):
     mean = ("<!-- generated: value docs/s.json rows/method=rap/image_spearman_mean reduce=mean fmt=+.2f -->"
             "<!-- end generated -->")
     assert "-->+0.63<!--" in dn.render_text(mean, tmp_path)[0]
+
+
+def test_rollout_renderer(tmp_path):
+    (tmp_path / "docs").mkdir()
+    r = {"image": [0.8, 0.05], "joint_position": [0.2, 0.05], "image:configuration": [0.8, 0.2]}
+    trend = {k: {"early": 0.5, "late": 0.6} for k in ("image", "position", "velocity")}
+    reaction = {k: {"before": 0.8, "after": 0.7} for k in ("image", "position", "velocity")}
+    summary = {"task": "reach", "ratios_mean_std": {"dtd": r, "rap": r},
+               "trend_mean_over_conditions": {"dtd": trend, "rap": trend},
+               "target_change": {"step": 33, "reaction": {"dtd": reaction}},
+               "method_rank_consistency": {"dtd~rap": {"image": 0.9, "joint_position": 0.5}}}
+    (tmp_path / "docs" / "r.json").write_text(json.dumps(summary))
+    text = "".join(f"<!-- generated: rollout docs/r.json table={t} bold=dtd -->\n<!-- end generated -->\n"
+                   for t in ("ratios", "trend", "change", "consistency"))
+    new, _ = dn.render_text(text, tmp_path)
+    assert ("| reach | dtd | 0.80 ± 0.05 | 0.20 ± 0.05 | **80:20** |\n"
+            "| reach | rap | 0.80 ± 0.05 | 0.20 ± 0.05 | 80:20 |") in new
+    assert "| reach | dtd | 0.50 → 0.60 | 0.50 → 0.60 | 0.50 → 0.60 |" in new
+    assert "| reach (step 33) | dtd | 0.80 → 0.70 | 0.80 → 0.70 |" in new
+    assert "| reach | dtd~rap | +0.90 | +0.50 | +0.70 |" in new

@@ -1,6 +1,6 @@
 """The renderers of the generated blocks, one small function per KIND (registered with `@renderer`
 into policy_xai.docs_numbers.blocks.RENDERERS): inline values and ratios, included regions, and the
-tables of what the commands stored (evaluate, sanity, bench, latency, fleet, faithfulness, states,
+tables of what the commands stored (evaluate, analyze-rollout, sanity, bench, latency, fleet, faithfulness, states,
 rules, topics, parameters)."""
 from __future__ import annotations
 
@@ -77,6 +77,61 @@ def render_success(b: Block) -> str:
         raise b.fail("no episodes there")
     rate = f"{100 * ok / n:.0f} %"
     return rate if b.opt("counts") == "no" else f"{rate} ({ok}/{n})"
+
+
+# ---- policy-xai analyze-rollout (its summary.json) -----------------------------------------------------------
+ROLLOUT_TABLES = ("ratios", "trend", "change", "consistency")
+_GROUP_TITLES = {"image": "image", "joint_position": "joint position", "joint_velocity": "joint velocity",
+                 "ee_position": "ee position", "ee_velocity": "ee velocity"}
+
+
+@renderer("rollout", options=("table", "methods", "bold"))
+def render_rollout(b: Block) -> str:
+    """`rollout SRC,SRC... table=ratios|trend|change|consistency [methods=dtd,rap,gbp] [bold=dtd]`: one
+    row per task (source) and method (or method pair) of `analyze-rollout` summaries: the mean +- std
+    ratio per group and the image:configuration split (`bold`: the split of that method in bold), the
+    first 10 % -> last 50 % trend, the target change (5 steps before -> 5 from it), the rank
+    correlation of the ratio curves per group with their mean."""
+    table = b.opt("table", "ratios")
+    if table not in ROLLOUT_TABLES:
+        raise b.fail(f"unknown table {table!r} (known: {', '.join(ROLLOUT_TABLES)})")
+    keep = [m for m in b.opt("methods").split(",") if m]
+    rows = []
+    for src in b.sources:
+        task = src["task"]
+        methods = [m for m in src["ratios_mean_std"] if not keep or m in keep]
+        if table == "ratios":
+            groups = [g for g in src["ratios_mean_std"][methods[0]] if g != "image:configuration"]
+            head = ["task", "method"] + [_GROUP_TITLES.get(g, g) for g in groups] + ["image:configuration"]
+            for m in methods:
+                r = src["ratios_mean_std"][m]
+                split = f"{100 * r['image:configuration'][0]:.0f}:{100 * r['image:configuration'][1]:.0f}"
+                rows.append([task, m] + [f"{r[g][0]:.2f} ± {r[g][1]:.2f}" for g in groups]
+                            + [f"**{split}**" if m == b.opt("bold") else split])
+        elif table == "trend":
+            head = ["task", "method", "image", "position (joint + ee)", "velocity (joint + ee)"]
+            for m in methods:
+                t = src["trend_mean_over_conditions"][m]
+                rows.append([task, m] + [f"{t[k]['early']:.2f} → {t[k]['late']:.2f}"
+                                         for k in ("image", "position", "velocity")])
+        elif table == "change":
+            head = ["task", "method", "image", "position"]
+            ch = src["target_change"]
+            if not ch.get("reaction"):
+                raise b.fail(f"{task}: the summary has no target change (run without --change-step -1)")
+            for i, m in enumerate(m for m in methods if m in ch["reaction"]):
+                r = ch["reaction"][m]
+                rows.append([f"{task} (step {ch['step']})" if i == 0 else task, m]
+                            + [f"{r[k]['before']:.2f} → {r[k]['after']:.2f}" for k in ("image", "position")])
+        else:
+            cons = src["method_rank_consistency"]
+            pairs = [p for p in cons if not keep or all(m in keep for m in p.split("~"))]
+            groups = list(cons[pairs[0]])
+            head = ["task", "pair"] + [_GROUP_TITLES.get(g, g) for g in groups] + ["mean"]
+            for p in pairs:
+                vals = [cons[p][g] for g in groups]
+                rows.append([task, p] + [fmt(v, "+.2f") for v in vals] + [fmt(sum(vals) / len(vals), "+.2f")])
+    return _table(head, rows, ["---"] * len(head))
 
 
 # ---- policy-xai sanity (--json) ------------------------------------------------------------------------------
