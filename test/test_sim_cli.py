@@ -23,9 +23,10 @@ def test_robot_bench_json(capsys, tmp_path):
     assert json.loads(out.read_text()) == r
 
 
-def test_robot_experts_reach2d(capsys):
-    assert main(["robot", "experts", "--tasks", "reach2d", "--json"]) == 0
-    r = json.loads(capsys.readouterr().out)
+def test_robot_experts_reach2d(capsys, tmp_path):
+    out = tmp_path / "experts.json"
+    assert main(["robot", "experts", "--tasks", "reach2d", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
     assert r["reach2d"]["success_rate"] == 1.0
     assert len(r["reach2d"]["conditions"]) == 8  # 4 conditions + 4 target changes
 

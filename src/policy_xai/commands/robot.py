@@ -37,7 +37,8 @@ def register(sub) -> None:
                    help="uniform start-pose noise (rad) for episodes after the first")
     e.add_argument("--control-rate", type=positive_float, default=20.0, help="control rate (Hz)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    e.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the results to this JSON file (never overwritten)")
     e.set_defaults(func=run_experts)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -143,6 +144,12 @@ def run_experts(args: argparse.Namespace) -> int:
     from ..robot.sim import Simulation
     from ..robot.tasks import between_targets, get_task
 
+    from pathlib import Path
+
+    from .checks import new_file
+
+    if args.json:
+        new_file(args.json, "--json")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for t in tasks:
         get_task(t)  # unknown names fail early with the list of tasks
@@ -177,10 +184,10 @@ def run_experts(args: argparse.Namespace) -> int:
     all_ok = all(all(v) for d in results.values() for v in d.values())
     summary = {t: {"success_rate": sum(sum(v) for v in d.values()) / sum(len(v) for v in d.values()),
                    "conditions": {k: sum(v) / len(v) for k, v in d.items()}} for t, d in results.items()}
+    for t, s in summary.items():
+        conds = "  ".join(f"{k}:{v:.0%}" for k, v in s["conditions"].items())
+        print(f"{t:<8} {s['success_rate']:>6.0%}   {conds}")
     if args.json:
-        print(json.dumps(summary))
-    else:
-        for t, s in summary.items():
-            conds = "  ".join(f"{k}:{v:.0%}" for k, v in s["conditions"].items())
-            print(f"{t:<8} {s['success_rate']:>6.0%}   {conds}")
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0 if all_ok else 1
