@@ -133,6 +133,7 @@ def test_success_and_sanity_renderers(tmp_path):
     mean = ("<!-- generated: value docs/s.json rows/method=rap/image_spearman_mean reduce=mean fmt=+.2f -->"
             "<!-- end generated -->")
     assert "-->+0.63<!--" in dn.render_text(mean, tmp_path)[0]
+    assert "-->+1.00<!--" in dn.render_text(mean.replace("reduce=mean", "reduce=max"), tmp_path)[0]
 
 
 def test_rollout_renderer(tmp_path):

@@ -15,18 +15,18 @@ def render_value(b: Block) -> str:
     """`value SRC[,SRC...] PATH [PATH...] [fmt=.2f] [scale=100] [offset=-1] [sep=-] [round=out]`: the
     numbers at the PATHs (`select`, in every source) as `(v + offset) * scale` in format `fmt`; one
     number, or `min-max` of several (`round=out`: the range rounded outwards; `group=' '`: thousands
-    separated by that text, with a `fmt` such as `,.0f`; `reduce=mean`: their mean instead, one
-    number)."""
+    separated by that text, with a `fmt` such as `,.0f`; `reduce=mean|max`: their mean or largest
+    instead, one number)."""
     if not b.args:
         raise b.fail("value takes one or more PATHs")
     scale, offset = float(b.opt("scale", "1")), float(b.opt("offset", "0"))
     found = [v for src in b.sources for path in b.args for v in select(src, path)]
     found = [x for v in found for x in (v if isinstance(v, list) else [v])]  # a list of numbers: each
     vals = [(number(v) + offset) * scale for v in found if number(v) is not None]
-    if b.opt("reduce") not in ("", "mean"):
-        raise b.fail(f"reduce={b.opt('reduce')}: only reduce=mean")
-    if b.opt("reduce") == "mean" and vals:
-        vals = [sum(vals) / len(vals)]
+    if b.opt("reduce") not in ("", "mean", "max"):
+        raise b.fail(f"reduce={b.opt('reduce')}: reduce=mean or reduce=max")
+    if b.opt("reduce") and vals:
+        vals = [sum(vals) / len(vals) if b.opt("reduce") == "mean" else max(vals)]
     out = span(vals, b.opt("fmt", "g"), b.opt("sep", "-"), b.opt("round") == "out")
     return out.replace(",", b.opts["group"]) if "group" in b.opts else out
 
