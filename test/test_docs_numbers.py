@@ -139,3 +139,45 @@ def test_states_places_table_on_hand_made_runs(tmp_path):
     (tmp_path / "docs" / "f.json").write_text(json.dumps(find | {"scope": "state"}))
     with pytest.raises(dn.DocsNumbersError, match="not an episode-scope search"):
         dn.render_text(text, tmp_path)
+
+
+def test_success_and_sanity_renderers(tmp_path):
+    (tmp_path / "docs").mkdir()
+    ev = {"normal": {"conditions": {"a": {"success": 1.0, "episodes": 5}, "b": {"success": 0.6, "episodes": 5}},
+                     "heldout": {"m": {"success": 0.0, "episodes": 5, "target": [0, 0, 0]}}}}
+    (tmp_path / "docs" / "e.json").write_text(json.dumps(ev))
+    rows = [{"method": m, "step": s, "image_spearman_mean": v} for m, vals in (("dtd", (1, 0.99, 0.97)),
+                                                                                ("rap", (1, 0.5, 0.4)))
+            for s, v in enumerate(vals)]
+    san = {"methods": ["dtd", "rap"], "steps": ["original", "fc1", "conv1"], "rows": rows}
+    (tmp_path / "docs" / "s.json").write_text(json.dumps(san))
+    text = ("| x | <!-- generated: success docs/e.json normal/conditions -->?<!-- end generated --> |\n"
+            "all <!-- generated: success docs/e.json normal/conditions normal/heldout counts=no -->?"
+            "<!-- end generated -->\n<!-- generated: sanity docs/s.json fmt=.2f -->\n<!-- end generated -->\n")
+    new, _ = dn.render_text(text, tmp_path)
+    assert "-->80 % (8/10)<!--" in new and "-->53 %<!--" in new
+    assert "| method | fc1 | conv1 |\n|---|---|---|\n| dtd | 0.99 | 0.97 |\n| rap | 0.50 | 0.40 |\n" in new
+    mean = ("<!-- generated: value docs/s.json rows/method=rap/image_spearman_mean reduce=mean fmt=+.2f -->"
+            "<!-- end generated -->")
+    assert "-->+0.63<!--" in dn.render_text(mean, tmp_path)[0]
+    assert "-->+1.00<!--" in dn.render_text(mean.replace("reduce=mean", "reduce=max"), tmp_path)[0]
+
+
+def test_rollout_renderer(tmp_path):
+    (tmp_path / "docs").mkdir()
+    r = {"image": [0.8, 0.05], "joint_position": [0.2, 0.05], "image:configuration": [0.8, 0.2]}
+    trend = {k: {"early": 0.5, "late": 0.6} for k in ("image", "position", "velocity")}
+    reaction = {k: {"before": 0.8, "after": 0.7} for k in ("image", "position", "velocity")}
+    summary = {"task": "reach", "ratios_mean_std": {"dtd": r, "rap": r},
+               "trend_mean_over_conditions": {"dtd": trend, "rap": trend},
+               "target_change": {"step": 33, "reaction": {"dtd": reaction}},
+               "method_rank_consistency": {"dtd~rap": {"image": 0.9, "joint_position": 0.5}}}
+    (tmp_path / "docs" / "r.json").write_text(json.dumps(summary))
+    text = "".join(f"<!-- generated: rollout docs/r.json table={t} bold=dtd -->\n<!-- end generated -->\n"
+                   for t in ("ratios", "trend", "change", "consistency"))
+    new, _ = dn.render_text(text, tmp_path)
+    assert ("| reach | dtd | 0.80 ± 0.05 | 0.20 ± 0.05 | **80:20** |\n"
+            "| reach | rap | 0.80 ± 0.05 | 0.20 ± 0.05 | 80:20 |") in new
+    assert "| reach | dtd | 0.50 → 0.60 | 0.50 → 0.60 | 0.50 → 0.60 |" in new
+    assert "| reach (step 33) | dtd | 0.80 → 0.70 | 0.80 → 0.70 |" in new
+    assert "| reach | dtd~rap | +0.90 | +0.50 | +0.70 |" in new

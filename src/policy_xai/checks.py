@@ -238,6 +238,14 @@ def writable_file(path, label: str, inputs: Optional[Mapping[str, "str | Path | 
     return _new_output(path, label, inputs, "its output")
 
 
+def new_file(path, label: str, inputs: Optional[Mapping[str, "str | Path | None"]] = None) -> Path:
+    """A data file a command will write (e.g. its `--json`): as `writable_file`, and it must not exist
+    yet (stored measurements are never overwritten)."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UsageError(f"{label} {path} exists; a measurement is never overwritten (choose another name)")
+    return writable_file(path, label, inputs)
+
+
 def new_bag_dir(path, label: str, inputs: Optional[Mapping[str, "str | Path | None"]] = None) -> Path:
     """A bag folder a writer will create: must not exist, not be an input or inside one; its parent
     folder is created and writable."""

@@ -154,6 +154,8 @@ def register(sub) -> None:
     b.add_argument("--batch", type=nonnegative_int, default=0, help="0 = auto (as analyze)")
     b.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     b.add_argument("--threads", type=nonnegative_int, default=1, help="torch threads (0 = torch's default)")
+    b.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the rows to this JSON file (never overwritten)")
     b.set_defaults(func=run_bench)
 
     fb = sub.add_parser(
@@ -326,15 +328,27 @@ def bench(sizes=(64, 240), steps: int = 0, method: str = "dtd", batch: int = 0, 
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
     import torch
 
+    from .checks import int_list, new_file
+
+    if args.json:
+        new_file(args.json, "--json")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    from .checks import int_list
-
     sizes = int_list(args.sizes, label="--sizes")
-    bench(sizes, args.steps, args.method, args.batch, args.storage)
+    load = list(os.getloadavg())
+    rows = bench(sizes, args.steps, args.method, args.batch, args.storage)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "load_average_before": load, "load_average_after": list(os.getloadavg()), "rows": rows}, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from ..bags import COMPRESSIONS
 from ..robot.tasks import task_names
 from ..live_run import LIVE_METHOD, USER_METHOD, LatencyOptions, RecordOptions, RunOptions, UserModel
-from .checks import UsageError, add_device_option, domain_id, nonnegative_float, positive_float, positive_int
+from .checks import (UsageError, add_device_option, domain_id, new_file, nonnegative_float, positive_float,
+                     positive_int)
 
 PRECISIONS = ("float32", "bfloat16")
 NODE_DEVICE_HELP = ("torch device of the nodes that run a network (their `device` parameter): cpu, cuda, cuda:N "
@@ -76,6 +77,8 @@ def register(sub) -> None:
                    help="before each configuration, time a fixed CPU task at 20 Hz for S s (0: skip): the "
                         "tail this machine adds to any pipeline")
     p.add_argument("--out", default=None, help="folder for bags and results (default: a temp folder)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the rows of latency.json to this file (never overwritten)")
     p.add_argument("--domain-id", type=domain_id, default=None)
     add_device_option(p, NODE_DEVICE_HELP)
     _compression_arg(p)
@@ -185,7 +188,13 @@ def cmd_latency(args) -> int:
                           weights=args.weights)
     if args.weights and not opts.user:
         raise UsageError("--weights is for --model (a spec's weights go in --configs: WEIGHTS.safetensors:SIZE)")
+    if args.json:
+        new_file(args.json, "--json")
     rows, base = latency_bench(opts)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | "
           "stamp->relevance p50/p99 ms | stamp->heatmap p50/p99 ms | skipped |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -198,5 +207,5 @@ def cmd_latency(args) -> int:
     if any("machine_task_p99_ms" in r for r in rows):
         print("machine check per row (fixed CPU task p50 / p99 ms): "
               + "; ".join(f"{f(r.get('machine_task_p50_ms'))} / {f(r.get('machine_task_p99_ms'))}" for r in rows))
-    print(f"(bags and latency.json in {base})")
+    print(f"(bags and latency.json in {base}" + (f"; rows also in {args.json})" if args.json else ")"))
     return 0

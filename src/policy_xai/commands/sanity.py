@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--batch", type=positive_int, default=16, help="observations per explain() call")
     add_device_option(p)
     p.add_argument("--out", default="out/sanity", help="output folder")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the rows of sanity.csv, the steps and the flags to this JSON file "
+                        "(never overwritten)")
     p.set_defaults(func=run)
 
 
@@ -108,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     inputs = checks.policy_and_recording(args.inputs, args.policy, "--policy file")
     checks.guard_outputs(inputs, out, {n: out / n for n in ("sanity.csv", "sanity.png")})
+    if args.json:
+        checks.new_file(args.json, "--json", inputs)
     device = checks.device_arg(args.device)
     torch.manual_seed(args.seed)
     policy = policy_from_arg(args.policy, args.seed, args.temperature, device)
@@ -156,4 +161,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"no method flagged: every image map's mean rank correlation falls to <= {args.threshold} "
               f"once the layers above the convs are randomised")
     print(f"wrote {out / 'sanity.csv'} and {out / 'sanity.png'}")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({
+            "policy": args.policy, "spec": policy.spec.name, "temperature": float(policy.softmax.temperature),
+            "inputs": args.inputs, "samples": int(x.shape[0]), "seed": args.seed, "threshold": args.threshold,
+            "methods": list(res.methods), "steps": list(res.steps), "head_step": res.head_step,
+            "flags": flags, "rows": rows}, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0

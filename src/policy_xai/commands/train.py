@@ -81,7 +81,7 @@ def register(sub) -> None:
                    help="start-pose noise [rad] for episodes after the first")
     p.add_argument("--no-blank", action="store_true", help="skip the blanked-image evaluation")
     p.add_argument("--no-heldout", action="store_true", help="only the training conditions")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file (never overwritten)")
     checks.add_device_option(p)
     p.set_defaults(func=run_evaluate)
 
@@ -204,7 +204,7 @@ def run_evaluate(args) -> int:
     source = checks.policy_arg(args.policy or f"task:{args.task}", "--policy" if args.policy else "--task")
     device = checks.device_arg(args.device)
     if args.json:
-        checks.writable_file(args.json, "--json", {"--policy weights file": source.weights})
+        checks.new_file(args.json, "--json", {"--policy weights file": source.weights})
     policy = source.load(seed=args.seed, device=device)
     print(f"evaluating {source.describe()} on task {args.task!r}: {args.episodes} episodes per target, "
           f"start noise {args.noise} rad")

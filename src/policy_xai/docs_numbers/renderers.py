@@ -1,7 +1,7 @@
 """The renderers of the generated blocks, one small function per KIND (registered with `@renderer`
 into policy_xai.docs_numbers.blocks.RENDERERS): inline values and ratios, included regions, and the
-tables of what the commands stored (bench, latency, fleet, faithfulness, states, rules, topics,
-parameters)."""
+tables of what the commands stored (evaluate, analyze-rollout, sanity, bench, latency, fleet, faithfulness, states,
+rules, topics, parameters)."""
 from __future__ import annotations
 
 import re
@@ -10,18 +10,23 @@ from .blocks import Block, _table, fmt, md_table, number, renderer, select, span
 
 
 # ---- inline values -----------------------------------------------------------------------------------------
-@renderer("value", options=("fmt", "scale", "offset", "sep", "round", "group"))
+@renderer("value", options=("fmt", "scale", "offset", "sep", "round", "group", "reduce"))
 def render_value(b: Block) -> str:
     """`value SRC[,SRC...] PATH [PATH...] [fmt=.2f] [scale=100] [offset=-1] [sep=-] [round=out]`: the
     numbers at the PATHs (`select`, in every source) as `(v + offset) * scale` in format `fmt`; one
     number, or `min-max` of several (`round=out`: the range rounded outwards; `group=' '`: thousands
-    separated by that text, with a `fmt` such as `,.0f`)."""
+    separated by that text, with a `fmt` such as `,.0f`; `reduce=mean|max`: their mean or largest
+    instead, one number)."""
     if not b.args:
         raise b.fail("value takes one or more PATHs")
     scale, offset = float(b.opt("scale", "1")), float(b.opt("offset", "0"))
     found = [v for src in b.sources for path in b.args for v in select(src, path)]
     found = [x for v in found for x in (v if isinstance(v, list) else [v])]  # a list of numbers: each
     vals = [(number(v) + offset) * scale for v in found if number(v) is not None]
+    if b.opt("reduce") not in ("", "mean", "max"):
+        raise b.fail(f"reduce={b.opt('reduce')}: reduce=mean or reduce=max")
+    if b.opt("reduce") and vals:
+        vals = [sum(vals) / len(vals) if b.opt("reduce") == "mean" else max(vals)]
     out = span(vals, b.opt("fmt", "g"), b.opt("sep", "-"), b.opt("round") == "out")
     return out.replace(",", b.opts["group"]) if "group" in b.opts else out
 
@@ -49,6 +54,100 @@ def render_include(b: Block) -> str:
     if "<!-- generated:" in b.sources[0]:
         raise b.fail(f"{b.refs[0]} holds generated blocks: include its sources instead (blocks do not nest)")
     return b.sources[0].strip("\n")
+
+
+# ---- policy-xai evaluate (--json) ------------------------------------------------------------------------------
+@renderer("success", options=("counts",))
+def render_success(b: Block) -> str:
+    """`success SRC[,SRC...] PATH [PATH...] [counts=no]`: the success rate over the targets at the PATHs
+    of `policy-xai evaluate --json` files (each a dict target -> {success, episodes}, e.g.
+    `normal/heldout`), all pooled, as `80 % (20/25)` (`counts=no`: `80 %`)."""
+    if not b.args:
+        raise b.fail("success takes one or more PATHs (e.g. normal/conditions)")
+    ok = n = 0
+    for src in b.sources:
+        for path in b.args:
+            for group in select(src, path):
+                if not isinstance(group, dict):
+                    raise b.fail(f"{path}: not a table of targets")
+                for target in group.values():
+                    ok += round(target["success"] * target["episodes"])
+                    n += target["episodes"]
+    if not n:
+        raise b.fail("no episodes there")
+    rate = f"{100 * ok / n:.0f} %"
+    return rate if b.opt("counts") == "no" else f"{rate} ({ok}/{n})"
+
+
+# ---- policy-xai analyze-rollout (its summary.json) -----------------------------------------------------------
+ROLLOUT_TABLES = ("ratios", "trend", "change", "consistency")
+_GROUP_TITLES = {"image": "image", "joint_position": "joint position", "joint_velocity": "joint velocity",
+                 "ee_position": "ee position", "ee_velocity": "ee velocity"}
+
+
+@renderer("rollout", options=("table", "methods", "bold"))
+def render_rollout(b: Block) -> str:
+    """`rollout SRC,SRC... table=ratios|trend|change|consistency [methods=dtd,rap,gbp] [bold=dtd]`: one
+    row per task (source) and method (or method pair) of `analyze-rollout` summaries: the mean +- std
+    ratio per group and the image:configuration split (`bold`: the split of that method in bold), the
+    first 10 % -> last 50 % trend, the target change (5 steps before -> 5 from it), the rank
+    correlation of the ratio curves per group with their mean."""
+    table = b.opt("table", "ratios")
+    if table not in ROLLOUT_TABLES:
+        raise b.fail(f"unknown table {table!r} (known: {', '.join(ROLLOUT_TABLES)})")
+    keep = [m for m in b.opt("methods").split(",") if m]
+    rows = []
+    for src in b.sources:
+        task = src["task"]
+        methods = [m for m in src["ratios_mean_std"] if not keep or m in keep]
+        if table == "ratios":
+            groups = [g for g in src["ratios_mean_std"][methods[0]] if g != "image:configuration"]
+            head = ["task", "method"] + [_GROUP_TITLES.get(g, g) for g in groups] + ["image:configuration"]
+            for m in methods:
+                r = src["ratios_mean_std"][m]
+                split = f"{100 * r['image:configuration'][0]:.0f}:{100 * r['image:configuration'][1]:.0f}"
+                rows.append([task, m] + [f"{r[g][0]:.2f} ± {r[g][1]:.2f}" for g in groups]
+                            + [f"**{split}**" if m == b.opt("bold") else split])
+        elif table == "trend":
+            head = ["task", "method", "image", "position (joint + ee)", "velocity (joint + ee)"]
+            for m in methods:
+                t = src["trend_mean_over_conditions"][m]
+                rows.append([task, m] + [f"{t[k]['early']:.2f} → {t[k]['late']:.2f}"
+                                         for k in ("image", "position", "velocity")])
+        elif table == "change":
+            head = ["task", "method", "image", "position"]
+            ch = src["target_change"]
+            if not ch.get("reaction"):
+                raise b.fail(f"{task}: the summary has no target change (run without --change-step -1)")
+            for i, m in enumerate(m for m in methods if m in ch["reaction"]):
+                r = ch["reaction"][m]
+                rows.append([f"{task} (step {ch['step']})" if i == 0 else task, m]
+                            + [f"{r[k]['before']:.2f} → {r[k]['after']:.2f}" for k in ("image", "position")])
+        else:
+            cons = src["method_rank_consistency"]
+            pairs = [p for p in cons if not keep or all(m in keep for m in p.split("~"))]
+            groups = list(cons[pairs[0]])
+            head = ["task", "pair"] + [_GROUP_TITLES.get(g, g) for g in groups] + ["mean"]
+            for p in pairs:
+                vals = [cons[p][g] for g in groups]
+                rows.append([task, p] + [fmt(v, "+.2f") for v in vals] + [fmt(sum(vals) / len(vals), "+.2f")])
+    return _table(head, rows, ["---"] * len(head))
+
+
+# ---- policy-xai sanity (--json) ------------------------------------------------------------------------------
+@renderer("sanity", options=("metric", "fmt"))
+def render_sanity(b: Block) -> str:
+    """`sanity SRC [metric=image_spearman] [fmt=.3f]`: one row per method of a `policy-xai sanity --json`
+    file, one column per randomisation step (randomised from the top down to that layer): the metric's
+    mean over the observations."""
+    data = b.sources[0]
+    metric, spec = b.opt("metric", "image_spearman"), b.opt("fmt", ".3f")
+    steps = list(data["steps"][1:])
+    rows = []
+    for m in data["methods"]:
+        by = {r["step"]: r for r in data["rows"] if r["method"] == m}
+        rows.append([m] + [fmt(by[i][f"{metric}_mean"], spec) for i in range(1, len(data["steps"]))])
+    return _table(["method"] + steps, rows, ["---"] * (len(steps) + 1))
 
 
 # ---- policy-xai bench attribution (--json) -------------------------------------------------------------------
