@@ -89,6 +89,12 @@ class LatencyOptions:
     compression: str = RunOptions.compression
     user: Optional[UserModel] = None  # a user's model in user_policy_node; configs are then camera sizes
     weights: str = ""  # the user model's weights ("": untrained, simulation only)
+    repeat: int = 1  # runs per configuration, back to back (each with its machine check): a row each
+
+    def labels(self, config: "LatencyConfig") -> list[str]:
+        """The folder of each run of `config` under --out."""
+        base = config.label(self.precision)
+        return [base] if self.repeat <= 1 else [f"{base}_run{i + 1}" for i in range(self.repeat)]
 
 
 @dataclass

@@ -69,6 +69,9 @@ def register(sub) -> None:
                         "the camera size, e.g. small:64 models/reach.safetensors:64; with --model: camera sizes "
                         "(default: the mapping's)")
     p.add_argument("--duration", type=positive_float, default=L.duration, help="seconds measured per configuration")
+    p.add_argument("--repeat", type=positive_int, default=L.repeat, metavar="N",
+                   help="runs per configuration, back to back, each with its machine check (a row each: on a "
+                        "shared machine the tail varies from run to run)")
     p.add_argument("--method", default=L.method,
                    help=f"attribution method (default {LIVE_METHOD}, {USER_METHOD} with --model; an untrained network "
                         "has no explainer and falls back as the attribution node does)")
@@ -185,7 +188,7 @@ def cmd_latency(args) -> int:
     opts = LatencyOptions(configs=args.configs, duration=args.duration, method=args.method, precision=args.precision,
                           machine_check=args.machine_check, out=args.out, domain_id=args.domain_id,
                           device=args.device, compression=args.compression, user=_user_model(args),
-                          weights=args.weights)
+                          weights=args.weights, repeat=args.repeat)
     if args.weights and not opts.user:
         raise UsageError("--weights is for --model (a spec's weights go in --configs: WEIGHTS.safetensors:SIZE)")
     if args.json:
@@ -195,13 +198,13 @@ def cmd_latency(args) -> int:
         import json
 
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-    print("| spec | weights | method | size | precision | camera Hz | explained Hz | heatmap Hz | "
+    print("| spec | weights | method | size | precision | run | camera Hz | explained Hz | heatmap Hz | "
           "stamp->relevance p50/p99 ms | stamp->heatmap p50/p99 ms | skipped |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     f = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
     for r in rows:
         print(f"| {r['spec']} | {Path(r['weights']).name if r['weights'] else 'untrained'} | {r['method']} | "
-              f"{r['size']} | {r['precision']} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | "
+              f"{r['size']} | {r['precision']} | {r.get('run', 1)} | {r['camera_hz']:.1f} | {r['explained_hz']:.1f} | "
               f"{r['heatmap_hz']:.1f} | {f(r['relevance_p50_ms'])} / {f(r['relevance_p99_ms'])} | "
               f"{f(r['heatmap_p50_ms'])} / {f(r['heatmap_p99_ms'])} | {r['skipped_behind']} |")
     if any("machine_task_p99_ms" in r for r in rows):

@@ -250,26 +250,31 @@ def latency_bench(o: LatencyOptions, log: Log = print) -> tuple[list[dict], Path
         configs = latency_configs(o.configs)
     if o.out:
         for c in configs:
-            if (Path(o.out) / c.label(o.precision) / "bag").exists():
-                raise UsageError(f"--out {o.out} already holds {c.label(o.precision)}/bag; choose another --out")
+            for label in o.labels(c):
+                if (Path(o.out) / label / "bag").exists():
+                    raise UsageError(f"--out {o.out} already holds {label}/bag; choose another --out")
         checks.writable_dir(o.out)
     base = Path(o.out or tempfile.mkdtemp(prefix="policy_xai_latency_"))
     rows = []
-    for i, c in enumerate(configs):
+    runs = [(c, i, label) for c in configs for i, label in enumerate(o.labels(c))]
+    for k, (c, i, label) in enumerate(runs):
         jit = machine_jitter(o.machine_check) if o.machine_check > 0 else {}
         if jit:
             log(f"machine check ({o.machine_check:.0f} s, nothing else started): a fixed CPU task of "
                 f"{jit['task_p50_ms']:.1f} ms (p50) took {jit['task_p99_ms']:.1f} ms at p99 "
                 f"({jit['p99_over_p50']:.1f}x)")
-        run = RunOptions(out=base / c.label(o.precision), duration=o.duration, spec=c.spec, weights=c.weights,
+        run = RunOptions(out=base / label, duration=o.duration, spec=c.spec, weights=c.weights,
                          method=o.method, precision=o.precision, image_size=c.size, device=device, user=o.user,
-                         domain_id=(o.domain_id + i) if o.domain_id is not None else None, compression=o.compression)
+                         domain_id=(o.domain_id + k) if o.domain_id is not None else None, compression=o.compression)
         s = live_run(run, log).summary
         if s["dead_nodes"]:
             raise RuntimeError(f"{c.spec}:{c.size}: nodes exited during the measurement: "
                                + ", ".join(f"{d['node']} (code {d['exit_code']})" for d in s["dead_nodes"])
                                + f"; logs in {base}")
-        rows.append(latency_row(s, c, o, jit))
+        row = latency_row(s, c, o, jit)
+        if o.repeat > 1:
+            row["run"] = i + 1
+        rows.append(row)
     (base / "latency.json").write_text(json.dumps(rows, indent=2))
     return rows, base
 
