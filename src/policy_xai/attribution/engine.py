@@ -97,7 +97,9 @@ def check_observation(spec, image: torch.Tensor, config: torch.Tensor) -> None:
     if config.dim() != 2 or config.shape[1] != spec.config_dim or config.shape[0] != image.shape[0]:
         raise ValueError(f"config batch has shape {tuple(config.shape)}, "
                          f"expected ({image.shape[0]}, {spec.config_dim})")
-    if not (torch.isfinite(image).all() and torch.isfinite(config).all()):
+    from .graph.program import all_finite
+
+    if not (all_finite(image) and all_finite(config)):
         raise ValueError("observation contains NaN or infinite values")
 
 

@@ -38,6 +38,20 @@ class PolicyModule(nn.Module):
 
 
 _MODULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_GROUPS: dict = {}
+
+
+def _group_matrix(spec, dtype, device) -> tuple[tuple, torch.Tensor]:
+    """(group names, (D, G) 0/1 matrix: configuration feature d belongs to group g), cached per layout."""
+    key = (tuple(spec.config_groups), dtype, str(device))
+    hit = _GROUPS.get(key)
+    if hit is None:
+        sl = spec.group_slices()
+        m = torch.zeros(spec.config_dim, len(sl), dtype=dtype, device=device)
+        for j, s in enumerate(sl.values()):
+            m[s, j] = 1
+        hit = _GROUPS[key] = (tuple(sl), m)
+    return hit
 
 
 def policy_module(policy) -> PolicyModule:
@@ -72,11 +86,12 @@ def explain_policy(policy, image: torch.Tensor, config: torch.Tensor, method: st
         img_abs = e.extras.get("abs_per_output", {}).get("image")
         if img_abs is None:
             img_abs = e.inputs["image"].abs().flatten(1).sum(1)
-        cfg = e.inputs["config"].abs()
-        parts = {IMAGE: img_abs, **{g: cfg[:, sl].sum(1) for g, sl in spec.group_slices().items()}}
-        total = sum(parts.values())
-        safe = torch.where(total > 0, total, torch.ones_like(total))
-        ratios = {k: torch.where(total > 0, v / safe, torch.full_like(v, float("nan"))) for k, v in parts.items()}
+        names, member = _group_matrix(spec, img_abs.dtype, img_abs.device)
+        # (B, 1 + G): the image's mass, then each configuration group's (one product with a 0/1 matrix)
+        parts = torch.cat([img_abs.unsqueeze(1), e.inputs["config"].abs() @ member], 1)
+        total = parts.sum(1, keepdim=True)
+        share = torch.where(total > 0, parts / total, float("nan"))
+        ratios = {k: share[:, i] for i, k in enumerate((IMAGE, *names))}
     pj_img = pj_cfg = None
     if per_joint:
         pj = e.per_output["image"]

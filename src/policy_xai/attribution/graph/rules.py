@@ -26,9 +26,9 @@ def dense_min(t):
 
 
 def sdiv(a, b):
-    """a / b, 0 where |b| <= EPS (a dead unit's relevance is dropped, not blown up)."""
-    ok = b.abs() > EPS
-    return torch.where(ok, a / torch.where(ok, b, torch.ones_like(b)), torch.zeros_like(a))
+    """a / b, 0 where |b| <= EPS (a dead unit's relevance is dropped, not blown up); the division's
+    values there (inf or NaN) are never used."""
+    return torch.where(b.abs() > EPS, a / b, 0.0)
 
 
 class LayerMap:
