@@ -61,13 +61,19 @@ def _stacked(node, p, cl: bool):
 
 def _fused_conv(node, nonneg: bool):
     def run(x):
-        if x[0].numel() > FUSE_MAX_INPUT or (not nonneg and has_negative(x)):
+        if x.numel() > FUSE_MAX_INPUT * max(1, x.shape[0]) or (not nonneg and has_negative(x)):
             return node.fn(x)
         p = _params(node)
-        Ws, bs = _stacked(node, p, _channels_last(x))
+        cl = _channels_last(x)
+        Ws, bs = _stacked(node, p, cl)
         out = F.conv2d(x, Ws, bs, p["stride"], p["padding"], p["dilation"], 1)
         C = p["weight"].shape[0]
-        node.info[ZPLUS] = (x, out[:, C:])
+        zp = out[:, C:]
+        if cl and out.shape[0] * out.shape[2] * out.shape[3] > 1:
+            # the channel half of a channels-last tensor is strided: the rule's min and division over it
+            # run ~4-13x slower than over a dense copy (16 x 32 x 32: 51 vs 4 us for the min); same values
+            zp = zp.contiguous(memory_format=torch.channels_last)
+        node.info[ZPLUS] = (x, zp)
         return out[:, :C]
 
     return run
