@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
-from torch.nn.grad import conv1d_input, conv2d_input
 
 EPS = 1e-12
 #: LayerMap.T: the GEMM + fold transpose (few input channels) while its column matrix has at most
@@ -44,6 +43,7 @@ class LayerMap:
         # the transpose as one GEMM + fold, ~2x faster than conv_transpose2d
         self.cl = self.is_conv and p["nd"] == 2
         self.fold = self.cl and x_shape[1] <= 4 and p["groups"] == 1 and tuple(p["dilation"]) == (1, 1)
+        self._shape_like = None  # _conv_T's placeholder input
 
     def _variant(self, W, kind):
         """W in channels-last layout ("cl") or as the (C_in k k, C_out) matrix ("cols"), cached on the node."""
@@ -116,9 +116,18 @@ class LayerMap:
             W, S = self._variant(W, "cl"), S.contiguous(memory_format=torch.channels_last)
         elif self.dt is not None:
             W = self._variant(W, "plain")
-        back = conv1d_input if p["nd"] == 1 else conv2d_input
-        out = back((n, *self.x_shape[1:]), W, S, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
-                   groups=p["groups"])
+        # the backward-data convolution, as torch.nn.grad.conv{1,2}d_input computes it, with its shape
+        # placeholder (a broadcast view of one element, never read) kept per shape and dtype: two
+        # small ops fewer per layer and pass
+        key = (n, S.dtype, S.device)
+        hit = self._shape_like
+        if hit is None or hit[0] != key:
+            hit = self._shape_like = (key, S.new_empty(1).expand(n, *self.x_shape[1:]))
+        nd = p["nd"]
+        tup = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd  # noqa: E731
+        out = torch.ops.aten.convolution_backward(S, hit[1], W, None, tup(p["stride"]), tup(p["padding"]),
+                                                  tup(p["dilation"]), False, [0] * nd, p["groups"],
+                                                  (True, False, False))[0]
         return out.to(dtype)
 
     def div(self, R, Z):
