@@ -27,6 +27,17 @@ def _stamp(ts):
     return tuple((t._version, t.data_ptr()) if torch.is_tensor(t) else t for t in ts)
 
 
+def _member(m: nn.Module, name: str):
+    """m.<name> for a parameter or buffer, read from the module's dicts (nn.Module.__getattr__ is
+    several times slower: this runs once per forward pass and folded layer); other attributes as usual."""
+    d = m.__dict__
+    for store in ("_parameters", "_buffers"):
+        t = d[store].get(name, d)
+        if t is not d:
+            return t
+    return getattr(m, name, None)
+
+
 def _conv_padding(m) -> tuple:
     p = m.padding
     if isinstance(p, str):
@@ -57,19 +68,24 @@ class FoldedLayer:
         self.layer, self.bn, self.graph = layer, bn, graph
         self._cache = None
         self._epoch = None
+        self._base = None  # module_layer_params of the layer while its weight and bias are the same tensors
 
     def _bn_tensors(self):
         bn = self.bn
-        return bn.weight, bn.bias, bn.running_mean, bn.running_var
+        return _member(bn, "weight"), _member(bn, "bias"), _member(bn, "running_mean"), _member(bn, "running_var")
 
     def get(self) -> dict:
         epoch = None if self.graph is None else self.graph.epoch
         if epoch is not None and self._epoch == epoch and self._cache is not None:
             return self._cache[1]  # checked already in this forward pass
         self._epoch = epoch
-        base = module_layer_params(self.layer.module)
+        m = self.layer.module
+        w, b = _member(m, "weight"), _member(m, "bias")
+        base = self._base
+        if base is None or base["weight"] is not w or base["bias"] is not b:
+            base = self._base = module_layer_params(m)
         g, beta, mu, var = self._bn_tensors()
-        stamp = _stamp((base["weight"], base["bias"], g, beta, mu, var))
+        stamp = _stamp((w, b, g, beta, mu, var))
         if self._cache is not None and self._cache[0] == stamp:
             return self._cache[1]
         with torch.no_grad():
