@@ -165,7 +165,7 @@ class Node:
         """(args, kwargs) with the argument nodes replaced by their values."""
         f = self.info.get("_bind")
         if f is None:
-            f = self.info["_bind"] = _compile((self.args, self.kwargs))
+            f = self.info["_bind"] = _compile_call(self.args, self.kwargs)
         return f(vals)
 
     def where(self) -> str:
@@ -186,6 +186,28 @@ def _map(obj, f):
     if isinstance(obj, slice):
         return slice(_map(obj.start, f), _map(obj.stop, f), _map(obj.step, f))
     return f(obj)
+
+
+def _compile_call(args: tuple, kwargs: dict):
+    """vals -> (args, kwargs) of a call; the common forms (a flat tuple of nodes and constants, no
+    node among the keyword arguments) in one function, the rest through _compile."""
+    flat = all(not isinstance(a, (tuple, list, dict, slice)) for a in args)
+    fixed_kw = not any(isinstance(a, Node) for a in _leaves(kwargs))
+    if not (flat and fixed_kw):
+        return _compile((args, kwargs))
+    kw = kwargs
+    if len(args) == 1 and isinstance(args[0], Node):
+        return lambda v, _n=args[0]: ((v[_n],), kw)
+    if all(isinstance(a, Node) for a in args):
+        return lambda v, _a=args: (tuple([v[n] for n in _a]), kw)
+    is_node = [isinstance(a, Node) for a in args]
+    return lambda v, _a=args, _k=is_node: (tuple([v[a] if k else a for a, k in zip(_a, _k)]), kw)
+
+
+def _leaves(obj) -> list:
+    out = []
+    _map(obj, out.append)
+    return out
 
 
 def _compile(obj):
