@@ -123,11 +123,9 @@ class LayerMap:
         hit = self._shape_like
         if hit is None or hit[0] != key:
             hit = self._shape_like = (key, S.new_empty(1).expand(n, *self.x_shape[1:]))
-        nd = p["nd"]
-        tup = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd  # noqa: E731
-        out = torch.ops.aten.convolution_backward(S, hit[1], W, None, tup(p["stride"]), tup(p["padding"]),
-                                                  tup(p["dilation"]), False, [0] * nd, p["groups"],
-                                                  (True, False, False))[0]
+        # (the layer parameters hold stride, padding and dilation as tuples of nd ints already)
+        out = torch.ops.aten.convolution_backward(S, hit[1], W, None, p["stride"], p["padding"], p["dilation"],
+                                                  False, [0] * p["nd"], p["groups"], (True, False, False))[0]
         return out.to(dtype)
 
     def div(self, R, Z):

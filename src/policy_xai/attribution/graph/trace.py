@@ -215,9 +215,7 @@ def _compile(obj):
     if isinstance(obj, Node):
         return lambda v, _n=obj: v[_n]
     if isinstance(obj, (tuple, list, dict, slice)):
-        leaves = []
-        _map(obj, lambda a: leaves.append(a) if isinstance(a, Node) else None)
-        if not leaves:
+        if not any(isinstance(a, Node) for a in _leaves(obj)):
             return lambda v, _c=obj: _c
         if isinstance(obj, (tuple, list)):
             fs, typ = [_compile(o) for o in obj], type(obj)
